@@ -1,0 +1,102 @@
+/// A supervised process: a ship (`[[fleet.<group>]]`) or a bay (`[[bays.<type>]]`).
+///
+/// Templates (`[base.ship]`, `[base.bay]`) are already merged in: every value here is final.
+public struct Vessel: Sendable {
+    public enum Kind: String, Sendable, Hashable {
+        case ship
+        case bay
+    }
+
+    public var name: String
+    public var kind: Kind
+    /// The fleet group for a ship (`web`, `workers`, ...), the bay type for a bay (passed as `MS_BAY_TYPE`).
+    public var group: String
+    public var command: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var dependsOn: [String]
+    /// A crash of a critical vessel takes the fleet down; others are restarted with backoff.
+    public var critical: Bool
+    public var tags: [String]
+    public var routes: [Route]
+    public var startTimeout: Duration
+    public var stopTimeout: Duration
+    public var stopSignal: StopSignal
+    public var workingDirectory: String?
+
+    // Ship-only.
+    /// Where the ship serves HTTP (the relay's upstream).
+    public var bind: BindAddress?
+    /// HTTP path checked with GET on `bind`.
+    public var healthcheck: String?
+    /// Runs once; exit 0 is success.
+    public var oneshot: Bool
+
+    // Bay-only.
+    /// Sent to the bay in Moored, as strings.
+    public var config: [String: String]
+
+    /// Where the vessel is declared (`fleet.web[0]`), for messages that point into the manifest.
+    public var manifestPath: FieldPath = .root
+
+    public init(
+        name: String, kind: Kind = .ship, group: String = "web", command: String, arguments: [String] = [],
+        environment: [String: String] = [:], dependsOn: [String] = [], critical: Bool = true,
+        tags: [String] = [],
+        routes: [Route] = [], startTimeout: Duration = .seconds(60), stopTimeout: Duration = .seconds(10),
+        stopSignal: StopSignal = .term, workingDirectory: String? = nil, bind: BindAddress? = nil,
+        healthcheck: String? = nil, oneshot: Bool = false, config: [String: String] = [:]
+    ) {
+        self.name = name
+        self.kind = kind
+        self.group = group
+        self.command = command
+        self.arguments = arguments
+        self.environment = environment
+        self.dependsOn = dependsOn
+        self.critical = critical
+        self.tags = tags
+        self.routes = routes
+        self.startTimeout = startTimeout
+        self.stopTimeout = stopTimeout
+        self.stopSignal = stopSignal
+        self.workingDirectory = workingDirectory
+        self.bind = bind
+        self.healthcheck = healthcheck
+        self.oneshot = oneshot
+        self.config = config
+    }
+}
+
+/// The signal sent to a vessel's process group to stop it (`stop_signal`, ours).
+public enum StopSignal: String, Sendable, Hashable, CaseIterable {
+    case term = "TERM"
+    case int = "INT"
+    case quit = "QUIT"
+    case hup = "HUP"
+    case kill = "KILL"
+    case usr1 = "USR1"
+    case usr2 = "USR2"
+    case winch = "WINCH"
+
+    /// Accepts `TERM`, `SIGTERM`, `term`.
+    public init?(parsing text: String) {
+        var name = text.uppercased()
+        if name.hasPrefix("SIG") { name.removeFirst(3) }
+        self.init(rawValue: name)
+    }
+
+    /// The Linux signal number.
+    public var number: Int32 {
+        switch self {
+        case .hup: 1
+        case .int: 2
+        case .quit: 3
+        case .kill: 9
+        case .usr1: 10
+        case .usr2: 12
+        case .term: 15
+        case .winch: 28
+        }
+    }
+}
