@@ -2,7 +2,8 @@
 import PackageDescription
 
 // The target graph is the architecture (see DESIGN.md §1): arrows point toward `ShipManifest`,
-// which is pure (text and an environment dictionary in, a typed `Manifest` out).
+// which is pure (text and an environment dictionary in, a typed `Manifest` out). `Supervision` and
+// `Relay` never import each other; they meet in `MothershipCLI`.
 let package = Package(
     name: "mothership",
     platforms: [.macOS(.v15)],
@@ -12,27 +13,95 @@ let package = Package(
     dependencies: [
         .package(url: "https://github.com/LebJe/TOMLKit.git", exact: "0.6.0"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         .target(
             name: "ShipManifest",
             dependencies: [.product(name: "TOMLKit", package: "TOMLKit")]
         ),
+        .target(
+            name: "Supervision",
+            dependencies: [
+                "ShipManifest",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "CMothershipSystem"),
+        .target(
+            name: "ProcessControl",
+            dependencies: [
+                "Supervision",
+                "CMothershipSystem",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "Probes",
+            dependencies: [
+                "Supervision",
+                "ShipManifest",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
+            name: "Relay",
+            dependencies: [
+                "ShipManifest",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
         .executableTarget(
             name: "MothershipCLI",
             dependencies: [
                 "ShipManifest",
+                "Supervision",
+                "ProcessControl",
+                "Probes",
+                "Relay",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .target(
             name: "MothershipTestSupport",
-            dependencies: ["ShipManifest"]
+            dependencies: ["ShipManifest", "Supervision"]
         ),
         .testTarget(
             name: "ShipManifestTests",
             dependencies: ["ShipManifest", "MothershipTestSupport"],
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "SupervisionTests",
+            dependencies: ["Supervision", "ShipManifest", "MothershipTestSupport"]
+        ),
+        .testTarget(
+            name: "ProcessControlTests",
+            dependencies: ["ProcessControl", "Supervision", "MothershipTestSupport"]
+        ),
+        .testTarget(
+            name: "ProbesTests",
+            dependencies: [
+                "Probes", "Relay", "Supervision", "ShipManifest", "MothershipTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "EndToEndTests",

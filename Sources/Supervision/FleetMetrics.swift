@@ -1,0 +1,60 @@
+import Metrics
+import ShipManifest
+
+/// The fleet metrics of SPEC §10 through the swift-metrics facade (the executable chooses the backend):
+/// `mothership_ship_status`, `_healthy`, `_restarts_total`, `_memory_rss_bytes`, `_memory_virtual_bytes`
+/// per `{ship, group}`, and `mothership_fleet_ships_total`.
+struct FleetMetrics: Sendable {
+    struct Instruments: Sendable {
+        let status: Gauge
+        let healthy: Gauge
+        let restarts: Counter
+        let resident: Gauge
+        let virtual: Gauge
+    }
+
+    let instruments: [String: Instruments]
+    let shipsTotal: Gauge
+
+    init(vessels: [Vessel]) {
+        var instruments: [String: Instruments] = [:]
+        for vessel in vessels {
+            let dimensions = [("ship", vessel.name), ("group", vessel.group)]
+            instruments[vessel.name] = Instruments(
+                status: Gauge(label: "mothership_ship_status", dimensions: dimensions),
+                healthy: Gauge(label: "mothership_ship_healthy", dimensions: dimensions),
+                restarts: Counter(label: "mothership_ship_restarts_total", dimensions: dimensions),
+                resident: Gauge(label: "mothership_ship_memory_rss_bytes", dimensions: dimensions),
+                virtual: Gauge(label: "mothership_ship_memory_virtual_bytes", dimensions: dimensions))
+        }
+        self.instruments = instruments
+        self.shipsTotal = Gauge(label: "mothership_fleet_ships_total")
+    }
+
+    /// Every series exists from the start (a restart counter at 0 is information).
+    func publishInitial(_ vessels: [Vessel]) {
+        shipsTotal.record(vessels.count)
+        for vessel in vessels {
+            guard let instrument = instruments[vessel.name] else { continue }
+            instrument.status.record(0)
+            instrument.healthy.record(0)
+            instrument.restarts.increment(by: 0)
+            instrument.resident.record(0)
+            instrument.virtual.record(0)
+        }
+    }
+
+    func update(_ status: VesselStatus) {
+        guard let instrument = instruments[status.name] else { return }
+        instrument.status.record(status.phase == .running || status.phase == .completed ? 1 : 0)
+        // Without a health check, a running vessel counts as healthy.
+        let healthy = status.healthy ?? (status.phase == .running || status.phase == .completed)
+        instrument.healthy.record(healthy ? 1 : 0)
+        instrument.resident.record(Int64(clamping: status.memory?.residentBytes ?? 0))
+        instrument.virtual.record(Int64(clamping: status.memory?.virtualBytes ?? 0))
+    }
+
+    func countRestart(_ name: String) {
+        instruments[name]?.restarts.increment()
+    }
+}

@@ -1,0 +1,51 @@
+import ShipManifest
+
+/// What one vessel is doing, as the dashboard, the metrics and /health see it.
+public enum VesselPhase: String, Sendable, Hashable {
+    /// Waiting for its dependencies.
+    case waiting
+    case starting
+    /// Up and ready (healthy, accepting, docked or simply spawned).
+    case running
+    /// A oneshot that exited 0.
+    case completed
+    /// Crashed; waiting out the restart delay.
+    case backingOff = "backing off"
+    case stopping
+    case stopped
+    /// Could not be started or exited for good.
+    case failed
+}
+
+/// A snapshot of one vessel.
+public struct VesselStatus: Sendable, Hashable {
+    public var name: String
+    public var kind: Vessel.Kind
+    public var group: String
+    public var phase: VesselPhase
+    public var pid: Int32?
+    /// Nil when the vessel has no health check (or has not been checked yet).
+    public var healthy: Bool?
+    public var restarts: Int
+    public var memory: MemoryUsage?
+    /// When the current process started, on the fleet's clock (offset from the fleet's start).
+    public var startedAt: Duration?
+    public var routes: [String]
+    public var critical: Bool
+
+    public var isUp: Bool { phase == .running }
+}
+
+/// A snapshot of the fleet: lifecycle state and every vessel in manifest order.
+public struct FleetStatus: Sendable, Hashable {
+    public var lifecycle: LifecycleState
+    public var vessels: [VesselStatus]
+    /// The fleet clock's offset now, for computing uptimes from `startedAt`.
+    public var now: Duration
+
+    public init(lifecycle: LifecycleState, vessels: [VesselStatus], now: Duration) {
+        self.lifecycle = lifecycle
+        self.vessels = vessels
+        self.now = now
+    }
+}

@@ -1,0 +1,281 @@
+import Logging
+import ShipManifest
+
+/// What the supervisor needs to know about where it runs.
+public struct FleetContext: Sendable {
+    /// Relative `cwd`s are resolved against it; it is also the default working directory.
+    public var manifestDirectory: String
+    /// Mothership's own environment, inherited by every child.
+    public var inheritedEnvironment: [String: String]
+    public var mothershipPID: Int32
+    /// The private docking directory of this run (bays).
+    public var socketDirectory: String?
+
+    public init(
+        manifestDirectory: String, inheritedEnvironment: [String: String], mothershipPID: Int32,
+        socketDirectory: String? = nil
+    ) {
+        self.manifestDirectory = manifestDirectory
+        self.inheritedEnvironment = inheritedEnvironment
+        self.mothershipPID = mothershipPID
+        self.socketDirectory = socketDirectory
+    }
+}
+
+/// The adapters the supervisor works through.
+public struct FleetPorts: Sendable {
+    public var launcher: any ProcessLauncher
+    public var health: any HealthCheck
+    public var uplinks: any UplinkCheck
+
+    public init(launcher: any ProcessLauncher, health: any HealthCheck, uplinks: any UplinkCheck) {
+        self.launcher = launcher
+        self.health = health
+        self.uplinks = uplinks
+    }
+}
+
+/// Intervals and limits of SPEC §3; tests shorten them.
+public struct FleetTiming: Sendable {
+    public var readinessPollInterval: Duration = .milliseconds(100)
+    public var firstHealthCheckDelay: Duration = .seconds(7)
+    public var healthCheckInterval: Duration = .seconds(5)
+    public var healthCheckTimeout: Duration = .seconds(2)
+    /// Delays between the attempts of one health check (3 attempts: 2 delays).
+    public var healthAttemptDelays: [Duration] = [.milliseconds(100), .seconds(1)]
+    public var memorySampleInterval: Duration = .seconds(5)
+    public var backoff = RestartBackoff()
+    public var breaker = HealthBreaker()
+    /// How long prelaunch jobs get to stop when the launch is aborted.
+    public var prelaunchStopTimeout: Duration = .seconds(10)
+
+    public init() {}
+}
+
+/// The fleet's life: launch phases, readiness-ordered starts, restarts with backoff, health-driven
+/// restarts, lifecycle states and shutdown in reverse dependency order (SPEC §3).
+///
+/// One actor owns every vessel's record; each vessel has one task that starts it, waits for it and
+/// decides what its exit means. State is re-checked after every `await`, since a shutdown may have
+/// begun meanwhile.
+public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
+    let manifest: Manifest
+    let context: FleetContext
+    let ports: FleetPorts
+    let clock: C
+    let timing: FleetTiming
+    let logger: Logger
+    let outputLog: OutputLog
+    let echo: @Sendable (OutputLine) -> Void
+    let onLifecycleChange: @Sendable (LifecycleState) -> Void
+    let origin: C.Instant
+    let graph: DependencyGraph
+    let metrics: FleetMetrics
+
+    private(set) var lifecycle: LifecycleState = .initializing
+    var records: [String: VesselRecord] = [:]
+    /// Set once: why the fleet is coming down (nil while it should keep running).
+    var outcome: FleetOutcome?
+    var shutdownRequested = false
+    var stopping = false
+    var changeWaiter: CheckedContinuation<Void, Never>?
+    var changePending = false
+    var prelaunchProcesses: [String: any RunningProcess] = [:]
+    var sampler: Task<Void, Never>?
+
+    public init(
+        manifest: Manifest, context: FleetContext, ports: FleetPorts, clock: C,
+        timing: FleetTiming = FleetTiming(),
+        logger: Logger = Logger(label: "mothership"), outputLog: OutputLog = OutputLog(),
+        echo: @escaping @Sendable (OutputLine) -> Void = { _ in },
+        onLifecycleChange: @escaping @Sendable (LifecycleState) -> Void = { _ in }
+    ) {
+        self.manifest = manifest
+        self.context = context
+        self.ports = ports
+        self.clock = clock
+        self.timing = timing
+        self.logger = logger
+        self.outputLog = outputLog
+        self.echo = echo
+        self.onLifecycleChange = onLifecycleChange
+        self.origin = clock.now
+        self.graph = DependencyGraph(
+            nodes: manifest.vessels.map(\.name),
+            dependencies: Dictionary(
+                manifest.vessels.map { ($0.name, $0.dependsOn) }, uniquingKeysWith: { first, _ in first }))
+        self.metrics = FleetMetrics(vessels: manifest.vessels)
+        for vessel in manifest.vessels {
+            records[vessel.name] = VesselRecord(vessel: vessel, backoff: timing.backoff)
+        }
+    }
+
+    var now: Duration { origin.duration(to: clock.now) }
+
+    // MARK: Public control
+
+    /// Runs the fleet until it lands, fails to launch or crashes; returns how it ended.
+    public func run() async -> FleetOutcome {
+        metrics.publishInitial(records.values.map(\.vessel))
+        if let failure = await preflight() { return await finish(.failed(failure)) }
+        if let failure = await elect() { return await finish(.failed(failure)) }
+        if let failure = await runPrelaunch() { return await finish(.failed(failure)) }
+        if shutdownRequested { return await finish(.landed) }
+
+        transition(manifest.bays.isEmpty ? .launching : .docking)
+        sampler = Task { await self.sampleMemory() }
+        for name in graph.nodes {
+            records[name]!.task = Task { await self.supervise(name) }
+        }
+        while outcome == nil && !shutdownRequested {
+            if lifecycle == .docking && manifest.bays.allSatisfy({ records[$0.name]!.settled }) {
+                transition(.launching)
+            }
+            if lifecycle == .launching && records.values.allSatisfy(\.settled) { transition(.running) }
+            await nextChange()
+        }
+        return await finish(outcome ?? .landed)
+    }
+
+    /// SIGTERM / SIGINT: land gracefully.
+    public func requestShutdown() {
+        guard !shutdownRequested else { return }
+        shutdownRequested = true
+        logger.notice("shutdown requested: landing the fleet")
+        for process in prelaunchProcesses.values { process.signalGroup(15) }
+        changed()
+    }
+
+    /// A second SIGINT: kill every process group at once.
+    public func killNow() {
+        shutdownRequested = true
+        logger.warning("killing every vessel now")
+        for record in records.values { record.process?.signalGroup(9) }
+        for process in prelaunchProcesses.values { process.signalGroup(9) }
+        changed()
+    }
+
+    /// A snapshot for the dashboard.
+    public func status() -> FleetStatus {
+        FleetStatus(
+            lifecycle: lifecycle,
+            vessels: graph.nodes.compactMap { name in records[name].map { $0.status() } },
+            now: now)
+    }
+
+    public var state: LifecycleState { lifecycle }
+
+    // MARK: Lifecycle
+
+    func transition(_ next: LifecycleState) {
+        guard lifecycle != next else { return }
+        lifecycle = next
+        logger.info("lifecycle: \(next.rawValue)", metadata: ["state": "\(next.statusWord)"])
+        onLifecycleChange(next)
+    }
+
+    /// Wakes `run()` to re-evaluate.
+    func changed() {
+        if let waiter = changeWaiter {
+            changeWaiter = nil
+            waiter.resume()
+        } else {
+            changePending = true
+        }
+    }
+
+    func nextChange() async {
+        if changePending {
+            changePending = false
+            return
+        }
+        await withCheckedContinuation { changeWaiter = $0 }
+    }
+
+    /// Decides the outcome (first decision wins) and wakes `run()`.
+    func decide(_ decided: FleetOutcome) {
+        guard outcome == nil else { return }
+        outcome = decided
+        changed()
+    }
+
+    /// Stops everything still running and returns the final outcome.
+    func finish(_ result: FleetOutcome) async -> FleetOutcome {
+        let final = outcome ?? result
+        switch final {
+        case .failed(let error): logger.error("launch failed: \(error)")
+        case .crashed(let vessel, let reason):
+            logger.error("critical vessel '\(vessel)' \(reason): landing the fleet")
+        case .landed: break
+        }
+        transition(.draining)
+        await stopAll()
+        sampler?.cancel()
+        switch final {
+        case .landed: transition(.landed)
+        case .failed: transition(.failed)
+        case .crashed: transition(.crashed)
+        }
+        return final
+    }
+
+    // MARK: Preflight and election
+
+    func preflight() async -> String? {
+        let uplinks = manifest.settings.uplinks
+        guard !uplinks.isEmpty else { return nil }
+        transition(.preflight)
+        let reports = await ports.uplinks.check(uplinks, environment: context.inheritedEnvironment)
+        var failures: [String] = []
+        for report in reports {
+            if let error = report.error {
+                logger.error("uplink '\(report.name)' (\(report.address)): \(error)")
+                failures.append("uplink '\(report.name)' (\(report.address)): \(error)")
+            } else {
+                logger.info("uplink '\(report.name)' (\(report.address)) is up (\(report.latency))")
+            }
+        }
+        return failures.isEmpty ? nil : failures.joined(separator: "; ")
+    }
+
+    func elect() async -> String? {
+        guard manifest.settings.flagship != nil else { return nil }
+        transition(.electing)
+        return
+            "flagship election ([mothership.flagship]) is not available in this version yet; set enabled = false to launch this host alone"
+    }
+}
+
+/// Everything the supervisor tracks about one vessel.
+struct VesselRecord {
+    var vessel: Vessel
+    var phase: VesselPhase = .waiting
+    var process: (any RunningProcess)?
+    var healthy: Bool?
+    var restarts = 0
+    var memory: MemoryUsage?
+    var startedAt: Duration?
+    /// Ready now (running and ready, or a completed oneshot).
+    var ready = false
+    /// Counted for the Launching → Running transition: ready once, or (non-critical) given its chance.
+    var settled = false
+    var readyWaiters: [CheckedContinuation<Bool, Never>] = []
+    var backoff: RestartBackoff
+    /// The current process is being restarted because its health checks failed.
+    var healthRestart = false
+    var task: Task<Void, Never>?
+    var healthTask: Task<Void, Never>?
+
+    init(vessel: Vessel, backoff: RestartBackoff) {
+        self.vessel = vessel
+        self.backoff = backoff
+    }
+
+    func status() -> VesselStatus {
+        VesselStatus(
+            name: vessel.name, kind: vessel.kind, group: vessel.group, phase: phase, pid: process?.pid,
+            healthy: healthy,
+            restarts: restarts, memory: memory, startedAt: startedAt,
+            routes: vessel.routes.map { "\($0.bind):\($0.pattern.source)" }, critical: vessel.critical)
+    }
+}
