@@ -1,0 +1,48 @@
+#define _GNU_SOURCE
+#include "CMothershipSystem.h"
+
+#include <errno.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+int ms_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int ms_epoll_add(int epfd, int fd, uint64_t token) {
+    struct epoll_event event;
+    event.events = EPOLLIN;
+    event.data.u64 = token;
+    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : errno;
+}
+
+int ms_epoll_remove(int epfd, int fd) { return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : errno; }
+
+int ms_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms) {
+    struct epoll_event ready[64];
+    if (capacity > 64) capacity = 64;
+    const int count = epoll_wait(epfd, ready, capacity, timeout_ms);
+    if (count < 0) return errno == EINTR ? 0 : -1;
+    for (int index = 0; index < count; index++) {
+        tokens[index] = ready[index].data.u64;
+        events[index] = ready[index].events;
+    }
+    return count;
+}
+
+int ms_eventfd(void) { return eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK); }
+
+void ms_eventfd_signal(int fd) {
+    const uint64_t one = 1;
+    ssize_t written;
+    do {
+        written = write(fd, &one, sizeof one);
+    } while (written < 0 && errno == EINTR);
+}
+
+void ms_eventfd_drain(int fd) {
+    uint64_t value;
+    ssize_t count;
+    do {
+        count = read(fd, &value, sizeof value);
+    } while (count < 0 && errno == EINTR);
+}

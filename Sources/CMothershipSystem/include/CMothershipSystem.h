@@ -1,0 +1,64 @@
+#ifndef C_MOTHERSHIP_SYSTEM_H
+#define C_MOTHERSHIP_SYSTEM_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/// Which step of `ms_spawn` failed (reported through `failed_step_out`).
+enum {
+    MS_SPAWN_STEP_NONE = 0,
+    /// fork() or the exec-error pipe could not be created (in the parent).
+    MS_SPAWN_STEP_FORK = 1,
+    /// Redirecting stdin/stdout/stderr in the child.
+    MS_SPAWN_STEP_SETUP = 2,
+    /// chdir(cwd) in the child.
+    MS_SPAWN_STEP_CHDIR = 3,
+    /// execve(path) in the child.
+    MS_SPAWN_STEP_EXEC = 4,
+};
+
+/// Forks and execs `path` as the leader of a new process group, with PR_SET_PDEATHSIG(SIGTERM)
+/// (plus the getppid race check), all signal dispositions at SIG_DFL and an empty signal mask, stdin
+/// from /dev/null, `stdout_fd` on 1 and `stderr_fd` on 2, no other descriptor inherited, in `cwd`,
+/// with exactly `envp`. Everything the child touches is prepared by the caller; the child makes only
+/// async-signal-safe calls. Returns 0 and stores the pid once the exec has succeeded; otherwise
+/// returns the errno, stores the failing step, and has already reaped the failed child.
+/// PR_SET_PDEATHSIG fires when the *calling thread* exits: call this from a long-lived thread.
+int ms_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdout_fd,
+             int stderr_fd, pid_t *pid_out, int *failed_step_out);
+
+/// PR_SET_CHILD_SUBREAPER on the calling process: orphaned descendants are reparented to it.
+/// Returns 0 or the errno.
+int ms_set_child_subreaper(void);
+
+/// pipe2(O_CLOEXEC); the read end is also made non-blocking when `nonblocking_read` is set.
+/// Returns 0 or the errno.
+int ms_pipe(int fds[2], int nonblocking_read);
+
+/// Blocks until some child has exited and returns its pid without reaping it (waitid WNOWAIT).
+/// Returns 0, or the errno (ECHILD when there are no children). EINTR is retried.
+int ms_wait_any_exited(pid_t *pid_out);
+
+/// Reaps `pid` if it has exited (WNOHANG). Returns 1 when reaped (status stored), 0 when it is still
+/// running, -1 with errno set otherwise (ECHILD: not our child or already reaped).
+int ms_reap(pid_t pid, int *status_out);
+
+/// epoll helpers: plain integers in and out, so Swift never sees the packed `struct epoll_event`.
+int ms_epoll_create(void);
+int ms_epoll_add(int epfd, int fd, uint64_t token);
+int ms_epoll_remove(int epfd, int fd);
+/// Waits up to `timeout_ms` (-1: forever); fills `tokens`/`events` and returns how many (EINTR: 0).
+int ms_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms);
+
+/// A non-blocking, close-on-exec eventfd.
+int ms_eventfd(void);
+/// Adds one to an eventfd (wakes its reader).
+void ms_eventfd_signal(int fd);
+/// Resets an eventfd to zero.
+void ms_eventfd_drain(int fd);
+
+/// For a helper thread at its start: blocks every signal (it must never run a handler) and names
+/// the thread (at most 15 bytes are kept).
+void ms_prepare_helper_thread(const char *name);
+
+#endif

@@ -1,0 +1,42 @@
+import Foundation
+import ProcessControl
+import Supervision
+import Testing
+
+/// Behaviour that concerns the whole supervising process (becoming a subreaper, dying), checked in
+/// exit tests: each body runs in a fresh child process, so the test runner itself never becomes a
+/// subreaper (whose reaper would then collect every child, other tests' included).
+@Suite("The supervising process")
+struct SupervisorProcessTests {
+    @Test(.timeLimit(.minutes(1)))
+    func subreaperAdoptsOrphansAndKillsThemAtShutdown() async {
+        await #expect(processExitsWith: .success) {
+            guard ProcessTable.becomeSubreaper() else { exit(10) }
+            let recorder = OutputRecorder()
+            let process = try await launch(shell("sleep 300 & echo $!", recorder: recorder))
+            guard await process.exitStatus() == .exited(code: 0) else { exit(11) }
+            guard let orphan = recorder.texts(.stdout).first.flatMap({ Int32($0) }) else { exit(12) }
+            // Its parent died: it is ours now, not PID 1's.
+            guard await eventually({ StatFields(pid: orphan)?.parent == getpid() }) else { exit(13) }
+            guard ProcessTable.killRemainingChildren(timeout: .seconds(10)) == 1 else { exit(14) }
+            // Killed and reaped: no zombie left behind.
+            guard ProcessTable.waitForNoChildren(of: getpid(), timeout: .seconds(10)) else { exit(15) }
+            guard StatFields(pid: orphan) == nil else { exit(16) }
+            exit(0)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func childrenGetSigtermWhenTheSupervisorDies() async throws {
+        let result = try await #require(processExitsWith: .success, observing: [\.standardOutputContent]) {
+            let process = try await launch(request("/bin/sleep", ["300"]))
+            print("CHILD=\(process.pid)")
+            fflush(nil)
+            exit(0)  // the spawn thread dies with the process: PR_SET_PDEATHSIG fires
+        }
+        let output = String(decoding: result.standardOutputContent, as: UTF8.self)
+        let line = output.split(separator: "\n").first { $0.hasPrefix("CHILD=") }
+        let pid = try #require(line.flatMap { Int32($0.dropFirst("CHILD=".count)) })
+        #expect(await eventually { isDead(pid) })
+    }
+}
