@@ -1,8 +1,20 @@
 import ArgumentParser
+import Logging
+import Metrics
+import Probes
+import ProcessControl
+import Prometheus
+import Relay
 import ShipManifest
+import Supervision
+import Synchronization
+import UnixSignals
 
-/// `mothership [run]`: launches the fleet. (Supervision lands with issue #3; until then this validates
-/// the manifest as `run` will and says so.)
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// `mothership [run]`: launches the fleet, keeps it alive, lands it on SIGTERM/SIGINT.
 struct RunCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run the fleet (the default).")
@@ -18,12 +30,131 @@ struct RunCommand: AsyncParsableCommand {
             "Log level: trace, debug, info, notice, warning, error (or MOTHERSHIP_LOG).", valueName: "level"))
     var logLevel: String?
 
+    func validate() throws {
+        if let logLevel, Logger.Level(rawValue: logLevel.lowercased()) == nil {
+            throw ValidationError(
+                "unknown log level '\(logLevel)'; expected trace, debug, info, notice, warning, error or critical"
+            )
+        }
+    }
+
     func run() async throws {
-        _ = try loadManifest(manifest, selection: filter.selection, purpose: .run)
-        var standardError = StandardError()
-        print(
-            "error: mothership run: the manifest is valid, but launching a fleet is not built yet in this version",
-            to: &standardError)
-        throw ExitCode(1)
+        let (parsed, file) = try loadManifest(manifest, selection: filter.selection, purpose: .run)
+        let level =
+            Logger.Level(
+                rawValue: (logLevel ?? FileSystem.environment["MOTHERSHIP_LOG"] ?? "info").lowercased())
+            ?? .info
+        let console = Console(
+            colored: FileSystem.isTerminal(1),
+            names: parsed.prelaunch.map(\.name) + parsed.vessels.map(\.name))
+        LoggingSystem.bootstrap { label in ConsoleLogHandler(label: label, console: console, level: level) }
+        var logger = Logger(label: "mothership")
+        logger.logLevel = level
+        if tui {
+            logger.warning("the --tui dashboard is not available in this version yet; showing plain output")
+        }
+        let outcome = await Launch(manifest: parsed, file: file, console: console, logger: logger).run()
+        console.write(outcome.statusLine)
+        if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
+    }
+}
+
+/// The composition of one fleet run: adapters wired to Supervision's ports, the metrics endpoint,
+/// signal handling, and the clean-up that guarantees no child outlives the run.
+struct Launch {
+    let manifest: Manifest
+    let file: ManifestFile
+    let console: Console
+    let logger: Logger
+
+    func run() async -> FleetOutcome {
+        ProcessTable.becomeSubreaper()
+        let registry = PrometheusCollectorRegistry()
+        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        let lifecycle = LifecycleBox()
+        let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
+        defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
+
+        let supervisor = FleetSupervisor(
+            manifest: manifest,
+            context: FleetContext(
+                manifestDirectory: file.directory, inheritedEnvironment: FileSystem.environment,
+                mothershipPID: getpid(),
+                socketDirectory: socketDirectory),
+            ports: FleetPorts(
+                launcher: SystemProcessLauncher(), health: NIOHealthCheck(), uplinks: NIOUplinkCheck()),
+            clock: ContinuousClock(), logger: logger, echo: { console.echo($0) },
+            onLifecycleChange: { lifecycle.set($0) })
+
+        var endpoint: MetricsEndpoint?
+        if let port = manifest.settings.metricsPort {
+            let metrics = MetricsEndpoint(
+                address: .tcp(host: "127.0.0.1", port: port),
+                metrics: { registry.emitToString() },
+                health: { lifecycle.health() })
+            do {
+                _ = try await metrics.start()
+                logger.info("metrics on http://127.0.0.1:\(port)/metrics")
+                endpoint = metrics
+            } catch {
+                return .failed("cannot listen on metrics_port \(port): \(error)")
+            }
+        }
+
+        let signals = Task {
+            var interrupts = 0
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                if signal == .sigint { interrupts += 1 }
+                if interrupts >= 2 {
+                    await supervisor.killNow()
+                } else {
+                    await supervisor.requestShutdown()
+                }
+            }
+        }
+        let outcome = await supervisor.run()
+        signals.cancel()
+        let leftovers = ProcessTable.killRemainingChildren(timeout: .seconds(2))
+        if leftovers > 0 {
+            logger.warning("killed \(leftovers) leftover process(es) that outlived their vessels")
+        }
+        await endpoint?.stop()
+        return outcome
+    }
+
+    /// A private directory (mode 0700) for this run's docking sockets.
+    func makeSocketDirectory() -> String? {
+        var template = Array("/tmp/mothership-\(getpid())-XXXXXX".utf8CString)
+        guard let pointer = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else {
+            return nil
+        }
+        return String(cString: pointer)
+    }
+
+    func removeSocketDirectory(_ path: String) {
+        if let directory = opendir(path) {
+            while let entry = readdir(directory) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
+                if name != "." && name != ".." { unlink(path + "/" + name) }
+            }
+            closedir(directory)
+        }
+        rmdir(path)
+    }
+}
+
+/// The lifecycle state as /health reports it, readable without awaiting the supervisor.
+final class LifecycleBox: Sendable {
+    private let state = Mutex(LifecycleState.initializing)
+
+    func set(_ next: LifecycleState) { state.withLock { $0 = next } }
+
+    /// 200 `{"status":"running"}` while Running, 503 with the current state otherwise.
+    func health() -> (status: Int, body: String) {
+        let current = state.withLock { $0 }
+        let body = #"{"status":"# + JSONText.quote(current.statusWord) + "}"
+        return (current == .running ? 200 : 503, body)
     }
 }

@@ -22,7 +22,7 @@ struct Harness {
             context: FleetContext(
                 manifestDirectory: "/srv/app", inheritedEnvironment: ["PATH": "/bin"], mothershipPID: 7),
             ports: FleetPorts(launcher: launcher, health: health, uplinks: uplinks), clock: clock,
-            onLifecycleChange: { state in states.mutate { $0.append(state) } })
+            logger: .quiet, onLifecycleChange: { state in states.mutate { $0.append(state) } })
         let supervisor = self.supervisor
         run = Task { await supervisor.run() }
     }

@@ -1,0 +1,131 @@
+import Logging
+import Supervision
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Mothership's standard output: children's lines prefixed with their name (coloured per vessel on a
+/// terminal, foreman style), mothership's own log lines, and last the final status line. Every line
+/// is written with one `write(2)` under a lock, so lines are never interleaved mid-line.
+final class Console: Sendable {
+    let colored: Bool
+    private let nameWidth: Int
+    private let colors: [String: String]
+    private let lock = Mutex(())
+
+    static let palette = ["36", "33", "32", "35", "34", "91", "96", "93", "92", "95"]
+
+    init(colored: Bool, names: [String]) {
+        self.colored = colored
+        nameWidth = max(names.map(\.count).max() ?? 0, "mothership".count)
+        var colors: [String: String] = [:]
+        for (index, name) in names.enumerated() { colors[name] = Self.palette[index % Self.palette.count] }
+        self.colors = colors
+    }
+
+    /// `web        | Listening on 3000`.
+    func echo(_ line: OutputLine) {
+        let name = line.source.padding(to: nameWidth)
+        if colored, let color = colors[line.source] {
+            write("\u{1B}[\(color)m\(name) |\u{1B}[0m \(line.text)")
+        } else {
+            write("\(name) | \(line.text)")
+        }
+    }
+
+    /// Mothership's own human-readable log line (terminal only).
+    func log(_ level: Logger.Level, _ message: String) {
+        let name = "mothership".padding(to: nameWidth)
+        guard colored else {
+            write("\(name) | \(level.rawValue): \(message)")
+            return
+        }
+        let color =
+            switch level {
+            case .error, .critical: "31"
+            case .warning: "33"
+            case .trace, .debug: "2"
+            default: "1"
+            }
+        write("\u{1B}[1m\(name) |\u{1B}[0m \u{1B}[\(color)m\(message)\u{1B}[0m")
+    }
+
+    func write(_ line: String) {
+        var bytes = Array(line.utf8)
+        bytes.append(UInt8(ascii: "\n"))
+        lock.withLock { _ in
+            var offset = 0
+            while offset < bytes.count {
+                let written = bytes.withUnsafeBytes {
+                    Glibc.write(1, $0.baseAddress! + offset, $0.count - offset)
+                }
+                if written < 0 {
+                    if errno == EINTR { continue }
+                    return
+                }
+                offset += written
+            }
+        }
+    }
+}
+
+extension String {
+    func padding(to width: Int) -> String {
+        count >= width ? self : self + String(repeating: " ", count: width - count)
+    }
+}
+
+/// swift-log handler: human text on a terminal, one JSON object per line otherwise.
+struct ConsoleLogHandler: LogHandler {
+    let console: Console
+    var logLevel: Logger.Level
+    var metadata: Logger.Metadata = [:]
+    var metadataProvider: Logger.MetadataProvider?
+    let label: String
+
+    init(label: String, console: Console, level: Logger.Level) {
+        self.label = label
+        self.console = console
+        self.logLevel = level
+    }
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        var merged = metadata
+        if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        if console.colored {
+            console.log(event.level, event.message.description)
+            return
+        }
+        var json =
+            #"{"timestamp":"# + JSONText.quote(Self.timestamp()) + #","level":"#
+            + JSONText.quote(event.level.rawValue)
+        json +=
+            #","target":"# + JSONText.quote(label) + #","message":"#
+            + JSONText.quote(event.message.description)
+        for key in merged.keys.sorted() {
+            json += "," + JSONText.quote(key) + ":" + JSONText.quote("\(merged[key]!)")
+        }
+        console.write(json + "}")
+    }
+
+    /// RFC 3339 UTC with milliseconds.
+    static func timestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        func two(_ value: Int32) -> String { value < 10 ? "0\(value)" : "\(value)" }
+        let millis = Int(now.tv_nsec / 1_000_000)
+        let milliText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
+        return
+            "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(milliText)Z"
+    }
+}
