@@ -312,6 +312,8 @@ extension FleetSupervisor {
 
     func publish(_ name: String) {
         guard let record = records[name] else { return }
-        metrics.update(record.status())
+        let status = record.status()
+        metrics.update(status)
+        onVesselChange(status)
     }
 }

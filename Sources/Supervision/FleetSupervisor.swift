@@ -67,6 +67,9 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
     let logger: Logger
     let outputLog: OutputLog
     let echo: @Sendable (OutputLine) -> Void
+    /// Called with a vessel's snapshot whenever its phase, health or memory changes (the relay's
+    /// readiness board listens here).
+    let onVesselChange: @Sendable (VesselStatus) -> Void
     let onLifecycleChange: @Sendable (LifecycleState) -> Void
     let origin: C.Instant
     let graph: DependencyGraph
@@ -88,7 +91,8 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
         timing: FleetTiming = FleetTiming(),
         logger: Logger = Logger(label: "mothership"), outputLog: OutputLog = OutputLog(),
         echo: @escaping @Sendable (OutputLine) -> Void = { _ in },
-        onLifecycleChange: @escaping @Sendable (LifecycleState) -> Void = { _ in }
+        onLifecycleChange: @escaping @Sendable (LifecycleState) -> Void = { _ in },
+        onVesselChange: @escaping @Sendable (VesselStatus) -> Void = { _ in }
     ) {
         self.manifest = manifest
         self.context = context
@@ -99,6 +103,7 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
         self.outputLog = outputLog
         self.echo = echo
         self.onLifecycleChange = onLifecycleChange
+        self.onVesselChange = onVesselChange
         self.origin = clock.now
         self.graph = DependencyGraph(
             nodes: manifest.vessels.map(\.name),

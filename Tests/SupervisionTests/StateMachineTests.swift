@@ -4,12 +4,12 @@ import Testing
 
 @Suite("Restart backoff")
 struct RestartBackoffTests {
-    @Test func growsFromHalfASecondAndCapsAtThirtySeconds() {
+    @Test func restartsAtOnceThenGrowsFromHalfASecondAndCapsAtThirtySeconds() {
         var backoff = RestartBackoff()
-        let delays = (0..<9).map { _ in backoff.nextDelay(afterRunningFor: .seconds(1)) }
+        let delays = (0..<10).map { _ in backoff.nextDelay(afterRunningFor: .seconds(1)) }
         #expect(
             delays == [
-                .milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16),
+                .zero, .milliseconds(500), .seconds(1), .seconds(2), .seconds(4), .seconds(8), .seconds(16),
                 .seconds(30), .seconds(30),
                 .seconds(30),
             ])
@@ -19,9 +19,10 @@ struct RestartBackoffTests {
         var backoff = RestartBackoff()
         _ = backoff.nextDelay(afterRunningFor: .seconds(1))
         _ = backoff.nextDelay(afterRunningFor: .seconds(1))
+        _ = backoff.nextDelay(afterRunningFor: .seconds(1))
         #expect(backoff.nextDelay(afterRunningFor: .seconds(59)) == .seconds(2))
-        #expect(backoff.nextDelay(afterRunningFor: .seconds(60)) == .milliseconds(500))
-        #expect(backoff.nextDelay(afterRunningFor: .zero) == .seconds(1))
+        #expect(backoff.nextDelay(afterRunningFor: .seconds(60)) == .zero)
+        #expect(backoff.nextDelay(afterRunningFor: .zero) == .milliseconds(500))
     }
 }
 
