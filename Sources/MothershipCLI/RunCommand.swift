@@ -72,6 +72,7 @@ struct Launch {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let lifecycle = LifecycleBox()
+        let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
 
@@ -84,7 +85,23 @@ struct Launch {
             ports: FleetPorts(
                 launcher: SystemProcessLauncher(), health: NIOHealthCheck(), uplinks: NIOUplinkCheck()),
             clock: ContinuousClock(), logger: logger, echo: { console.echo($0) },
-            onLifecycleChange: { lifecycle.set($0) })
+            onLifecycleChange: { lifecycle.set($0) },
+            onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
+
+        // Listeners are bound before anything starts: a bind that cannot listen fails the launch.
+        var frontDoor: RelayServer?
+        if !manifest.settings.listeners.isEmpty {
+            let server = RelayServer(
+                manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger)
+            do {
+                for (name, address) in try await server.start() {
+                    logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")
+                }
+                frontDoor = server
+            } catch {
+                return .failed("\(error)")
+            }
+        }
 
         var endpoint: MetricsEndpoint?
         if let port = manifest.settings.metricsPort {
@@ -101,19 +118,25 @@ struct Launch {
             }
         }
 
+        let relay = frontDoor
         let signals = Task {
             var interrupts = 0
             for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
                 if signal == .sigint { interrupts += 1 }
                 if interrupts >= 2 {
                     await supervisor.killNow()
-                } else {
-                    await supervisor.requestShutdown()
+                } else if interrupts <= 1 {
+                    // The front door closes first: in-flight requests finish while ships still run.
+                    Task {
+                        await relay?.drain()
+                        await supervisor.requestShutdown()
+                    }
                 }
             }
         }
         let outcome = await supervisor.run()
         signals.cancel()
+        await relay?.drain()
         let leftovers = ProcessTable.killRemainingChildren(timeout: .seconds(2))
         if leftovers > 0 {
             logger.warning("killed \(leftovers) leftover process(es) that outlived their vessels")

@@ -36,3 +36,27 @@ final class ConnectionRegistry: Sendable {
         for channel in channels { try? await channel.closeFuture.get() }
     }
 }
+
+extension ConnectionRegistry {
+    /// Asks every connection to close after its current response (`RelayDrainEvent`), waits up to
+    /// `timeout` for them to go, then closes the rest.
+    func drain(timeout: TimeAmount) async {
+        let channels = state.withLock { state in
+            state.closing = true
+            return Array(state.channels.values)
+        }
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(RelayDrainEvent())
+        }
+        let deadline = NIODeadline.now() + timeout
+        for channel in channels {
+            let remaining = deadline - NIODeadline.now()
+            if remaining <= .zero { break }
+            let closed = channel.closeFuture
+            let timer = channel.eventLoop.scheduleTask(in: remaining) { channel.close(promise: nil) }
+            try? await closed.get()
+            timer.cancel()
+        }
+        for channel in channels { channel.close(promise: nil) }
+    }
+}

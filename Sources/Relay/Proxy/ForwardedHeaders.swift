@@ -1,0 +1,88 @@
+import NIOHTTP1
+
+/// The header rewriting of a proxied exchange (SPEC §4): hop-by-hop headers out, forwarding
+/// headers in. Pure functions over NIO's header types, tested without a network.
+enum ForwardedHeaders {
+    /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
+    /// `Transfer-Encoding` stays: the encoders re-frame the body from it.
+    static let hopByHop: Set<String> = [
+        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
+        "proxy-authenticate", "proxy-authorization",
+    ]
+
+    /// What the relay knows about the client side of one request.
+    struct Client {
+        /// The client's IP address (from PROXY protocol when present), or nil for a Unix socket peer.
+        var address: String?
+        /// `http` or `https`.
+        var scheme: String
+    }
+
+    /// The request head sent upstream: `uri` replaces the original (after `strip_prefix`), HTTP/1.1
+    /// with keep-alive towards the ship, hop-by-hop headers removed (an upgrade keeps its
+    /// `Connection: upgrade` and `Upgrade`), and the forwarding headers added.
+    static func upstreamRequest(
+        _ head: HTTPRequestHead, uri: String, client: Client, requestID: () -> String,
+        startMicroseconds: Int64
+    ) -> HTTPRequestHead {
+        var headers = head.headers
+        let upgrade = isUpgrade(head)
+        let upgradeProtocol = upgrade ? headers.first(name: "upgrade") : nil
+        removeHopByHop(&headers)
+        if let upgradeProtocol {
+            headers.add(name: "Connection", value: "upgrade")
+            headers.add(name: "Upgrade", value: upgradeProtocol)
+        }
+        if let address = client.address {
+            let previous = headers["x-forwarded-for"].joined(separator: ", ")
+            headers.remove(name: "x-forwarded-for")
+            headers.add(name: "X-Forwarded-For", value: previous.isEmpty ? address : previous + ", " + address)
+        }
+        headers.replaceOrAdd(name: "X-Forwarded-Proto", value: client.scheme)
+        if let host = headers.first(name: "host") {
+            headers.replaceOrAdd(name: "X-Forwarded-Host", value: host)
+        }
+        if !headers.contains(name: "x-request-id") {
+            headers.add(name: "X-Request-Id", value: requestID())
+        }
+        headers.replaceOrAdd(name: "X-Request-Start", value: "t=\(startMicroseconds)")
+        return HTTPRequestHead(version: .http1_1, method: head.method, uri: uri, headers: headers)
+    }
+
+    /// The response head sent to the client: in the client's HTTP version (the ship's version
+    /// describes the other hop), hop-by-hop headers removed (kept on a 101), and `Connection: close`
+    /// when the client's connection ends after this response (`keep-alive` for an HTTP/1.0 client
+    /// that keeps it).
+    static func clientResponse(
+        _ head: HTTPResponseHead, clientVersion: HTTPVersion, closeAfter: Bool
+    ) -> HTTPResponseHead {
+        var head = head
+        head.version = clientVersion
+        if head.status == .switchingProtocols { return head }
+        removeHopByHop(&head.headers)
+        if closeAfter {
+            head.headers.add(name: "Connection", value: "close")
+        } else if clientVersion == .http1_0 {
+            head.headers.add(name: "Connection", value: "keep-alive")
+        }
+        return head
+    }
+
+    /// Whether the request asks to switch protocols (WebSocket or any other `Upgrade`).
+    static func isUpgrade(_ head: HTTPRequestHead) -> Bool {
+        head.headers.contains(name: "upgrade")
+            && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
+    }
+
+    /// Removes the hop-by-hop headers and any header the `Connection` header names.
+    static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        var named: [String] = []
+        for token in headers[canonicalForm: "connection"] {
+            let name = token.lowercased()
+            if name != "close" && name != "keep-alive" && name != "upgrade" { named.append(name) }
+        }
+        guard !named.isEmpty || hopByHop.contains(where: { headers.contains(name: $0) }) else { return }
+        for name in hopByHop { headers.remove(name: name) }
+        for name in named { headers.remove(name: name) }
+    }
+}

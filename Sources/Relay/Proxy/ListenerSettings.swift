@@ -1,0 +1,49 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+
+/// What every connection of one listener shares: its routes, scheme and limits. Immutable.
+final class ListenerSettings: Sendable {
+    let name: String
+    let routes: RouteTable
+    /// `https` for TLS binds, otherwise `http`.
+    let scheme: String
+    let limits: RelayLimits
+    let breakers: BreakerBoard
+    let logger: Logger
+
+    init(name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard, logger: Logger) {
+        self.name = name
+        self.routes = routes
+        self.scheme = scheme
+        self.limits = limits
+        self.breakers = breakers
+        self.logger = logger
+    }
+}
+
+/// The limits and timeouts of SPEC §4.
+public struct RelayLimits: Sendable {
+    public var maxRequestLineBytes = 8 * 1024
+    public var maxHeaderBytes = 64 * 1024
+    public var maxHeaderCount = 100
+    public var headerReadTimeout: TimeAmount = .seconds(30)
+    public var idleTimeout: TimeAmount = .seconds(60)
+    public var connectTimeout: TimeAmount = .seconds(5)
+    public var firstByteTimeout: TimeAmount = .seconds(60)
+    /// Attempts after the first when nothing reached the ship.
+    public var retries = 2
+    public var drainTimeout: TimeAmount = .seconds(10)
+
+    public init() {}
+
+    /// The request decoder's limits: the header block and field count of SPEC §4. The request line
+    /// is checked on the decoded head (414); the decoder only guards against runaway lines.
+    var decoderLimits: NIOHTTPDecoderLimitConfiguration {
+        var limits = NIOHTTPDecoderLimitConfiguration()
+        limits.maxHeaderFieldSize = maxHeaderBytes
+        limits.maxHeaderListSize = maxHeaderBytes + maxRequestLineBytes
+        limits.maxHeaderFieldCount = maxHeaderCount
+        return limits
+    }
+}

@@ -1,0 +1,55 @@
+import NIOConcurrencyHelpers
+import NIOCore
+import ShipManifest
+
+/// The relay's state for one event loop: upstream pools per ship and the request-id generator.
+/// A client connection and its upstream connection share the loop, so nothing here is locked.
+final class LoopContext {
+    private var pools: [Int: UpstreamPool] = [:]
+    var requestIDs = RequestIDGenerator()
+
+    func pool(ship index: Int, address: BindAddress) -> UpstreamPool {
+        if let pool = pools[index] { return pool }
+        let pool: UpstreamPool
+        switch address {
+        case .tcp(let host, let port): pool = UpstreamPool(address: .tcp(host: host, port: port))
+        case .unix(let path): pool = UpstreamPool(address: .unix(path: path))
+        }
+        pools[index] = pool
+        return pool
+    }
+
+    func closeIdleConnections() {
+        for pool in pools.values { pool.closeAll() }
+    }
+}
+
+/// One `LoopContext` per event loop of the group, made on its own loop.
+final class LoopContexts: Sendable {
+    private let contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]
+
+    private init(_ contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>]) { self.contexts = contexts }
+
+    static func make(for group: any EventLoopGroup) async throws -> LoopContexts {
+        var contexts: [ObjectIdentifier: NIOLoopBound<LoopContext>] = [:]
+        for loop in group.makeIterator() {
+            contexts[ObjectIdentifier(loop)] = try await loop.submit {
+                NIOLoopBound(LoopContext(), eventLoop: loop)
+            }.get()
+        }
+        return LoopContexts(contexts)
+    }
+
+    /// The context of `loop`; call on that loop.
+    func context(for loop: any EventLoop) -> LoopContext {
+        if let bound = contexts[ObjectIdentifier(loop)] { return bound.value }
+        preconditionFailure("event loop outside the relay's group")
+    }
+
+    /// Closes the idle upstream connections of every loop.
+    func closeIdleConnections() async {
+        for bound in contexts.values {
+            try? await bound.eventLoop.submit { bound.value.closeIdleConnections() }.get()
+        }
+    }
+}

@@ -1,0 +1,77 @@
+import Metrics
+import ShipManifest
+
+/// Where a route sends its requests.
+enum RouteTarget {
+    /// A ship listening on TCP or a Unix socket.
+    case ship(index: Int, address: BindAddress, gate: ShipGate)
+    /// A bay: WebSockets reach it through the docking protocol (not in this version).
+    case bay
+}
+
+/// One compiled route: the manifest's route plus everything the hot path needs, resolved once.
+struct RouteEntry {
+    let route: Route
+    let ship: String
+    let target: RouteTarget
+    /// `mothership_requests_total{route, ship}`.
+    let requests: Counter
+    /// `mothership_request_duration_seconds{route, ship}`.
+    let duration: Metrics.Timer
+}
+
+/// The routes of one bind in manifest declaration order; the first whose pattern matches the whole
+/// path and whose User-Agent filter accepts the request wins.
+struct RouteTable {
+    let entries: [RouteEntry]
+    /// Whether any route has a User-Agent filter (otherwise the User-Agent is never classified).
+    let filtersUserAgents: Bool
+
+    init(entries: [RouteEntry]) {
+        self.entries = entries
+        self.filtersUserAgents = entries.contains { $0.route.userAgentFilter != nil }
+    }
+
+    /// The winning route for `path`, and the User-Agent class when it had to be computed.
+    func match(path: Substring, userAgent: String?) -> (entry: RouteEntry, kind: UserAgentKind?)? {
+        var kind: UserAgentKind?
+        for entry in entries where entry.route.pattern.matches(path) {
+            guard let filter = entry.route.userAgentFilter else { return (entry, kind) }
+            let classified = kind ?? UserAgentKind(userAgent: userAgent)
+            kind = classified
+            if filter.accepts(userAgent: userAgent, kind: classified) { return (entry, kind) }
+        }
+        return nil
+    }
+}
+
+extension RouteTable {
+    /// The route table of `bind`, resolving each target ship's address and gate. Ships without a
+    /// `bind` cannot be proxied to and are left out (clearance warns about them).
+    static func build(bind: String, manifest: Manifest, directory: UpstreamDirectory) -> RouteTable {
+        var entries: [RouteEntry] = []
+        var shipIndices: [String: Int] = [:]
+        for (index, ship) in manifest.ships.enumerated() { shipIndices[ship.name] = index }
+        for (route, vessel) in manifest.routes(for: bind) {
+            let target: RouteTarget
+            if vessel.kind == .bay {
+                target = .bay
+            } else if let address = vessel.bind, let index = shipIndices[vessel.name],
+                let gate = directory.gate(for: vessel.name)
+            {
+                target = .ship(index: index, address: address, gate: gate)
+            } else {
+                continue
+            }
+            let dimensions = [("route", route.pattern.source), ("ship", vessel.name)]
+            entries.append(
+                RouteEntry(
+                    route: route, ship: vessel.name, target: target,
+                    requests: Counter(label: "mothership_requests_total", dimensions: dimensions),
+                    duration: Metrics.Timer(
+                        label: "mothership_request_duration_seconds", dimensions: dimensions,
+                        preferredDisplayUnit: .seconds)))
+        }
+        return RouteTable(entries: entries)
+    }
+}

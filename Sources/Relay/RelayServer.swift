@@ -1,0 +1,164 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import ShipManifest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The HTTP front door: one listener per `[mothership.bind]` entry, each with its route table, PROXY
+/// protocol and TLS as configured. `start()` binds every listener (all or none) before the fleet
+/// launches; `drain()` stops accepting, lets in-flight requests finish (bounded) and closes the rest.
+public actor RelayServer {
+    private let manifest: Manifest
+    private let directory: UpstreamDirectory
+    private let group: any EventLoopGroup
+    private let limits: RelayLimits
+    private let logger: Logger
+    private let manifestDirectory: String
+    private let connections = ConnectionRegistry()
+    private var listeners: [(name: String, channel: any Channel)] = []
+    private var contexts: LoopContexts?
+
+    public init(
+        manifest: Manifest, directory: UpstreamDirectory, manifestDirectory: String,
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, limits: RelayLimits = RelayLimits(),
+        logger: Logger = Logger(label: "mothership.relay")
+    ) {
+        self.manifest = manifest
+        self.directory = directory
+        self.manifestDirectory = manifestDirectory
+        self.group = group
+        self.limits = limits
+        self.logger = logger
+    }
+
+    /// Binds every listener; returns each listener's name and bound address. On any failure the
+    /// listeners already bound are closed again and the error names the bind.
+    @discardableResult
+    public func start() async throws -> [(name: String, address: SocketAddress?)] {
+        let contexts = try await LoopContexts.make(for: group)
+        self.contexts = contexts
+        let breakers = BreakerBoard(ships: manifest.ships.count)
+        do {
+            for listener in manifest.settings.listeners {
+                let settings = ListenerSettings(
+                    name: listener.name,
+                    routes: RouteTable.build(bind: listener.name, manifest: manifest, directory: directory),
+                    scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
+                    logger: logger)
+                let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
+                let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
+                listeners.append((listener.name, channel))
+            }
+        } catch {
+            await closeListeners()
+            throw error
+        }
+        return listeners.map { ($0.name, $0.channel.localAddress) }
+    }
+
+    /// Stops accepting, asks open connections to close after their current response, waits up to
+    /// `limits.drainTimeout`, then closes whatever is left.
+    public func drain() async {
+        await closeListeners()
+        await connections.drain(timeout: limits.drainTimeout)
+        await contexts?.closeIdleConnections()
+    }
+
+    private func closeListeners() async {
+        for (_, channel) in listeners { try? await channel.close() }
+        for listener in manifest.settings.listeners {
+            if case .unix(let path) = listener.address { unlink(path) }
+        }
+        listeners.removeAll()
+    }
+
+    private func makeTLSContext(_ files: TLSFiles, listener: String) throws -> NIOSSLContext {
+        let certificate = resolve(files.certificate)
+        let key = resolve(files.key)
+        do {
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
+            var configuration = TLSConfiguration.makeServerConfiguration(
+                certificateChain: chain, privateKey: .privateKey(privateKey))
+            configuration.applicationProtocols = ["http/1.1"]
+            return try NIOSSLContext(configuration: configuration)
+        } catch {
+            throw RelayError.tls(listener: listener, certificate: certificate, key: key, reason: "\(error)")
+        }
+    }
+
+    private func resolve(_ path: String) -> String {
+        path.hasPrefix("/") ? path : manifestDirectory + "/" + path
+    }
+
+    private func bind(
+        _ listener: Listener, settings: ListenerSettings, tls: NIOSSLContext?, contexts: LoopContexts
+    ) async throws -> any Channel {
+        let connections = self.connections
+        let limits = self.limits
+        let proxyProtocol = listener.proxyProtocol
+        let trusted = listener.trustedProxies.isEmpty ? nil : listener.trustedProxies
+        var bootstrap = ServerBootstrap(group: group)
+            .serverChannelOption(.backlog, value: 1024)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    connections.add(channel)
+                    let pipeline = channel.pipeline.syncOperations
+                    if proxyProtocol { try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted)) }
+                    if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
+                    // An upgrade configuration with no upgraders keeps the decoder paired with the
+                    // encoder (HEAD responses) and makes it hand on unparsed bytes after an Upgrade.
+                    try pipeline.configureHTTPServerPipeline(
+                        withPipeliningAssistance: true, withServerUpgrade: ([], { _ in }),
+                        withErrorHandling: false, withOutboundHeaderValidation: false,
+                        withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
+                        withDecoderLimitConfiguration: limits.decoderLimits)
+                    try pipeline.addHandler(
+                        RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop)))
+                }
+            }
+        do {
+            switch listener.address {
+            case .tcp(let host, let port):
+                bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                return try await bootstrap.bind(host: host, port: port).get()
+            case .unix(let path):
+                return try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+            }
+        } catch {
+            throw RelayError.bind(listener: listener.name, address: listener.address, reason: Exchange.describe(error))
+        }
+    }
+}
+
+/// Why the relay cannot start.
+public enum RelayError: Error, Sendable, CustomStringConvertible {
+    case bind(listener: String, address: BindAddress, reason: String)
+    case tls(listener: String, certificate: String, key: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case .bind(let listener, let address, let reason):
+            "cannot listen on bind '\(listener)' (\(address)): \(reason) (mothership.bind.\(listener))"
+        case .tls(let listener, let certificate, let key, let reason):
+            "cannot load TLS certificate '\(certificate)' or key '\(key)' for bind '\(listener)': \(reason) (mothership.bind.\(listener).tls)"
+        }
+    }
+}
+
+extension RelayServer {
+    /// `127.0.0.1:8080`, `[::1]:8080` or `/run/app.sock`, for logs.
+    public static func describe(_ address: SocketAddress?) -> String {
+        guard let address else { return "?" }
+        if let path = address.pathname { return path }
+        guard let ip = address.ipAddress, let port = address.port else { return "\(address)" }
+        return ip.contains(":") ? "[\(ip)]:\(port)" : "\(ip):\(port)"
+    }
+}
