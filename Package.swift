@@ -80,6 +80,19 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            // A release binary carries the Swift runtime and Foundation statically: one file to
+            // install, and only the pages it uses are resident (about 10 MB less RSS than mapping
+            // the shared Foundation and ICU libraries, which TOMLKit pulls in).
+            linkerSettings: [
+                .unsafeFlags(
+                    [
+                        "-static-stdlib", "-Xlinker", "--start-group", "-Xlinker", "-lFoundationEssentials",
+                        "-Xlinker", "-lFoundationInternationalization", "-Xlinker", "-l_FoundationICU",
+                        "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections",
+                        "-Xlinker", "-lCoreFoundation", "-Xlinker", "--end-group", "-Xlinker", "-lstdc++",
+                    ],
+                    .when(configuration: .release))
             ]
         ),
         .target(

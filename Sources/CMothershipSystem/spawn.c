@@ -67,13 +67,17 @@ int ms_spawn(const char *path, char *const argv[], char *const envp[], const cha
     }
     const pid_t parent = getpid();
 
-    // Block everything across fork so none of the parent's handlers can run in the child before
+    // Block everything across the fork so none of the parent's handlers can run in the child before
     // the dispositions are reset.
     sigset_t all, previous;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &previous);
 
-    const pid_t pid = fork();
+    // vfork: the child borrows this thread's memory until it execs or exits, so no page tables are
+    // copied (a fork of a large, multi-threaded supervisor costs far more), and this thread waits
+    // for the exec anyway. The child only makes system calls, writes nothing the parent reads but
+    // the report pipe, and never returns from this function.
+    const pid_t pid = vfork();
     if (pid == 0) {
         int report_fd = report_pipe[1];
         (void)setpgid(0, 0);
