@@ -120,7 +120,8 @@ final class Exchange {
             let exchange = bound.value
             switch result {
             case .success(let channel):
-                guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self) else {
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                else {
                     channel.close(promise: nil)
                     exchange.connectFailed(ChannelError.ioOnClosedChannel)
                     return
@@ -154,7 +155,9 @@ final class Exchange {
     private func connectFailed(_ error: any Error) {
         guard !abandoned, !finished else { return }
         if case ChannelError.connectTimeout = error {
-            fail(.gatewayTimeout(ship: entry.ship, reason: "no connection within \(Self.seconds(limits.connectTimeout))"))
+            fail(
+                .gatewayTimeout(
+                    ship: entry.ship, reason: "no connection within \(Self.seconds(limits.connectTimeout))"))
         } else if attempts <= limits.retries {
             attempts += 1
             connect()
@@ -168,7 +171,9 @@ final class Exchange {
         let bound = NIOLoopBound(self, eventLoop: eventLoop)
         firstByteTimer = eventLoop.scheduleTask(in: limits.firstByteTimeout) {
             let exchange = bound.value
-            guard !exchange.responseStarted, !exchange.finished, let upstream = exchange.upstream else { return }
+            guard !exchange.responseStarted, !exchange.finished, let upstream = exchange.upstream else {
+                return
+            }
             upstream.owner = nil
             upstream.close()
             exchange.upstream = nil
@@ -193,10 +198,13 @@ final class Exchange {
                 return
             }
             upstreamKeepAlive = response.isKeepAlive
+            if owner.draining { closeClient = true }  // landing: say so in this response
             if clientVersion == .http1_0 && !response.headers.contains(name: "content-length") {
                 closeClient = true  // an HTTP/1.0 client learns where the body ends only by the close
             }
-            owner.writeToClient(.head(ForwardedHeaders.clientResponse(
+            owner.writeToClient(
+                .head(
+                    ForwardedHeaders.clientResponse(
                         response, clientVersion: clientVersion, closeAfter: closeClient)))
         case .body(let body):
             owner.writeToClient(.body(.byteBuffer(body)))
@@ -234,7 +242,10 @@ final class Exchange {
             pending = requestEnded ? [.end(nil)] : []
             connect()
         } else {
-            fail(.badGateway(ship: entry.ship, reason: error.map(Self.describe) ?? "connection closed before a response"))
+            fail(
+                .badGateway(
+                    ship: entry.ship,
+                    reason: error.map(Self.describe) ?? "connection closed before a response"))
         }
     }
 
@@ -263,7 +274,8 @@ final class Exchange {
 
     private func record(success: Bool) {
         entry.requests.increment()
-        entry.duration.recordNanoseconds(Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
+        entry.duration.recordNanoseconds(
+            Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
         if success {
             breaker.recordSuccess()
         } else {

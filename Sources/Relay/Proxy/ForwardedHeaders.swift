@@ -29,6 +29,7 @@ enum ForwardedHeaders {
         let upgrade = isUpgrade(head)
         let upgradeProtocol = upgrade ? headers.first(name: "upgrade") : nil
         removeHopByHop(&headers)
+        if expectsContinue(head) { headers.remove(name: "expect") }  // answered by the relay
         if let upgradeProtocol {
             headers.add(name: "Connection", value: "upgrade")
             headers.add(name: "Upgrade", value: upgradeProtocol)
@@ -36,7 +37,8 @@ enum ForwardedHeaders {
         if let address = client.address {
             let previous = headers["x-forwarded-for"].joined(separator: ", ")
             headers.remove(name: "x-forwarded-for")
-            headers.add(name: "X-Forwarded-For", value: previous.isEmpty ? address : previous + ", " + address)
+            headers.add(
+                name: "X-Forwarded-For", value: previous.isEmpty ? address : previous + ", " + address)
         }
         headers.replaceOrAdd(name: "X-Forwarded-Proto", value: client.scheme)
         if let host = headers.first(name: "host") {
@@ -66,6 +68,12 @@ enum ForwardedHeaders {
             head.headers.add(name: "Connection", value: "keep-alive")
         }
         return head
+    }
+
+    /// Whether an HTTP/1.1 client waits for `100 Continue` before sending its body.
+    static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
+        (head.version.major, head.version.minor) >= (1, 1)
+            && head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
     }
 
     /// Whether the request asks to switch protocols (WebSocket or any other `Upgrade`).

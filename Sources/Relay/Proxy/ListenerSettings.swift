@@ -12,7 +12,10 @@ final class ListenerSettings: Sendable {
     let breakers: BreakerBoard
     let logger: Logger
 
-    init(name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard, logger: Logger) {
+    init(
+        name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
+        logger: Logger
+    ) {
         self.name = name
         self.routes = routes
         self.scheme = scheme

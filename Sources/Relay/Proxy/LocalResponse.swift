@@ -7,10 +7,13 @@ struct LocalResponse {
     var message: String
     var retryAfterSeconds: Int?
 
-    static func notFound() -> LocalResponse { LocalResponse(status: .notFound, message: "no route matches this path") }
+    static func notFound() -> LocalResponse {
+        LocalResponse(status: .notFound, message: "no route matches this path")
+    }
 
     static func notReady(ship: String) -> LocalResponse {
-        LocalResponse(status: .serviceUnavailable, message: "ship '\(ship)' is not ready", retryAfterSeconds: 1)
+        LocalResponse(
+            status: .serviceUnavailable, message: "ship '\(ship)' is not ready", retryAfterSeconds: 1)
     }
 
     static func circuitOpen(ship: String, retryAfter: Int) -> LocalResponse {
@@ -21,7 +24,8 @@ struct LocalResponse {
 
     static func bayNotDocked(bay: String) -> LocalResponse {
         LocalResponse(
-            status: .serviceUnavailable, message: "bay '\(bay)' cannot be reached: docking is not available yet",
+            status: .serviceUnavailable,
+            message: "bay '\(bay)' cannot be reached: docking is not available yet",
             retryAfterSeconds: 1)
     }
 

@@ -131,10 +131,22 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         timer?.cancel()
         let limits = settings.limits
         if head.uri.utf8.count > limits.maxRequestLineBytes {
-            respond(.init(status: .uriTooLong, message: "request line too long"), version: head.version, close: true, context: context)
+            respond(
+                .init(status: .uriTooLong, message: "request line too long"), version: head.version,
+                close: true, context: context)
             return
         }
-        let close = !head.isKeepAlive || draining
+        // The decoder's list limit also counts the URI; the header block alone is checked here.
+        if Self.headerBlockBytes(head.headers) > limits.maxHeaderBytes {
+            respond(
+                .init(status: .requestHeaderFieldsTooLarge, message: "request header block too large"),
+                version: head.version, close: true, context: context)
+            return
+        }
+        // The request decoder stops parsing after an Upgrade (or CONNECT) request: unless the ship
+        // switches protocols, nothing more can be read, so the connection closes after the answer.
+        let isUpgrade = ForwardedHeaders.isUpgrade(head)
+        let close = !head.isKeepAlive || draining || isUpgrade || head.method == .CONNECT
         let path = head.uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { head.uri[..<$0] } ?? head.uri[...]
         let userAgent = settings.routes.filtersUserAgents ? head.headers.first(name: "user-agent") : nil
         guard let (entry, kind) = settings.routes.match(path: path, userAgent: userAgent) else {
@@ -174,9 +186,15 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,
             head: upstreamHead, clientVersion: head.version, closeClient: close,
-            isUpgrade: ForwardedHeaders.isUpgrade(head), isHead: head.method == .HEAD,
+            isUpgrade: isUpgrade, isHead: head.method == .HEAD,
             isTrial: admission == .trial)
         state = .proxying(exchange)
+        if ForwardedHeaders.expectsContinue(head) {
+            // The relay takes the expectation on (the ship's own 100 would be dropped by the
+            // upstream decoder): the client sends its body now instead of after its own timeout.
+            let proceed = HTTPResponseHead(version: head.version, status: .continue)
+            context.writeAndFlush(wrapOutboundOut(.head(proceed)), promise: nil)
+        }
         exchange.start()
     }
 
@@ -220,26 +238,31 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         entry?.requests.increment()
         state = .answered(requestEnded: false, close: close)
-        writeLocal(response, version: head.version, close: close, isHead: head.method == .HEAD, context: context)
+        writeLocal(
+            response, version: head.version, close: close, isHead: head.method == .HEAD, context: context)
     }
 
     /// Answers and closes (malformed request, oversized head).
-    func respond(_ response: LocalResponse, version: HTTPVersion, close: Bool, context: ChannelHandlerContext) {
+    func respond(_ response: LocalResponse, version: HTTPVersion, close: Bool, context: ChannelHandlerContext)
+    {
         state = .closed
         writeLocal(response, version: version, close: true, isHead: false, context: context)
         context.close(promise: nil)
     }
 
     private func writeLocal(
-        _ response: LocalResponse, version: HTTPVersion, close: Bool, isHead: Bool, context: ChannelHandlerContext
+        _ response: LocalResponse, version: HTTPVersion, close: Bool, isHead: Bool,
+        context: ChannelHandlerContext
     ) {
         let body = response.body
         context.write(
-            wrapOutboundOut(.head(response.head(version: version, close: close, bodyLength: body.utf8.count))),
+            wrapOutboundOut(
+                .head(response.head(version: version, close: close, bodyLength: body.utf8.count))),
             promise: nil)
         if !isHead {
             context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))), promise: nil)
+                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
+                promise: nil)
         }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
@@ -262,10 +285,13 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if closeClient || draining {
             state = .closed
             let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil) }
+            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil)
+            }
         } else {
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            // Idle before the end goes out: writing it makes the pipelining handler deliver a
+            // pipelined request at once, re-entering `channelRead` from inside this write.
             becomeIdle()
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
     }
 
@@ -280,16 +306,18 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func exchangeFailed(_ exchange: Exchange, response: LocalResponse) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         let close = exchange.closeClient || !exchange.requestEnded
-        state = .answered(requestEnded: exchange.requestEnded, close: close)
-        writeLocal(response, version: exchange.clientVersion, close: close, isHead: exchange.isHead, context: context)
-        if exchange.requestEnded {
-            if close {
-                state = .closed
-                context.close(promise: nil)
-            } else {
-                becomeIdle()
-            }
+        // The state is final before the response's end is written (see `exchangeFinished`).
+        if !exchange.requestEnded {
+            state = .answered(requestEnded: false, close: close)
+        } else if close {
+            state = .closed
+        } else {
+            becomeIdle()
         }
+        writeLocal(
+            response, version: exchange.clientVersion, close: close, isHead: exchange.isHead,
+            context: context)
+        if exchange.requestEnded && close { context.close(promise: nil) }
         resumeClientReads()
     }
 
@@ -325,6 +353,13 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The size of the header block as sent: `name: value\r\n` per field.
+    static func headerBlockBytes(_ headers: HTTPHeaders) -> Int {
+        var total = 0
+        for (name, value) in headers { total += name.utf8.count + value.utf8.count + 4 }
+        return total
+    }
+
     static func microsecondsSinceEpoch() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
@@ -358,9 +393,11 @@ extension RelayServerHandler {
             try ship.removeHandler(ship.handler(type: HTTPRequestEncoder.self), promise: nil)
             try client.removeHandler(client.handler(type: HTTPServerPipelineHandler.self), promise: nil)
             try client.removeHandler(client.handler(type: HTTPResponseEncoder.self), promise: nil)
-            try ship.removeHandler(ship.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
+            try ship.removeHandler(
+                ship.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
             client.removeHandler(context: context, promise: nil)
-            try client.removeHandler(client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
+            try client.removeHandler(
+                client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
         } catch {
             settings.logger.warning("cannot open the upgrade tunnel: \(error)")
             context.close(promise: nil)
@@ -368,7 +405,16 @@ extension RelayServerHandler {
             return
         }
         readsPaused = false
-        upstreamContext.channel.read()
-        context.channel.read()
+        let clientChannel = context.channel
+        let shipChannel = upstreamContext.channel
+        // The decoders leave the pipeline on a later tick and then hand their unparsed bytes (what
+        // the ship sent right after its 101, what the client sent after its request) to the tunnel,
+        // outside any read cycle: nothing would flush them until the next read. This task runs after.
+        context.eventLoop.assumeIsolated().execute {
+            clientChannel.flush()
+            shipChannel.flush()
+        }
+        shipChannel.read()
+        clientChannel.read()
     }
 }
