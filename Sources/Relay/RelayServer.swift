@@ -115,8 +115,10 @@ public actor RelayServer {
                     if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
                     // An upgrade configuration with no upgraders keeps the decoder paired with the
                     // encoder (HEAD responses) and makes it hand on unparsed bytes after an Upgrade.
+                    // Pipelining is handled by RelayServerHandler (NIO's assistant holds reads
+                    // after every request: two epoll_ctl calls per request).
                     try pipeline.configureHTTPServerPipeline(
-                        withPipeliningAssistance: true, withServerUpgrade: ([], { _ in }),
+                        withPipeliningAssistance: false, withServerUpgrade: ([], { _ in }),
                         withErrorHandling: false, withOutboundHeaderValidation: false,
                         withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
                         withDecoderLimitConfiguration: limits.decoderLimits)

@@ -38,7 +38,6 @@ final class Exchange {
     private var abandoned = false
     private var attempts = 0
     private var upstreamKeepAlive = true
-    private var firstByteTimer: Scheduled<Void>?
 
     init(
         owner: RelayServerHandler, entry: RouteEntry, pool: UpstreamPool, breaker: ShipBreaker,
@@ -86,7 +85,6 @@ final class Exchange {
     func abandon() {
         if isTrial && !finished { breaker.abandonTrial() }
         abandoned = true
-        firstByteTimer?.cancel()
         if let upstream {
             upstream.owner = nil
             upstream.close()
@@ -149,7 +147,7 @@ final class Exchange {
         pending.removeAll()
         handler.flush()
         if handler.isWritable { owner?.resumeClientReads() } else { owner?.pauseClientReads() }
-        armFirstByteTimer()
+        owner?.watch(for: limits.firstByteTimeout)
     }
 
     private func connectFailed(_ error: any Error) {
@@ -166,22 +164,13 @@ final class Exchange {
         }
     }
 
-    private func armFirstByteTimer() {
-        firstByteTimer?.cancel()
-        let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        firstByteTimer = eventLoop.scheduleTask(in: limits.firstByteTimeout) {
-            let exchange = bound.value
-            guard !exchange.responseStarted, !exchange.finished, let upstream = exchange.upstream else {
-                return
-            }
-            upstream.owner = nil
-            upstream.close()
-            exchange.upstream = nil
-            exchange.fail(
-                .gatewayTimeout(
-                    ship: exchange.entry.ship,
-                    reason: "no response within \(Self.seconds(exchange.limits.firstByteTimeout))"))
-        }
+    /// The connection's watchdog fired while waiting for the ship's first byte.
+    func timedOut() {
+        guard !responseStarted, !finished, let upstream else { return }
+        upstream.owner = nil
+        upstream.close()
+        self.upstream = nil
+        fail(.gatewayTimeout(ship: entry.ship, reason: "no response within \(Self.seconds(limits.firstByteTimeout))"))
     }
 
     // MARK: Upstream events
@@ -191,7 +180,7 @@ final class Exchange {
         switch part {
         case .head(let response):
             responseStarted = true
-            firstByteTimer?.cancel()
+            owner.unwatch()
             if response.status == .switchingProtocols && isUpgrade {
                 upgrading = true
                 owner.writeToClient(.head(response))
@@ -231,7 +220,6 @@ final class Exchange {
         guard handler === upstream, !finished, !abandoned else { return }
         upstream = nil
         handler.owner = nil
-        firstByteTimer?.cancel()
         if responseStarted {
             finished = true
             record(success: false)

@@ -73,7 +73,15 @@ enum ForwardedHeaders {
     /// Whether an HTTP/1.1 client waits for `100 Continue` before sending its body.
     static func expectsContinue(_ head: HTTPRequestHead) -> Bool {
         (head.version.major, head.version.minor) >= (1, 1)
+            && head.headers.contains(name: "expect")
             && head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+    }
+
+    /// Adds the header, first removing any the client sent under that name (a client must not
+    /// choose them); the removal scan is skipped when there is none, the usual case.
+    static func addReplacing(_ headers: inout HTTPHeaders, _ name: String, _ value: String) {
+        if headers.contains(name: name) { headers.remove(name: name) }
+        headers.add(name: name, value: value)
     }
 
     /// Whether the request asks to switch protocols (WebSocket or any other `Upgrade`).
@@ -82,15 +90,63 @@ enum ForwardedHeaders {
             && head.headers[canonicalForm: "connection"].contains { $0.lowercased() == "upgrade" }
     }
 
-    /// Removes the hop-by-hop headers and any header the `Connection` header names.
+    /// Removes the hop-by-hop headers and any header the `Connection` header names. One pass that
+    /// allocates nothing when there is nothing to remove (the usual request); the usual response
+    /// (`Connection: keep-alive`) costs one removal.
     static func removeHopByHop(_ headers: inout HTTPHeaders) {
+        var found: [String] = []
         var named: [String] = []
-        for token in headers[canonicalForm: "connection"] {
-            let name = token.lowercased()
-            if name != "close" && name != "keep-alive" && name != "upgrade" { named.append(name) }
+        for (name, value) in headers where isHopByHop(name) {
+            if !found.contains(name) { found.append(name) }
+            if name.utf8.count == 10 && equalsIgnoringCase(name, "connection") {
+                collectNamedHeaders(in: value, into: &named)
+            }
         }
-        guard !named.isEmpty || hopByHop.contains(where: { headers.contains(name: $0) }) else { return }
-        for name in hopByHop { headers.remove(name: name) }
+        for name in found { headers.remove(name: name) }
         for name in named { headers.remove(name: name) }
+    }
+
+    /// The header names a `Connection` value lists, beyond `close`, `keep-alive` and `upgrade`.
+    private static func collectNamedHeaders(in value: String, into named: inout [String]) {
+        var utf8 = value.utf8[...]
+        while !utf8.isEmpty {
+            let end = utf8.firstIndex(of: UInt8(ascii: ",")) ?? utf8.endIndex
+            var token = utf8[utf8.startIndex..<end]
+            while let first = token.first, first == 0x20 || first == 0x09 { token = token.dropFirst() }
+            while let last = token.last, last == 0x20 || last == 0x09 { token = token.dropLast() }
+            utf8 = end == utf8.endIndex ? utf8[end...] : utf8[utf8.index(after: end)...]
+            let text = String(Substring(token))
+            if !text.isEmpty && !equalsIgnoringCase(text, "close") && !equalsIgnoringCase(text, "keep-alive")
+                && !equalsIgnoringCase(text, "upgrade")
+            {
+                named.append(text)
+            }
+        }
+    }
+
+    /// Whether `name` is one of `hopByHop`, compared without case and without allocating.
+    static func isHopByHop(_ name: String) -> Bool {
+        switch name.utf8.count {
+        case 2: equalsIgnoringCase(name, "te")
+        case 7: equalsIgnoringCase(name, "trailer") || equalsIgnoringCase(name, "upgrade")
+        case 10: equalsIgnoringCase(name, "connection") || equalsIgnoringCase(name, "keep-alive")
+        case 16: equalsIgnoringCase(name, "proxy-connection")
+        case 18: equalsIgnoringCase(name, "proxy-authenticate")
+        case 19: equalsIgnoringCase(name, "proxy-authorization")
+        default: false
+        }
+    }
+
+    /// ASCII case-insensitive equality with a lower-case literal.
+    static func equalsIgnoringCase(_ text: String, _ lowercase: StaticString) -> Bool {
+        guard text.utf8.count == lowercase.utf8CodeUnitCount else { return false }
+        return lowercase.withUTF8Buffer { expected in
+            var index = 0
+            for byte in text.utf8 {
+                if (byte >= 65 && byte <= 90 ? byte | 0x20 : byte) != expected[index] { return false }
+                index += 1
+            }
+            return true
+        }
     }
 }

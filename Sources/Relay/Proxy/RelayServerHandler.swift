@@ -38,7 +38,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var state = State.idle
     var readsPaused = false
     var pendingRead = false
-    var timer: Scheduled<Void>?
+    var watchdog = Watchdog()
+    /// Parts of pipelined requests that arrived before the current response was finished.
+    var queued: [HTTPServerRequestPart] = []
     var draining = false
 
     init(settings: ListenerSettings, loop: LoopContext) {
@@ -51,20 +53,49 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         clientAddress = context.channel.remoteAddress?.ipAddress
-        armTimer(settings.limits.headerReadTimeout)
+        watch(for: settings.limits.headerReadTimeout)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        watchdog.cancel()
         self.context = nil
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        switch unwrapInboundIn(data) {
+        let part = unwrapInboundIn(data)
+        // A pipelined request arriving while the previous one is still being answered waits its
+        // turn, and reading stops until it is taken (no read holding in the common case).
+        if !queued.isEmpty || !accepts(part) {
+            queued.append(part)
+            readsPaused = true
+            return
+        }
+        dispatch(part, context: context)
+    }
+
+    private func dispatch(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
+        switch part {
         case .head(let head): received(head: head, context: context)
         case .body(let body): received(body: body)
         case .end(let trailers): receivedEnd(trailers: trailers, context: context)
         }
+    }
+
+    /// Whether `part` belongs to the request being handled now (or can be dropped at once).
+    private func accepts(_ part: HTTPServerRequestPart) -> Bool {
+        switch state {
+        case .proxying(let exchange): !exchange.requestEnded
+        case .answered(let requestEnded, _): !requestEnded
+        case .idle, .tunnelled, .closed: true
+        }
+    }
+
+    /// Hands queued pipelined parts on, in order, as far as the current state takes them.
+    private func drainQueue() {
+        while let context, !queued.isEmpty, accepts(queued[0]) {
+            dispatch(queued.removeFirst(), context: context)
+        }
+        if queued.isEmpty { resumeClientReads() }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -75,7 +106,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if case .proxying(let exchange) = state { exchange.abandon() }
         state = .closed
-        timer?.cancel()
+        watchdog.cancel()
         context.fireChannelInactive()
     }
 
@@ -128,7 +159,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Requests
 
     private func received(head: HTTPRequestHead, context: ChannelHandlerContext) {
-        timer?.cancel()
+        watchdog.clear()
         let limits = settings.limits
         if head.uri.utf8.count > limits.maxRequestLineBytes {
             respond(
@@ -324,7 +355,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func pauseClientReads() { readsPaused = true }
 
     func resumeClientReads() {
-        guard readsPaused else { return }
+        guard readsPaused, queued.isEmpty else { return }
         readsPaused = false
         if pendingRead, let context {
             pendingRead = false
@@ -334,22 +365,42 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func becomeIdle() {
         state = .idle
-        resumeClientReads()
         if draining {
             state = .closed
             context?.close(promise: nil)
             return
         }
-        armTimer(settings.limits.idleTimeout)
+        if !queued.isEmpty, let context {
+            // A pipelined request is next; not from inside the write that ends this response.
+            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.execute { bound.value.drainQueue() }
+        }
+        resumeClientReads()
+        watch(for: settings.limits.idleTimeout)
     }
 
-    private func armTimer(_ amount: TimeAmount) {
-        timer?.cancel()
+    /// Watches the connection for `amount`: while idle (no request head yet) it then closes; while
+    /// proxying, the exchange times out waiting for the ship's first byte.
+    func watch(for amount: TimeAmount) {
         guard let context else { return }
-        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        timer = context.eventLoop.scheduleTask(in: amount) {
-            let handler = loopBound.value
-            if case .idle = handler.state { handler.context?.close(promise: nil) }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        watchdog.watch(until: NIODeadline.now() + amount, on: context.eventLoop) { bound.value.watchdogFired() }
+    }
+
+    func unwatch() { watchdog.clear() }
+
+    private func watchdogFired() {
+        guard watchdog.expired(now: NIODeadline.now()) else {
+            if let deadline = watchdog.deadline, let context {
+                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+                watchdog.watch(until: deadline, on: context.eventLoop) { bound.value.watchdogFired() }
+            }
+            return
+        }
+        switch state {
+        case .idle: context?.close(promise: nil)
+        case .proxying(let exchange): exchange.timedOut()
+        default: break
         }
     }
 
@@ -381,7 +432,7 @@ extension RelayServerHandler {
             return
         }
         state = .tunnelled
-        timer?.cancel()
+        watchdog.cancel()
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         let client = context.pipeline.syncOperations
         let ship = upstreamContext.pipeline.syncOperations
@@ -391,7 +442,6 @@ extension RelayServerHandler {
             try ship.addHandler(shipEnd)
             ship.removeHandler(upstream, promise: nil)
             try ship.removeHandler(ship.handler(type: HTTPRequestEncoder.self), promise: nil)
-            try client.removeHandler(client.handler(type: HTTPServerPipelineHandler.self), promise: nil)
             try client.removeHandler(client.handler(type: HTTPResponseEncoder.self), promise: nil)
             try ship.removeHandler(
                 ship.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
