@@ -25,7 +25,8 @@ public actor RelayServer {
 
     public init(
         manifest: Manifest, directory: UpstreamDirectory, manifestDirectory: String,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, limits: RelayLimits = RelayLimits(),
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        limits: RelayLimits = RelayLimits(),
         logger: Logger = Logger(label: "mothership.relay")
     ) {
         self.manifest = manifest
@@ -81,7 +82,9 @@ public actor RelayServer {
         let certificate = resolve(files.certificate)
         let key = resolve(files.key)
         do {
-            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map { NIOSSLCertificateSource.certificate($0) }
+            let chain = try NIOSSLCertificate.fromPEMFile(certificate).map {
+                NIOSSLCertificateSource.certificate($0)
+            }
             let privateKey = try NIOSSLPrivateKey(file: key, format: .pem)
             var configuration = TLSConfiguration.makeServerConfiguration(
                 certificateChain: chain, privateKey: .privateKey(privateKey))
@@ -107,11 +110,15 @@ public actor RelayServer {
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
+            .childChannelOption(.recvAllocator, value: RelayLimits.receiveBuffers)
+            .childChannelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     connections.add(channel)
                     let pipeline = channel.pipeline.syncOperations
-                    if proxyProtocol { try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted)) }
+                    if proxyProtocol {
+                        try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted))
+                    }
                     if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
                     // An upgrade configuration with no upgraders keeps the decoder paired with the
                     // encoder (HEAD responses) and makes it hand on unparsed bytes after an Upgrade.
@@ -123,7 +130,8 @@ public actor RelayServer {
                         withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
                         withDecoderLimitConfiguration: limits.decoderLimits)
                     try pipeline.addHandler(
-                        RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop)))
+                        RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop))
+                    )
                 }
             }
         do {
@@ -132,10 +140,12 @@ public actor RelayServer {
                 bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
                 return try await bootstrap.bind(host: host, port: port).get()
             case .unix(let path):
-                return try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true).get()
+                return try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
+                    .get()
             }
         } catch {
-            throw RelayError.bind(listener: listener.name, address: listener.address, reason: Exchange.describe(error))
+            throw RelayError.bind(
+                listener: listener.name, address: listener.address, reason: Exchange.describe(error))
         }
     }
 }

@@ -97,6 +97,8 @@ final class Exchange {
     private func connect() {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(limits.connectTimeout)
+            .channelOption(.recvAllocator, value: RelayLimits.receiveBuffers)
+            .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let pipeline = channel.pipeline.syncOperations
@@ -170,7 +172,9 @@ final class Exchange {
         upstream.owner = nil
         upstream.close()
         self.upstream = nil
-        fail(.gatewayTimeout(ship: entry.ship, reason: "no response within \(Self.seconds(limits.firstByteTimeout))"))
+        fail(
+            .gatewayTimeout(
+                ship: entry.ship, reason: "no response within \(Self.seconds(limits.firstByteTimeout))"))
     }
 
     // MARK: Upstream events

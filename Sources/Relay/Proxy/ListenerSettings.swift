@@ -40,6 +40,15 @@ public struct RelayLimits: Sendable {
 
     public init() {}
 
+    /// Reads of at most 16 KiB per call: a body streams through in small buffers (several reads,
+    /// still one write per batch) instead of each connection holding 64 KiB ones, which kept
+    /// 64 busy client connections at over 40 MB.
+    static let receiveBuffers = AdaptiveRecvByteBufferAllocator(
+        minimum: 512, initial: 2048, maximum: 16 * 1024)
+
+    /// Backpressure starts once 32 KiB wait to be written to a peer (NIO's default is 64 KiB).
+    static let writeWaterMarks = ChannelOptions.Types.WriteBufferWaterMark(low: 16 * 1024, high: 32 * 1024)
+
     /// The request decoder's limits: the header block and field count of SPEC §4. The request line
     /// is checked on the decoded head (414); the decoder only guards against runaway lines.
     var decoderLimits: NIOHTTPDecoderLimitConfiguration {

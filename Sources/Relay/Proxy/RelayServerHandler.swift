@@ -384,7 +384,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func watch(for amount: TimeAmount) {
         guard let context else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        watchdog.watch(until: NIODeadline.now() + amount, on: context.eventLoop) { bound.value.watchdogFired() }
+        watchdog.watch(until: NIODeadline.now() + amount, on: context.eventLoop) {
+            bound.value.watchdogFired()
+        }
     }
 
     func unwatch() { watchdog.clear() }
