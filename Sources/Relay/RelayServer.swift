@@ -124,14 +124,17 @@ public actor RelayServer {
                     // encoder (HEAD responses) and makes it hand on unparsed bytes after an Upgrade.
                     // Pipelining is handled by RelayServerHandler (NIO's assistant holds reads
                     // after every request: two epoll_ctl calls per request).
+                    let lineGuard = RequestLineGuard(limit: limits.maxRequestLineBytes)
+                    try pipeline.addHandler(lineGuard)
                     try pipeline.configureHTTPServerPipeline(
                         withPipeliningAssistance: false, withServerUpgrade: ([], { _ in }),
                         withErrorHandling: false, withOutboundHeaderValidation: false,
                         withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
                         withDecoderLimitConfiguration: limits.decoderLimits)
                     try pipeline.addHandler(
-                        RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop))
-                    )
+                        RelayServerHandler(
+                            settings: settings, loop: contexts.context(for: channel.eventLoop),
+                            lineGuard: lineGuard))
                 }
             }
         do {

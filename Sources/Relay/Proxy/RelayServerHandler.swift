@@ -43,9 +43,13 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var queued: [HTTPServerRequestPart] = []
     var draining = false
 
-    init(settings: ListenerSettings, loop: LoopContext) {
+    /// Re-armed whenever the connection waits for a new request line.
+    let lineGuard: RequestLineGuard?
+
+    init(settings: ListenerSettings, loop: LoopContext, lineGuard: RequestLineGuard? = nil) {
         self.settings = settings
         self.loop = loop
+        self.lineGuard = lineGuard
     }
 
     // MARK: Channel events
@@ -365,6 +369,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func becomeIdle() {
         state = .idle
+        lineGuard?.rearm()
         if draining {
             state = .closed
             context?.close(promise: nil)
