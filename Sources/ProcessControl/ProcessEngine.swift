@@ -15,9 +15,9 @@ final class ProcessEngine: Sendable {
     /// Children spawned and not yet reaped, and what the reaper needs to know about spawns.
     struct Registry: Sendable {
         var children: [Int32: SpawnedProcess] = [:]
-        /// True from just before a fork until its child is registered (or its failure handled): an
-        /// unknown zombie seen meanwhile may be that child.
-        var spawnInFlight = false
+        /// Spawns between just before their fork and the registration of their child (or the
+        /// handling of their failure): an unknown zombie seen meanwhile may be such a child.
+        var spawnsInFlight = 0
         /// Bumped after every fork, so a reaper that found no children knows when to look again.
         var spawnGeneration: UInt64 = 0
         /// Set by `ProcessTable.becomeSubreaper()`: unknown children are orphans adopted from our
@@ -34,7 +34,11 @@ final class ProcessEngine: Sendable {
     private init() {
         HelperThread.start(name: "ms-reaper") { [self] in reapForever() }
         HelperThread.start(name: "ms-output") { [output] in output.run() }
-        HelperThread.start(name: "ms-spawn") { [self] in spawner.run(engine: self) }
+        // Two spawn threads: each waits for its child's exec (vfork), so two overlap that wait.
+        // They live as long as the process (PR_SET_PDEATHSIG fires when the spawning thread ends).
+        for index in 1...Spawner.threads {
+            HelperThread.start(name: "ms-spawn-\(index)") { [self] in spawner.run(engine: self) }
+        }
     }
 
     func adoptOrphans() {
@@ -68,7 +72,7 @@ final class ProcessEngine: Sendable {
                 usleep(100_000)
                 continue
             }
-            let owner = registry.withLock(when: { !$0.spawnInFlight || $0.children[pid] != nil }) {
+            let owner = registry.withLock(when: { $0.spawnsInFlight == 0 || $0.children[pid] != nil }) {
                 state -> Owner in
                 if let child = state.children[pid] { return .ours(child) }
                 return state.adoptsOrphans ? .orphan : .foreign
@@ -127,12 +131,12 @@ final class ProcessEngine: Sendable {
     // MARK: Spawning (called on the spawn thread)
 
     func beginSpawn() {
-        registry.withLock { $0.spawnInFlight = true }
+        registry.withLock { $0.spawnsInFlight += 1 }
     }
 
     func endSpawn(registering child: SpawnedProcess?, forked: Bool) {
         registry.withLock { state in
-            state.spawnInFlight = false
+            state.spawnsInFlight -= 1
             if let child { state.children[child.pid] = child }
             if forked { state.spawnGeneration &+= 1 }
         }

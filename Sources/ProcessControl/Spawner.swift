@@ -5,9 +5,12 @@ import Supervision
     import Glibc
 #endif
 
-/// The queue in front of the one long-lived spawn thread. Everything blocking about a spawn (stat,
-/// pipes, fork, waiting for the exec) happens on that thread, off the cooperative pool.
+/// The queue in front of the long-lived spawn threads. Everything blocking about a spawn (stat,
+/// pipes, fork, waiting for the exec) happens on those threads, off the cooperative pool.
 final class Spawner: Sendable {
+    /// How many threads take jobs from the queue.
+    static let threads = 2
+
     struct Job: Sendable {
         var request: LaunchRequest
         var continuation: CheckedContinuation<Result<SpawnedProcess, SpawnError>, Never>
@@ -22,21 +25,16 @@ final class Spawner: Sendable {
         jobs.broadcast()
     }
 
-    /// The spawn thread's body; never returns (the thread must outlive every child it forks).
+    /// A spawn thread's body; never returns (the thread must outlive every child it forks).
     func run(engine: ProcessEngine) {
         while true {
-            let batch = jobs.withLock(when: { !$0.isEmpty }) { queue in
-                defer { queue.removeAll(keepingCapacity: true) }
-                return queue
-            }
-            for job in batch {
-                let request = job.request
-                let result = spawnRetryingBusyText(request, engine: engine)
-                job.continuation.resume(
-                    returning: result.mapError {
-                        SpawnError(name: request.name, command: request.command, reason: $0.reason)
-                    })
-            }
+            let job = jobs.withLock(when: { !$0.isEmpty }) { queue in queue.removeFirst() }
+            let request = job.request
+            let result = spawnRetryingBusyText(request, engine: engine)
+            job.continuation.resume(
+                returning: result.mapError {
+                    SpawnError(name: request.name, command: request.command, reason: $0.reason)
+                })
         }
     }
 

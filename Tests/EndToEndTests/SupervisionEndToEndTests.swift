@@ -60,7 +60,12 @@ struct SupervisionEndToEndTests {
             [], in: directory.path, environment: ["INHERITED": "yes", "SHARED": "inherited"])
         defer { mothership.stop() }
         let output = try await mothership.waitFor("lifecycle: Running")
-        #expect(Self.read(directory, "order.log") == ["db", "web", "worker"])
+        // Start order as the supervisor spawned them. (The children's own lines in order.log may
+        // race: web is ready once spawned, so worker's shell can write before web's does.)
+        let starts = ["db", "web", "worker"].map { output.range(of: "ship '\($0)' started (pid")?.lowerBound }
+        #expect(starts.allSatisfy { $0 != nil } && starts == starts.sorted { $0! < $1! }, "\(output)")
+        #expect(Set(Self.read(directory, "order.log")) == ["db", "web", "worker"])
+        #expect(Self.read(directory, "order.log").first == "db")
         // The health check reached the db before web started.
         let firstCheck = try #require(output.range(of: "\"GET / HTTP/1.1\" 200"))
         let webStart = try #require(output.range(of: "started-web"))
@@ -344,9 +349,13 @@ struct SupervisionEndToEndTests {
             let mothership = try RunningMothership(flags, in: directory.path)
             defer { mothership.stop() }
             try await mothership.waitFor("lifecycle: Running")
-            #expect(Self.read(directory, "order.log") == expected)
+            // Running means spawned; give the selected shell the moment it needs to write.
+            try await mothership.waitUntil("the selected vessel's line", timeout: .seconds(10)) {
+                !Self.read(directory, "order.log").isEmpty
+            }
             mothership.signal(SIGTERM)
             #expect(try await mothership.waitForExit() == 0)
+            #expect(Self.read(directory, "order.log") == expected, "only the selected vessel started")
         }
     }
 
