@@ -89,8 +89,12 @@ public final class ManualClock: Clock, Sendable {
             if await condition() { return true }
             if sleeperCount > 0 {
                 idleRounds = 0
-                // Give tasks that are about to sleep a moment to register, so time moves in order.
+                // Give tasks that are about to sleep a moment to register, so time moves in order:
+                // yields for this executor, and a little real time for the cooperative pool's other
+                // threads (under load, an actor may still be on its way to `sleep`).
                 for _ in 0..<20 { await Task.yield() }
+                try? await Task.sleep(for: .milliseconds(2))
+                if await condition() { return true }
                 advanceToNextDeadline()
             } else {
                 idleRounds += 1

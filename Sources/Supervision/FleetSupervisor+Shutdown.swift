@@ -131,8 +131,18 @@ extension FleetSupervisor {
             let clock = self.clock
             let timeout = timing.prelaunchStopTimeout
             Task {
-                try? await clock.sleep(for: timeout)
-                process.signalGroup(9)
+                // SIGKILL only if the job outlives its timeout.
+                let exited: Bool? = await firstOf([
+                    {
+                        _ = await process.exitStatus()
+                        return true
+                    },
+                    {
+                        do { try await clock.sleep(for: timeout) } catch { return nil }
+                        return false
+                    },
+                ])
+                if exited == false { process.signalGroup(9) }
             }
         }
     }

@@ -64,6 +64,10 @@ struct SupervisionEndToEndTests {
         // race: web is ready once spawned, so worker's shell can write before web's does.)
         let starts = ["db", "web", "worker"].map { output.range(of: "ship '\($0)' started (pid")?.lowerBound }
         #expect(starts.allSatisfy { $0 != nil } && starts == starts.sorted { $0! < $1! }, "\(output)")
+        // Running means spawned; the shells write their lines a moment later.
+        try await mothership.waitUntil("every vessel's line in order.log", timeout: .seconds(10)) {
+            Self.read(directory, "order.log").count >= 3
+        }
         #expect(Set(Self.read(directory, "order.log")) == ["db", "web", "worker"])
         #expect(Self.read(directory, "order.log").first == "db")
         // The health check reached the db before web started.
@@ -298,6 +302,9 @@ struct SupervisionEndToEndTests {
         let mothership = try RunningMothership([], in: directory.path)
         defer { mothership.stop() }
         try await mothership.waitFor("lifecycle: Running")
+        try await mothership.waitUntil("web's line in order.log", timeout: .seconds(10)) {
+            Self.read(directory, "order.log").count >= 4
+        }
         #expect(Self.read(directory, "order.log") == ["migrate", "seed", "warm", "web"])
         #expect(mothership.output.contains("oneshot 'warm' completed"))
         mothership.signal(SIGINT)

@@ -38,6 +38,9 @@ final class Exchange {
     private var abandoned = false
     private var attempts = 0
     private var upstreamKeepAlive = true
+    /// Whether the current upstream connection came from the pool (it may have been closed by the
+    /// ship while idle: the one case where a request whose head was sent is retried).
+    private var upstreamReused = false
 
     init(
         owner: RelayServerHandler, entry: RouteEntry, pool: UpstreamPool, breaker: ShipBreaker,
@@ -61,7 +64,7 @@ final class Exchange {
     func start() {
         attempts = 1
         if let handler = pool.lease() {
-            attach(handler)
+            attach(handler, reused: true)
         } else {
             connect()
         }
@@ -127,19 +130,20 @@ final class Exchange {
                     return
                 }
                 handler.pool = exchange.pool
-                exchange.attach(handler)
+                exchange.attach(handler, reused: false)
             case .failure(let error):
                 exchange.connectFailed(error)
             }
         }
     }
 
-    private func attach(_ handler: UpstreamHandler) {
+    private func attach(_ handler: UpstreamHandler, reused: Bool) {
         guard !abandoned, !finished else {
             pool.release(handler)
             return
         }
         upstream = handler
+        upstreamReused = reused
         handler.owner = self
         handler.send(.head(head))
         for part in pending {
@@ -228,8 +232,10 @@ final class Exchange {
             finished = true
             record(success: false)
             owner?.exchangeBroken(self)
-        } else if !bodySent && attempts <= limits.retries {
-            // Nothing but the head reached the ship (typically a pooled connection it had closed).
+        } else if upstreamReused && !bodySent && head.method.isIdempotent && attempts <= limits.retries {
+            // A pooled connection the ship had closed while idle: only the head went out, into a
+            // closing socket. Retried on a fresh connection, for idempotent methods only (a ship
+            // that read a POST and then dropped the connection must not receive it twice).
             attempts += 1
             pending = requestEnded ? [.end(nil)] : []
             connect()
@@ -297,5 +303,15 @@ final class Exchange {
             return describe(first.error)
         }
         return "\(error)"
+    }
+}
+
+extension HTTPMethod {
+    /// RFC 9110 §9.2.2: repeating the request has the same effect as sending it once.
+    var isIdempotent: Bool {
+        switch self {
+        case .GET, .HEAD, .OPTIONS, .TRACE, .PUT, .DELETE: true
+        default: false
+        }
     }
 }
