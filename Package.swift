@@ -94,6 +94,7 @@ let package = Package(
                         "-Xlinker", "-lFoundationInternationalization", "-Xlinker", "-l_FoundationICU",
                         "-Xlinker", "-l_FoundationCShims", "-Xlinker", "-l_FoundationCollections",
                         "-Xlinker", "-lCoreFoundation", "-Xlinker", "--end-group", "-Xlinker", "-lstdc++",
+                        "-Xclang-linker", "-no-pie",
                     ],
                     .when(configuration: .release))
             ]
