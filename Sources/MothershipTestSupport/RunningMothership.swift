@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A `mothership` process started by a test: its output is collected as it comes, and every wait
 /// has a deadline. `stop()` makes sure nothing it started is left behind, whatever the test did.
@@ -138,21 +139,33 @@ public enum ProcessInspector {
         ((try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []).compactMap { Int32($0) }
     }
 
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    /// A free loopback TCP port from 20000-32767, below the kernel's ephemeral range: a port taken
+    /// from that range (bind to port 0, close) can be handed to an outgoing connection or another
+    /// test's port-0 listener before mothership binds it. Ports are handed out in turn, each
+    /// checked free.
     public static func freePort() -> Int {
+        while true {
+            let port = nextPort.withLock { value in
+                value = value >= 32_000 ? 20_000 : value + 1
+                return value
+            }
+            if canBind(port) { return port }
+        }
+    }
+
+    private static let nextPort = Mutex(Int.random(in: 20_000..<30_000))
+
+    private static func canBind(_ port: Int) -> Bool {
         let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         defer { close(descriptor) }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = 0
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        _ = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(descriptor, $0, length) }
+        address.sin_port = UInt16(port).bigEndian
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
+            }
         }
-        _ = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(descriptor, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
     }
 }

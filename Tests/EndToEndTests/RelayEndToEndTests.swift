@@ -1054,31 +1054,7 @@ struct RelayEndToEndTests {
 /// moment mothership or a ship binds it, as can happen with a port the kernel picked. Each is handed out
 /// once per test process, from a random start, after checking that it can be bound.
 enum LoopbackPorts {
-    private static let last = Mutex(Int.random(in: 20_000..<30_000))
-
-    static func free() -> Int {
-        while true {
-            let port = last.withLock { value in
-                value = value >= 32_000 ? 20_000 : value + 1
-                return value
-            }
-            if canBind(port) { return port }
-        }
-    }
-
-    private static func canBind(_ port: Int) -> Bool {
-        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(descriptor) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = UInt16(port).bigEndian
-        return withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0
-            }
-        }
-    }
+    static func free() -> Int { ProcessInspector.freePort() }
 }
 
 // MARK: - Raw client

@@ -2,6 +2,10 @@ import NIOCore
 import NIOPosix
 import ShipManifest
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// A loopback TCP listener that never speaks HTTP: it stays silent (a hung server) or answers the
 /// first bytes it reads with `reply` and closes. It reports the remote port of every connection it
 /// accepts, in order.
@@ -70,13 +74,28 @@ private final class ReplyOnceHandler: ChannelInboundHandler {
     }
 }
 
-/// A loopback port nothing listens on (bound, then closed).
+/// A loopback TCP port where nothing listens, and nothing will: the port is held by a socket that
+/// is bound but never listens (connecting to it is refused) and stays open until the test process
+/// exits. A port merely closed again could be handed to a parallel test's listener at once.
 func closedPort() async throws -> Int {
-    let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-        .bind(host: "127.0.0.1", port: 0).get()
-    let port = channel.localAddress?.port ?? 0
-    try await channel.close()
-    return port
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw IOError(errnoCode: errno, reason: "socket") }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+            bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+        }
+    }
+    guard bound == 0 else { throw IOError(errnoCode: errno, reason: "bind") }
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let named = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    guard named == 0 else { throw IOError(errnoCode: errno, reason: "getsockname") }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
 
 /// A fresh Unix socket path under /tmp.
