@@ -120,7 +120,7 @@ public actor MetricsEndpoint: Service {
         _ address: BindAddress, group: any EventLoopGroup, routes: MetricsRoutes,
         connections: ConnectionRegistry
     ) async throws -> any Channel {
-        var bootstrap = ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 128)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 4)
@@ -135,24 +135,10 @@ public actor MetricsEndpoint: Service {
                 }
             }
         do {
-            switch address {
-            case .tcp(let host, let port):
-                bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                return try await bootstrap.bind(host: host, port: port).get()
-            case .unix(let path):
-                return try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-                    .get()
-            }
+            return try await bootstrap.bind(to: address)
         } catch {
-            throw MetricsEndpointError.bind(address: address, reason: Self.describe(error))
+            throw MetricsEndpointError.bind(address: address, reason: SocketErrorText.describe(error))
         }
-    }
-
-    private static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError {
-            return String(cString: strerror(error.errnoCode)).lowercased()
-        }
-        return String(describing: error)
     }
 }
 

@@ -106,7 +106,7 @@ public actor RelayServer {
         let limits = self.limits
         let proxyProtocol = listener.proxyProtocol
         let trusted = listener.trustedProxies.isEmpty ? nil : listener.trustedProxies
-        var bootstrap = ServerBootstrap(group: group)
+        let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)
@@ -138,17 +138,10 @@ public actor RelayServer {
                 }
             }
         do {
-            switch listener.address {
-            case .tcp(let host, let port):
-                bootstrap = bootstrap.childChannelOption(.socketOption(.tcp_nodelay), value: 1)
-                return try await bootstrap.bind(host: host, port: port).get()
-            case .unix(let path):
-                return try await bootstrap.bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true)
-                    .get()
-            }
+            return try await bootstrap.bind(to: listener.address)
         } catch {
             throw RelayError.bind(
-                listener: listener.name, address: listener.address, reason: Exchange.describe(error))
+                listener: listener.name, address: listener.address, reason: SocketErrorText.describe(error))
         }
     }
 }

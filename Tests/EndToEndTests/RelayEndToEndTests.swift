@@ -404,6 +404,41 @@ struct RelayEndToEndTests {
 
     // MARK: 6. Refused: 502, then the circuit breaker
 
+    /// SPEC §4 retries only what failed before reaching the ship. The one exception we make: a pooled
+    /// keep-alive connection the ship closed as the head went out, for an idempotent method.
+    @Test(.timeLimit(.minutes(1)))
+    func aDroppedPooledConnectionIsRetriedForGETButNeverReplaysAPOST() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        let mothership = try await Self.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(Self.ship(
+                "web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#, mode: "secondhangup", healthcheck: false))
+            """)
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        let first = try await connection.exchange(RawConnection.request("GET", "/a"))
+        #expect(first.status == 200 && first.text == "/a", "\(first.text)")
+
+        // /a's upstream connection is pooled; the ship drops it on /b: retried on a fresh one.
+        let retried = try await connection.exchange(RawConnection.request("GET", "/b"))
+        #expect(retried.status == 200 && retried.text == "/b", "\(retried.text)")
+        let afterGET = try await mothership.waitFor("second-hangup 1 GET /b")
+        #expect(
+            afterGET.contains("second-hangup 2 GET /b"), "the retry must follow a dropped pooled connection")
+
+        // /b's fresh connection is pooled now; the ship drops it on the POST: 502, sent once only.
+        let posted = try await connection.exchange(RawConnection.request("POST", "/c"))
+        #expect(posted.status == 502, "\(posted.text)")
+        try await Task.sleep(for: .milliseconds(300))  // a replay, if any, would have arrived by now
+        let received = mothership.lines.filter { $0.contains("second-hangup") && $0.hasSuffix(" POST /c") }
+        #expect(received.count == 1, "\(mothership.output)")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func answers502AtOnceWhenAReadyShipRefusesAndOpensTheBreakerAfterFive() async throws {
         let relay = LoopbackPorts.free()
@@ -1029,6 +1064,46 @@ struct RelayEndToEndTests {
                 except OSError:
                     pass
                 c.close()
+        elif MODE == "secondhangup":
+            # Answers the first request of each connection (keep-alive); reads the second, then closes
+            # without answering: a pooled connection the ship dropped just as it was reused.
+            listener = socket.create_server(("127.0.0.1", int(sys.argv[3])))
+            def serve(c):
+                served, data = 0, b""
+                try:
+                    while True:
+                        while b"\r\n\r\n" not in data:
+                            chunk = c.recv(65536)
+                            if not chunk:
+                                return
+                            data += chunk
+                        head, _, data = data.partition(b"\r\n\r\n")
+                        lines = head.decode().split("\r\n")
+                        method, path = lines[0].split(" ")[:2]
+                        length = 0
+                        for line in lines[1:]:
+                            key, _, value = line.partition(":")
+                            if key.strip().lower() == "content-length":
+                                length = int(value.strip())
+                        while len(data) < length:
+                            chunk = c.recv(65536)
+                            if not chunk:
+                                return
+                            data += chunk
+                        data = data[length:]
+                        served += 1
+                        print(f"second-hangup {served} {method} {path}", flush=True)
+                        if served >= 2:
+                            return
+                        body = path.encode()
+                        c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(body), body))
+                except OSError:
+                    pass
+                finally:
+                    c.close()
+            while True:
+                c, _ = listener.accept()
+                threading.Thread(target=serve, args=(c,), daemon=True).start()
         elif MODE == "refuse":
             # Accepts the readiness probe, then stops listening: connections are refused from then on.
             listener = socket.create_server(("127.0.0.1", int(sys.argv[3])))

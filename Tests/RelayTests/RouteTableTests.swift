@@ -48,17 +48,18 @@ struct RouteTableTests {
         return RouteTable.build(bind: bind, manifest: manifest, directory: directory)
     }
 
-    @Test(arguments: [
-        ("/docs/intro", claude, "markdown"),
-        ("/docs/intro", firefox, "app"),
-        ("/docs/intro", "curl/8.5.0", "crawlers"),
-        ("/docs/intro", nil, "crawlers"),
-        ("/api/users", firefox, "api"),
-        ("/v2/api/users", firefox, "app"),
-        ("/cable", firefox, "cable"),
-        ("/cable/x", firefox, "app"),
-        ("/", firefox, "app"),
-    ] as [(String, String?, String)])
+    @Test(
+        arguments: [
+            ("/docs/intro", claude, "markdown"),
+            ("/docs/intro", firefox, "app"),
+            ("/docs/intro", "curl/8.5.0", "crawlers"),
+            ("/docs/intro", nil, "crawlers"),
+            ("/api/users", firefox, "api"),
+            ("/v2/api/users", firefox, "app"),
+            ("/cable", firefox, "cable"),
+            ("/cable/x", firefox, "app"),
+            ("/", firefox, "app"),
+        ] as [(String, String?, String)])
     func firstMatchingRouteInDeclarationOrderWins(path: String, userAgent: String?, ship: String) throws {
         let table = try Self.table("http")
         #expect(table.match(path: path[...], userAgent: userAgent)?.entry.ship == ship)
@@ -110,8 +111,10 @@ struct ForwardedHeadersTests {
             ("X-Forwarded-For", "10.0.0.1"),
         ])
         let upstream = ForwardedHeaders.upstreamRequest(
-            head, uri: "/y", client: .init(address: "192.0.2.9", scheme: "https"), requestID: { "abc" },
-            startMicroseconds: 1_700_000_000_000_000)
+            head, uri: "/y", client: .init(address: "192.0.2.9", scheme: "https"),
+            isUpgrade: ForwardedHeaders.isUpgrade(head),
+            expectsContinue: ForwardedHeaders.expectsContinue(head),
+            requestID: { "abc" }, startMicroseconds: 1_700_000_000_000_000)
         #expect(upstream.uri == "/y")
         #expect(upstream.version == .http1_1)
         for gone in ["connection", "x-secret", "keep-alive", "te"] {
@@ -131,7 +134,8 @@ struct ForwardedHeadersTests {
         ])
         #expect(ForwardedHeaders.isUpgrade(head))
         let upstream = ForwardedHeaders.upstreamRequest(
-            head, uri: "/ws", client: .init(address: nil, scheme: "http"), requestID: { "new" },
+            head, uri: "/ws", client: .init(address: nil, scheme: "http"), isUpgrade: true,
+            expectsContinue: ForwardedHeaders.expectsContinue(head), requestID: { "new" },
             startMicroseconds: 0)
         #expect(upstream.headers["x-request-id"] == ["mine"])
         #expect(upstream.headers["connection"] == ["upgrade"])

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ShipManifest
 
 /// One proxied request: from the rewritten head to the last byte of the ship's response. Lives on
 /// the client's event loop with the upstream connection it leases from the loop's pool.
@@ -161,12 +162,15 @@ final class Exchange {
         if case ChannelError.connectTimeout = error {
             fail(
                 .gatewayTimeout(
-                    ship: entry.ship, reason: "no connection within \(Self.seconds(limits.connectTimeout))"))
+                    ship: entry.ship,
+                    reason:
+                        "no connection within \(DurationText.format(.nanoseconds(limits.connectTimeout.nanoseconds)))"
+                ))
         } else if attempts <= limits.retries {
             attempts += 1
             connect()
         } else {
-            fail(.badGateway(ship: entry.ship, reason: Self.describe(error)))
+            fail(.badGateway(ship: entry.ship, reason: SocketErrorText.describe(error)))
         }
     }
 
@@ -178,7 +182,10 @@ final class Exchange {
         self.upstream = nil
         fail(
             .gatewayTimeout(
-                ship: entry.ship, reason: "no response within \(Self.seconds(limits.firstByteTimeout))"))
+                ship: entry.ship,
+                reason:
+                    "no response within \(DurationText.format(.nanoseconds(limits.firstByteTimeout.nanoseconds)))"
+            ))
     }
 
     // MARK: Upstream events
@@ -243,7 +250,7 @@ final class Exchange {
             fail(
                 .badGateway(
                     ship: entry.ship,
-                    reason: error.map(Self.describe) ?? "connection closed before a response"))
+                    reason: error.map(SocketErrorText.describe) ?? "connection closed before a response"))
         }
     }
 
@@ -259,7 +266,7 @@ final class Exchange {
             handler.owner = nil
             handler.close()
         }
-        owner.exchangeFinished(self, closeClient: closeClient)
+        owner.exchangeFinished(self)
     }
 
     private func fail(_ response: LocalResponse) {
@@ -277,7 +284,7 @@ final class Exchange {
         if success {
             breaker.recordSuccess()
         } else {
-            breaker.recordFailure(now: ContinuousClock.now)
+            breaker.recordFailure()
         }
     }
 
@@ -289,20 +296,6 @@ final class Exchange {
         handler.owner = nil
         handler.pool = nil
         owner.startTunnel(to: handler)
-    }
-
-    /// `5s`, `500ms`.
-    static func seconds(_ amount: TimeAmount) -> String {
-        let milliseconds = amount.nanoseconds / 1_000_000
-        return milliseconds % 1000 == 0 ? "\(milliseconds / 1000)s" : "\(milliseconds)ms"
-    }
-
-    static func describe(_ error: any Error) -> String {
-        if let error = error as? IOError { return error.description }
-        if let error = error as? NIOConnectionError, let first = error.connectionErrors.first {
-            return describe(first.error)
-        }
-        return "\(error)"
     }
 }
 

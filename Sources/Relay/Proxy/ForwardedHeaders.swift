@@ -3,13 +3,6 @@ import NIOHTTP1
 /// The header rewriting of a proxied exchange (SPEC §4): hop-by-hop headers out, forwarding
 /// headers in. Pure functions over NIO's header types, tested without a network.
 enum ForwardedHeaders {
-    /// Headers that describe one connection, never the message (RFC 9110 §7.6.1).
-    /// `Transfer-Encoding` stays: the encoders re-frame the body from it.
-    static let hopByHop: Set<String> = [
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade",
-        "proxy-authenticate", "proxy-authorization",
-    ]
-
     /// What the relay knows about the client side of one request.
     struct Client {
         /// The client's IP address (from PROXY protocol when present), or nil for a Unix socket peer.
@@ -21,24 +14,28 @@ enum ForwardedHeaders {
     /// The request head sent upstream: `uri` replaces the original (after `strip_prefix`), HTTP/1.1
     /// with keep-alive towards the ship, hop-by-hop headers removed (an upgrade keeps its
     /// `Connection: upgrade` and `Upgrade`), and the forwarding headers added.
+    /// `isUpgrade` and `expectsContinue` are the caller's `isUpgrade(head)` and
+    /// `expectsContinue(head)`, computed once per request.
     static func upstreamRequest(
-        _ head: HTTPRequestHead, uri: String, client: Client, requestID: () -> String,
-        startMicroseconds: Int64
+        _ head: HTTPRequestHead, uri: String, client: Client, isUpgrade: Bool, expectsContinue: Bool,
+        requestID: () -> String, startMicroseconds: Int64
     ) -> HTTPRequestHead {
         var headers = head.headers
-        let upgrade = isUpgrade(head)
-        let upgradeProtocol = upgrade ? headers.first(name: "upgrade") : nil
+        let upgradeProtocol = isUpgrade ? headers.first(name: "upgrade") : nil
         removeHopByHop(&headers)
-        if expectsContinue(head) { headers.remove(name: "expect") }  // answered by the relay
+        if expectsContinue { headers.remove(name: "expect") }  // answered by the relay
         if let upgradeProtocol {
             headers.add(name: "Connection", value: "upgrade")
             headers.add(name: "Upgrade", value: upgradeProtocol)
         }
         if let address = client.address {
-            let previous = headers["x-forwarded-for"].joined(separator: ", ")
-            headers.remove(name: "x-forwarded-for")
-            headers.add(
-                name: "X-Forwarded-For", value: previous.isEmpty ? address : previous + ", " + address)
+            if headers.contains(name: "x-forwarded-for") {
+                let previous = headers["x-forwarded-for"].joined(separator: ", ")
+                headers.remove(name: "x-forwarded-for")
+                headers.add(name: "X-Forwarded-For", value: previous + ", " + address)
+            } else {
+                headers.add(name: "X-Forwarded-For", value: address)
+            }
         }
         headers.replaceOrAdd(name: "X-Forwarded-Proto", value: client.scheme)
         if let host = headers.first(name: "host") {
@@ -75,13 +72,6 @@ enum ForwardedHeaders {
         (head.version.major, head.version.minor) >= (1, 1)
             && head.headers.contains(name: "expect")
             && head.headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
-    }
-
-    /// Adds the header, first removing any the client sent under that name (a client must not
-    /// choose them); the removal scan is skipped when there is none, the usual case.
-    static func addReplacing(_ headers: inout HTTPHeaders, _ name: String, _ value: String) {
-        if headers.contains(name: name) { headers.remove(name: name) }
-        headers.add(name: name, value: value)
     }
 
     /// Whether the request asks to switch protocols (WebSocket or any other `Upgrade`).
@@ -124,7 +114,9 @@ enum ForwardedHeaders {
         }
     }
 
-    /// Whether `name` is one of `hopByHop`, compared without case and without allocating.
+    /// Whether `name` describes one connection, never the message (RFC 9110 §7.6.1), compared
+    /// without case and without allocating. `Transfer-Encoding` is not one here: the encoders
+    /// re-frame the body from it.
     static func isHopByHop(_ name: String) -> Bool {
         switch name.utf8.count {
         case 2: equalsIgnoringCase(name, "te")

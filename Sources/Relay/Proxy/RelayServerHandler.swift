@@ -28,7 +28,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// Waiting for the next request head.
         case idle
         /// Answered locally; the rest of the request body is discarded until its end.
-        case answered(requestEnded: Bool, close: Bool)
+        case answered(close: Bool)
         /// Proxying to a ship.
         case proxying(Exchange)
         /// Bytes flow through a tunnel; this handler is on its way out of the pipeline.
@@ -89,8 +89,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func accepts(_ part: HTTPServerRequestPart) -> Bool {
         switch state {
         case .proxying(let exchange): !exchange.requestEnded
-        case .answered(let requestEnded, _): !requestEnded
-        case .idle, .tunnelled, .closed: true
+        case .answered, .idle, .tunnelled, .closed: true
         }
     }
 
@@ -148,7 +147,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             : LocalResponse(status: .badRequest, message: "malformed request")
         settings.logger.debug(
             "malformed request", metadata: ["client": "\(clientAddress ?? "-")", "error": "\(parserError)"])
-        respond(response, version: .http1_1, close: true, context: context)
+        respond(response, version: .http1_1, context: context)
     }
 
     /// Holds reads from the client while the ship's socket is full.
@@ -168,14 +167,14 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if head.uri.utf8.count > limits.maxRequestLineBytes {
             respond(
                 .init(status: .uriTooLong, message: "request line too long"), version: head.version,
-                close: true, context: context)
+                context: context)
             return
         }
         // The decoder's list limit also counts the URI; the header block alone is checked here.
         if Self.headerBlockBytes(head.headers) > limits.maxHeaderBytes {
             respond(
                 .init(status: .requestHeaderFieldsTooLarge, message: "request header block too large"),
-                version: head.version, close: true, context: context)
+                version: head.version, context: context)
             return
         }
         // The request decoder stops parsing after an Upgrade (or CONNECT) request: unless the ship
@@ -206,7 +205,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let breaker = settings.breakers.breaker(index)
-        let admission = breaker.admit(now: ContinuousClock.now)
+        let admission = breaker.admit()
         if case .reject(let retryAfter) = admission {
             answer(
                 .circuitOpen(ship: entry.ship, retryAfter: CircuitBreaker.retryAfterSeconds(retryAfter)),
@@ -214,9 +213,11 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let uri = forwardedURI(head.uri, path: path, route: entry.route)
+        let expectsContinue = ForwardedHeaders.expectsContinue(head)
         let upstreamHead = ForwardedHeaders.upstreamRequest(
             head, uri: uri,
             client: ForwardedHeaders.Client(address: clientAddress, scheme: settings.scheme),
+            isUpgrade: isUpgrade, expectsContinue: expectsContinue,
             requestID: { self.loop.requestIDs.next() }, startMicroseconds: Self.microsecondsSinceEpoch())
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,
@@ -224,7 +225,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             isUpgrade: isUpgrade, isHead: head.method == .HEAD,
             isTrial: admission == .trial)
         state = .proxying(exchange)
-        if ForwardedHeaders.expectsContinue(head) {
+        if expectsContinue {
             // The relay takes the expectation on (the ship's own 100 would be dropped by the
             // upstream decoder): the client sends its body now instead of after its own timeout.
             let proceed = HTTPResponseHead(version: head.version, status: .continue)
@@ -244,7 +245,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch state {
         case .proxying(let exchange):
             exchange.forward(.end(trailers))
-        case .answered(_, let close):
+        case .answered(let close):
             if close {
                 state = .closed
                 context.close(promise: nil)
@@ -272,14 +273,13 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         entry: RouteEntry? = nil
     ) {
         entry?.requests.increment()
-        state = .answered(requestEnded: false, close: close)
+        state = .answered(close: close)
         writeLocal(
             response, version: head.version, close: close, isHead: head.method == .HEAD, context: context)
     }
 
     /// Answers and closes (malformed request, oversized head).
-    func respond(_ response: LocalResponse, version: HTTPVersion, close: Bool, context: ChannelHandlerContext)
-    {
+    func respond(_ response: LocalResponse, version: HTTPVersion, context: ChannelHandlerContext) {
         state = .closed
         writeLocal(response, version: version, close: true, isHead: false, context: context)
         context.close(promise: nil)
@@ -315,16 +315,16 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func flushClient() { context?.flush() }
 
     /// The exchange wrote its last part; the connection waits for the next request or closes.
-    func exchangeFinished(_ exchange: Exchange, closeClient: Bool) {
+    func exchangeFinished(_ exchange: Exchange) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
-        if closeClient || draining {
+        if exchange.closeClient || draining {
             state = .closed
             let channel = context.channel
             context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil)
             }
         } else {
-            // Idle before the end goes out: writing it makes the pipelining handler deliver a
-            // pipelined request at once, re-entering `channelRead` from inside this write.
+            // Idle before the end goes out, so that nothing this write sets off finds the
+            // connection still busy with the finished exchange.
             becomeIdle()
             context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         }
@@ -343,7 +343,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let close = exchange.closeClient || !exchange.requestEnded
         // The state is final before the response's end is written (see `exchangeFinished`).
         if !exchange.requestEnded {
-            state = .answered(requestEnded: false, close: close)
+            state = .answered(close: close)
         } else if close {
             state = .closed
         } else {
@@ -386,22 +386,20 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Watches the connection for `amount`: while idle (no request head yet) it then closes; while
     /// proxying, the exchange times out waiting for the ship's first byte.
-    func watch(for amount: TimeAmount) {
-        guard let context else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        watchdog.watch(until: NIODeadline.now() + amount, on: context.eventLoop) {
-            bound.value.watchdogFired()
-        }
-    }
+    func watch(for amount: TimeAmount) { watch(until: NIODeadline.now() + amount) }
 
     func unwatch() { watchdog.clear() }
 
+    private func watch(until deadline: NIODeadline) {
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        watchdog.watch(until: deadline, on: context.eventLoop) { bound.value.watchdogFired() }
+    }
+
     private func watchdogFired() {
         guard watchdog.expired(now: NIODeadline.now()) else {
-            if let deadline = watchdog.deadline, let context {
-                let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-                watchdog.watch(until: deadline, on: context.eventLoop) { bound.value.watchdogFired() }
-            }
+            // The deadline moved while the timer slept: sleep again until the new one.
+            if let deadline = watchdog.deadline { watch(until: deadline) }
             return
         }
         switch state {

@@ -2,7 +2,7 @@ import Metrics
 import ShipManifest
 
 /// Where a route sends its requests.
-enum RouteTarget {
+enum RouteTarget: Sendable {
     /// A ship listening on TCP or a Unix socket.
     case ship(index: Int, address: BindAddress, gate: ShipGate)
     /// A bay: WebSockets reach it through the docking protocol (not in this version).
@@ -10,7 +10,8 @@ enum RouteTarget {
 }
 
 /// One compiled route: the manifest's route plus everything the hot path needs, resolved once.
-struct RouteEntry {
+/// A class: a match hands out one reference instead of copying (and retaining) every field.
+final class RouteEntry: Sendable {
     let route: Route
     let ship: String
     let target: RouteTarget
@@ -18,6 +19,14 @@ struct RouteEntry {
     let requests: Counter
     /// `mothership_request_duration_seconds{route, ship}`.
     let duration: Metrics.Timer
+
+    init(route: Route, ship: String, target: RouteTarget, requests: Counter, duration: Metrics.Timer) {
+        self.route = route
+        self.ship = ship
+        self.target = target
+        self.requests = requests
+        self.duration = duration
+    }
 }
 
 /// The routes of one bind in manifest declaration order; the first whose pattern matches the whole

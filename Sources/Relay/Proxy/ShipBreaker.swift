@@ -8,8 +8,10 @@ final class ShipBreaker: Sendable {
 
     init(_ breaker: CircuitBreaker = CircuitBreaker()) { self.breaker = Mutex(breaker) }
 
-    func admit(now: ContinuousClock.Instant) -> CircuitBreaker.Admission {
+    /// The clock is read only when the breaker has seen failures: a healthy ship costs one load.
+    func admit() -> CircuitBreaker.Admission {
         if clean.load(ordering: .relaxed) { return .allow }
+        let now = ContinuousClock.now
         return breaker.withLock { $0.admit(now: now) }
     }
 
@@ -25,7 +27,8 @@ final class ShipBreaker: Sendable {
         breaker.withLock { $0.abandonTrial() }
     }
 
-    func recordFailure(now: ContinuousClock.Instant) {
+    func recordFailure() {
+        let now = ContinuousClock.now
         breaker.withLock {
             $0.recordFailure(now: now)
             clean.store($0.isClosedAndClean, ordering: .relaxed)
