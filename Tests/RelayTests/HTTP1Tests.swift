@@ -198,7 +198,7 @@ struct HeadWriterTests {
         let head = try HeadParserTests.head(text)
         var buffer = ByteBuffer()
         HeadWriter.upstreamRequest(
-            head, target: target, client: .init(address: address, scheme: "https"), requestID: { "abc" },
+            head, target: target, client: .init(address: address, scheme: "https"), requestID: { $0.append("abc") },
             startMicroseconds: 1_700_000_000_000_000, into: &buffer)
         return String(buffer: buffer)
     }

@@ -16,63 +16,67 @@ enum HeadWriter {
     /// The request head sent upstream: `target` replaces the original when given (after
     /// `strip_prefix`), HTTP/1.1 towards the ship, hop-by-hop headers removed (an upgrade keeps its
     /// `Upgrade` and says `Connection: upgrade`), `Expect` answered by the relay removed, and the
-    /// forwarding headers added.
+    /// forwarding headers added. `requestID` writes a new request id (when the client sent none).
     static func upstreamRequest(
-        _ head: MessageHead, target: String?, client: Client, requestID: () -> String,
+        _ head: MessageHead, target: String?, client: Client, requestID: (inout ByteWriter) -> Void,
         startMicroseconds: Int64, into buffer: inout ByteBuffer
     ) {
         let isUpgrade = head.isUpgrade
-        let hasHost = head.fields.contains { $0.kind == .host }
-        buffer.writeImmutableBuffer(
-            head.bytes.getSlice(at: head.bytes.readerIndex, length: head.target.lowerBound)!)
-        if let target {
-            buffer.writeString(target)
-        } else {
-            buffer.writeImmutableBuffer(
-                head.bytes.getSlice(
-                    at: head.bytes.readerIndex + head.target.lowerBound, length: head.target.count)!)
-        }
-        buffer.writeStaticString(" HTTP/1.1\r\n")
-        var hasRequestID = false
-        copyFields(of: head, into: &buffer) { field in
-            switch field.kind {
-            case .upgrade: return isUpgrade
-            case .expect: return !head.expectsContinue
-            case .xForwardedFor: return client.address == nil
-            case .xForwardedProto, .xRequestStart: return false
-            case .xForwardedHost: return !hasHost
-            case .xRequestID:
-                hasRequestID = true
-                return true
-            default: return !field.isHopByHop
+        let host = head.fields.first { $0.kind == .host }
+        let estimate =
+            2 * head.bytes.readableBytes + (target?.utf8.count ?? 0) + (client.address?.utf8.count ?? 0) + 256
+        ByteWriter.write(into: &buffer, estimate: estimate, source: head.bytes) { writer, source in
+            writer.append(source, 0..<head.target.lowerBound)
+            if let target {
+                writer.append(target)
+            } else {
+                writer.append(source, head.target)
             }
-        }
-        if isUpgrade { buffer.writeStaticString("Connection: upgrade\r\n") }
-        if let address = client.address {
-            buffer.writeStaticString("X-Forwarded-For: ")
-            if let previous = head.joinedValues(of: .xForwardedFor) {
-                buffer.writeString(previous)
-                buffer.writeStaticString(", ")
+            writer.append(" HTTP/1.1\r\n")
+            var hasRequestID = false
+            copyFields(of: head, from: source, into: &writer) { field in
+                switch field.kind {
+                case .upgrade: return isUpgrade
+                case .expect: return !head.expectsContinue
+                case .xForwardedFor: return client.address == nil
+                case .xForwardedProto, .xRequestStart: return false
+                case .xForwardedHost: return host == nil
+                case .xRequestID:
+                    hasRequestID = true
+                    return true
+                default: return !field.isHopByHop
+                }
             }
-            buffer.writeString(address)
-            buffer.writeStaticString("\r\n")
+            if isUpgrade { writer.append("Connection: upgrade\r\n") }
+            if let address = client.address {
+                writer.append("X-Forwarded-For: ")
+                var first = true
+                for field in head.fields where field.kind == .xForwardedFor {
+                    if !first { writer.append(", ") }
+                    writer.append(source, field.value)
+                    first = false
+                }
+                if !first { writer.append(", ") }
+                writer.append(address)
+                writer.append("\r\n")
+            }
+            writer.append("X-Forwarded-Proto: ")
+            writer.append(client.scheme)
+            writer.append("\r\n")
+            if let host {
+                writer.append("X-Forwarded-Host: ")
+                writer.append(source, host.value)
+                writer.append("\r\n")
+            }
+            if !hasRequestID {
+                writer.append("X-Request-Id: ")
+                requestID(&writer)
+                writer.append("\r\n")
+            }
+            writer.append("X-Request-Start: t=")
+            writer.appendDecimal(startMicroseconds)
+            writer.append("\r\n\r\n")
         }
-        buffer.writeStaticString("X-Forwarded-Proto: ")
-        buffer.writeString(client.scheme)
-        buffer.writeStaticString("\r\n")
-        if hasHost, let host = head.fields.first(where: { $0.kind == .host }) {
-            buffer.writeStaticString("X-Forwarded-Host: ")
-            writeRange(host.value, of: head, into: &buffer)
-            buffer.writeStaticString("\r\n")
-        }
-        if !hasRequestID {
-            buffer.writeStaticString("X-Request-Id: ")
-            buffer.writeString(requestID())
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("X-Request-Start: t=")
-        writeDecimal(startMicroseconds, into: &buffer)
-        buffer.writeStaticString("\r\n\r\n")
     }
 
     /// The response head sent to the client: in the client's HTTP version (the ship's describes the
@@ -83,25 +87,28 @@ enum HeadWriter {
         _ head: MessageHead, clientVersion: HTTPVersion, closeAfter: Bool, reframing: Reframing,
         into buffer: inout ByteBuffer
     ) {
-        buffer.writeStaticString(clientVersion.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        writeRange(head.statusText, of: head, into: &buffer)
-        buffer.writeStaticString("\r\n")
-        if head.status == 101 {
-            copyFields(of: head, into: &buffer) { _ in true }
-            buffer.writeStaticString("\r\n")
-            return
+        ByteWriter.write(into: &buffer, estimate: head.bytes.readableBytes + 64, source: head.bytes) {
+            writer, source in
+            writer.append(clientVersion.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            writer.append(source, head.statusText)
+            writer.append("\r\n")
+            if head.status == 101 {
+                copyFields(of: head, from: source, into: &writer) { _ in true }
+                writer.append("\r\n")
+                return
+            }
+            copyFields(of: head, from: source, into: &writer) { field in
+                if field.kind == .transferEncoding && reframing == .dechunk { return false }
+                return !field.isHopByHop
+            }
+            if reframing == .chunk { writer.append("Transfer-Encoding: chunked\r\n") }
+            if closeAfter {
+                writer.append("Connection: close\r\n")
+            } else if clientVersion.minor == 0 {
+                writer.append("Connection: keep-alive\r\n")
+            }
+            writer.append("\r\n")
         }
-        copyFields(of: head, into: &buffer) { field in
-            if field.kind == .transferEncoding && reframing == .dechunk { return false }
-            return !field.isHopByHop
-        }
-        if reframing == .chunk { buffer.writeStaticString("Transfer-Encoding: chunked\r\n") }
-        if closeAfter {
-            buffer.writeStaticString("Connection: close\r\n")
-        } else if clientVersion.minor == 0 {
-            buffer.writeStaticString("Connection: keep-alive\r\n")
-        }
-        buffer.writeStaticString("\r\n")
     }
 
     /// How the relay changes a response body's framing on its way to the client.
@@ -121,69 +128,47 @@ enum HeadWriter {
         into buffer: inout ByteBuffer
     ) {
         let body = response.body
-        buffer.writeStaticString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-        writeDecimal(Int64(response.status.code), into: &buffer)
-        buffer.writeStaticString(" ")
-        buffer.writeString(response.status.reasonPhrase)
-        buffer.writeStaticString("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
-        writeDecimal(Int64(body.utf8.count), into: &buffer)
-        buffer.writeStaticString("\r\nServer: mothership\r\n")
-        if let retryAfter = response.retryAfterSeconds {
-            buffer.writeStaticString("Retry-After: ")
-            writeDecimal(Int64(retryAfter), into: &buffer)
-            buffer.writeStaticString("\r\n")
+        let reason = response.status.reasonPhrase
+        let estimate = body.utf8.count + reason.utf8.count + 160
+        ByteWriter.write(into: &buffer, estimate: estimate, source: ByteBuffer()) { writer, _ in
+            writer.append(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+            writer.appendDecimal(Int64(response.status.code))
+            writer.append(byte: 32)
+            writer.append(reason)
+            writer.append("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
+            writer.appendDecimal(Int64(body.utf8.count))
+            writer.append("\r\nServer: mothership\r\n")
+            if let retryAfter = response.retryAfterSeconds {
+                writer.append("Retry-After: ")
+                writer.appendDecimal(Int64(retryAfter))
+                writer.append("\r\n")
+            }
+            if close { writer.append("Connection: close\r\n") }
+            writer.append("\r\n")
+            if !isHead { writer.append(body) }
         }
-        if close { buffer.writeStaticString("Connection: close\r\n") }
-        buffer.writeStaticString("\r\n")
-        if !isHead { buffer.writeString(body) }
     }
 
     /// Copies the header lines `keep` accepts, in runs of consecutive lines.
     private static func copyFields(
-        of head: MessageHead, into buffer: inout ByteBuffer, keep: (HeaderField) -> Bool
+        of head: MessageHead, from source: UnsafeRawBufferPointer, into writer: inout ByteWriter,
+        keep: (HeaderField) -> Bool
     ) {
-        let base = head.bytes.readerIndex
         if head.bareLineFeeds {
             // Lines re-terminated one by one: the ship and the client get CRLF only.
             for field in head.fields where keep(field) {
-                writeRange(field.name.lowerBound..<field.value.upperBound, of: head, into: &buffer)
-                buffer.writeStaticString("\r\n")
+                writer.append(source, field.name.lowerBound..<field.value.upperBound)
+                writer.append("\r\n")
             }
             return
         }
         var runStart = head.fieldsStart
         for field in head.fields where !keep(field) {
-            if field.line.lowerBound > runStart {
-                buffer.writeImmutableBuffer(
-                    head.bytes.getSlice(at: base + runStart, length: field.line.lowerBound - runStart)!)
-            }
+            if field.line.lowerBound > runStart { writer.append(source, runStart..<field.line.lowerBound) }
             runStart = field.line.upperBound
         }
         let end = head.fieldsEnd
-        if end > runStart {
-            buffer.writeImmutableBuffer(head.bytes.getSlice(at: base + runStart, length: end - runStart)!)
-        }
-    }
-
-    private static func writeRange(_ range: Range<Int>, of head: MessageHead, into buffer: inout ByteBuffer) {
-        guard !range.isEmpty else { return }
-        buffer.writeImmutableBuffer(
-            head.bytes.getSlice(at: head.bytes.readerIndex + range.lowerBound, length: range.count)!)
-    }
-
-    /// Writes a non-negative integer in decimal without going through a String.
-    static func writeDecimal(_ value: Int64, into buffer: inout ByteBuffer) {
-        var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, enough for Int64
-        var remaining = UInt64(max(0, value))
-        withUnsafeMutableBytes(of: &digits) { scratch in
-            var index = scratch.count
-            repeat {
-                index -= 1
-                scratch[index] = UInt8(48 + remaining % 10)
-                remaining /= 10
-            } while remaining > 0
-            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: scratch[index...]))
-        }
+        if end > runStart { writer.append(source, runStart..<end) }
     }
 
     /// `"1a\r\n"`: a chunk-size line.

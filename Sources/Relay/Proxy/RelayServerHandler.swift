@@ -166,7 +166,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .tunnelled(let upstream): upstream.flush()
         default: break
         }
-        context.fireChannelReadComplete()
+        // The last handler: nothing after it wants the event.
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -276,7 +276,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         HeadWriter.upstreamRequest(
             head, target: forwardedTarget(target, path: path, route: entry.route),
             client: HeadWriter.Client(address: clientAddress, scheme: settings.scheme),
-            requestID: { self.loop.requestIDs.next() }, startMicroseconds: Self.microsecondsSinceEpoch(),
+            requestID: { self.loop.requestIDs.write(into: &$0) }, startMicroseconds: Self.microsecondsSinceEpoch(),
             into: &upstreamHead)
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,
@@ -446,6 +446,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func unwatch() { watchdog.clear() }
 
     private func watch(until deadline: NIODeadline) {
+        if watchdog.move(to: deadline) { return }
         guard let context else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         watchdog.watch(until: deadline, on: context.eventLoop) { bound.value.watchdogFired() }

@@ -32,9 +32,21 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     var channel: (any Channel)? { context?.channel }
     var isWritable: Bool { context?.channel.isWritable ?? false }
-    var isActive: Bool { context?.channel.isActive ?? false }
+    /// Open: set when the handler joins an active channel, cleared when it goes inactive (cheaper
+    /// than asking the channel on every lease).
+    private(set) var isActive = false
+    /// Writes since the last flush.
+    private var unflushed = false
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        isActive = context.channel.isActive
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        isActive = true
+        context.fireChannelActive()
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
@@ -158,6 +170,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
         pool?.remove(self)
         switch phase {
         case .tunnel:
@@ -203,10 +216,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Used by the owner (same event loop)
 
     func send(_ bytes: ByteBuffer) {
+        unflushed = true
         context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
-    func flush() { context?.flush() }
+    /// Flushes what `send` wrote (nothing to do when nothing was).
+    func flush() {
+        guard unflushed else { return }
+        unflushed = false
+        context?.flush()
+    }
 
     /// Turns this connection into the ship's end of a tunnel to `peer`.
     func enterTunnel(peer: RelayServerHandler) {
