@@ -249,6 +249,18 @@ private struct Reader {
             let crlf = lineFeed > valueStart && bytes[lineFeed - 1] == cr
             let contentEnd = crlf ? lineFeed - 1 : lineFeed
             var index = valueStart
+            // Eight bytes at a time while none is below 0x20 or 0x7F or above (SWAR): the usual
+            // value is plain ASCII; a word with anything else is checked byte by byte.
+            if let base = bytes.baseAddress {
+                while index + 8 <= contentEnd {
+                    let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                    let high: UInt64 = 0x8080_8080_8080_8080
+                    let belowSpace = (word &- 0x2020_2020_2020_2020) & ~word & high
+                    let delOrAbove = (word &+ 0x0101_0101_0101_0101) & high | word & high
+                    if belowSpace | delOrAbove != 0 { break }
+                    index += 8
+                }
+            }
             while index < contentEnd {
                 let current = bytes[index]
                 if current < space {
@@ -374,8 +386,19 @@ private struct Reader {
 
     /// The end of a run of token characters (RFC 9110 §5.6.2) starting at `start`.
     private func tokenEnd(from start: Int) -> Int {
+        guard let base = bytes.baseAddress else { return start }
+        let count = bytes.count
         var index = start
-        while index < bytes.count, Self.isTokenByte(bytes[index]) { index += 1 }
+        while index < count {
+            let byte = base.load(fromByteOffset: index, as: UInt8.self)
+            // The token bitmap, inline: bytes 0–63 and 64–127.
+            let isToken =
+                byte < 64
+                ? (0x03FF_6CFA_0000_0000 as UInt64) >> UInt64(byte) & 1 == 1
+                : byte < 128 && (0x57FF_FFFF_C7FF_FFFE as UInt64) >> UInt64(byte & 63) & 1 == 1
+            if !isToken { break }
+            index += 1
+        }
         return index
     }
 

@@ -114,7 +114,7 @@ final class Exchange {
     private func connect() {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(limits.connectTimeout)
-            .channelOption(.recvAllocator, value: RelayLimits.receiveBuffers)
+            .channelOption(.recvAllocator, value: RelayLimits.upstreamReceiveBuffers)
             .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {

@@ -45,6 +45,11 @@ public struct RelayLimits: Sendable {
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(
         minimum: 512, initial: 2048, maximum: 16 * 1024)
 
+    /// Reads from ships grow to 32 KiB: a large response comes in a few reads (each one a system
+    /// call), and the buffer is written on and released at once.
+    static let upstreamReceiveBuffers = AdaptiveRecvByteBufferAllocator(
+        minimum: 1024, initial: 4096, maximum: 32 * 1024)
+
     /// Backpressure starts once 32 KiB wait to be written to a peer (NIO's default is 64 KiB).
     static let writeWaterMarks = ChannelOptions.Types.WriteBufferWaterMark(low: 16 * 1024, high: 32 * 1024)
 }
