@@ -165,6 +165,13 @@ struct RelayEndToEndTests {
         #expect(oldResponse.version == "HTTP/1.0")
         #expect(try ShipEcho(oldResponse).path == "/old")
         #expect(await old.closes(within: 5))
+        // A chunked answer cannot be read by an HTTP/1.0 client: it gets the data, ended by the close.
+        let oldChunked = try RawConnection(port: relay)
+        let dechunked = try await oldChunked.exchange(
+            Array("GET /chunked HTTP/1.0\r\nHost: relay.test\r\nConnection: keep-alive\r\n\r\n".utf8))
+        #expect(dechunked.version == "HTTP/1.0" && dechunked.header("transfer-encoding") == nil)
+        #expect(dechunked.header("connection") == "close")
+        #expect(String(decoding: dechunked.body, as: UTF8.self) == "first,second,third")
 
         mothership.signal(SIGTERM)
         #expect(try await mothership.waitForExit() == 0)

@@ -198,7 +198,8 @@ struct HeadWriterTests {
         let head = try HeadParserTests.head(text)
         var buffer = ByteBuffer()
         HeadWriter.upstreamRequest(
-            head, target: target, client: .init(address: address, scheme: "https"), requestID: { $0.append("abc") },
+            head, target: target, client: .init(address: address, scheme: "https"),
+            requestID: { $0.append("abc") },
             startMicroseconds: 1_700_000_000_000_000, into: &buffer)
         return String(buffer: buffer)
     }
@@ -282,5 +283,63 @@ struct HeadWriterTests {
                 == "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
                 + "Content-Length: \(body.utf8.count)\r\nServer: mothership\r\nRetry-After: 1\r\nConnection: close\r\n\r\n"
                 + body)
+    }
+}
+
+/// Whatever bytes arrive, split however, the parser and the chunked scanner answer with a head, a
+/// failure or "more please": never a crash (a crash would take every connection down with it).
+/// Debug builds check every buffer access, so an out-of-bounds read fails this test.
+@Suite("HTTP/1 robustness")
+struct HTTP1RobustnessTests {
+    struct Generator: RandomNumberGenerator {
+        var state: UInt64
+        mutating func next() -> UInt64 {
+            state &+= 0x9E37_79B9_7F4A_7C15
+            var z = state
+            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+            return z ^ (z >> 31)
+        }
+    }
+
+    /// Fragments that make near-valid messages more likely than uniform noise would.
+    static let pieces: [[UInt8]] = [
+        "GET ", "POST ", "/", "/a?b", " HTTP/1.1", " HTTP/1.0", "HTTP/1.1 200 OK", "\r\n", "\n", "\r", ":",
+        ": ",
+        "Host", "Content-Length", "Transfer-Encoding", "chunked", "Connection", "close, x", "keep-alive",
+        "Upgrade",
+        "0", "5", "ff", ";x", " ", "\t", "\u{00}", "\u{7F}", "\u{FF}", "x",
+    ].map { Array($0.utf8) }
+
+    @Test func randomInputNeverCrashesTheParserOrTheScanner() {
+        var random = Generator(state: 0x6D6F_7468_6572)
+        let limits = HeadParser.Limits(maxTargetBytes: 64, maxHeaderBytes: 256, maxFieldCount: 8)
+        for round in 0..<10_000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...40, using: &random) {
+                bytes += Self.pieces.randomElement(using: &random)!
+            }
+            let kind: HeadParser.Kind = round % 3 == 0 ? .response : .request
+            var buffer = ByteBuffer()
+            var scanned = 0
+            var offset = 0
+            while offset < bytes.count {
+                let step = Int.random(in: 1...max(1, bytes.count - offset), using: &random)
+                buffer.writeBytes(bytes[offset..<offset + step])
+                offset += step
+                switch HeadParser.next(from: &buffer, kind: kind, limits: limits, scanned: &scanned) {
+                case .incomplete:
+                    continue
+                case .failure:
+                    offset = bytes.count
+                case .complete(let head):
+                    var framing = kind == .request ? BodyFraming.request(head) : .chunked(ChunkedScanner())
+                    _ = try? framing.take(from: &buffer)
+                    var dechunking = BodyFraming.chunked(ChunkedScanner())
+                    _ = try? dechunking.takeDechunked(from: &buffer) { _ in }
+                    offset = bytes.count
+                }
+            }
+        }
     }
 }

@@ -437,7 +437,8 @@ private struct Reader {
     /// ASCII case-insensitive comparison of `range` with a literal of lower-case letters, digits
     /// and `-`, eight bytes at a time (setting bit 5 lower-cases letters and changes none of the
     /// literal's other characters, and no other token byte becomes one of them).
-    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool {
+    static func equals(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ literal: StaticString) -> Bool
+    {
         let count = literal.utf8CodeUnitCount
         guard range.count == count else { return false }
         let input = bytes.baseAddress! + range.lowerBound

@@ -16,7 +16,9 @@ final class LoopContext {
         case .tcp(let host, let port): pool = UpstreamPool(address: .tcp(host: host, port: port))
         case .unix(let path): pool = UpstreamPool(address: .unix(path: path))
         }
-        if pools.count <= index { pools.append(contentsOf: repeatElement(nil, count: index + 1 - pools.count)) }
+        if pools.count <= index {
+            pools.append(contentsOf: repeatElement(nil, count: index + 1 - pools.count))
+        }
         pools[index] = pool
         return pool
     }

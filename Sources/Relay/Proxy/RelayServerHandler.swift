@@ -276,7 +276,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         HeadWriter.upstreamRequest(
             head, target: forwardedTarget(target, path: path, route: entry.route),
             client: HeadWriter.Client(address: clientAddress, scheme: settings.scheme),
-            requestID: { self.loop.requestIDs.write(into: &$0) }, startMicroseconds: Self.microsecondsSinceEpoch(),
+            requestID: { self.loop.requestIDs.write(into: &$0) },
+            startMicroseconds: Self.microsecondsSinceEpoch(),
             into: &upstreamHead)
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,

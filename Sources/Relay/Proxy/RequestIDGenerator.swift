@@ -12,7 +12,9 @@ struct RequestIDGenerator {
     mutating func write(into writer: inout ByteWriter) {
         var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
         withUnsafeMutableBytes(of: &digits) { buffer in
-            fill(UnsafeMutableBufferPointer(start: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 32))
+            fill(
+                UnsafeMutableBufferPointer(
+                    start: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 32))
             writer.append(UnsafeRawBufferPointer(buffer))
         }
     }
