@@ -65,11 +65,9 @@ enum HeadParser {
             return .incomplete
         }
         scanned = 0
-        let bytes = buffer.readSlice(length: end)!
-        switch parse(bytes, kind: kind, limits: limits) {
-        case .success(let head): return .complete(head)
-        case .failure(let failure): return .failure(failure)
-        }
+        var head = MessageHead(bytes: buffer.readSlice(length: end)!)
+        if let failure = fill(&head, kind: kind, limits: limits) { return .failure(failure) }
+        return .complete(head)
     }
 
     /// The offset just past the blank line that ends a head, if `bytes` hold one.
@@ -114,15 +112,13 @@ enum HeadParser {
         return nil
     }
 
-    /// Parses one complete head (its bytes end with the blank line).
-    static func parse(_ bytes: ByteBuffer, kind: Kind, limits: Limits) -> Result<MessageHead, Failure> {
-        var head = MessageHead(bytes: bytes)
-        let failure: Failure? = bytes.withUnsafeReadableBytes { raw in
+    /// Parses `head.bytes` into the rest of `head`.
+    private static func fill(_ head: inout MessageHead, kind: Kind, limits: Limits) -> Failure? {
+        let bytes = head.bytes
+        return bytes.withUnsafeReadableBytes { raw in
             var reader = Reader(bytes: raw, limits: limits)
             return reader.parse(into: &head, kind: kind)
         }
-        if let failure { return .failure(failure) }
-        return .success(head)
     }
 }
 

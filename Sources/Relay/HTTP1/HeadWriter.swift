@@ -7,10 +7,20 @@ import NIOHTTP1
 enum HeadWriter {
     /// What the relay knows about the client side of one request.
     struct Client {
-        /// The client's IP address (from PROXY protocol when present), or nil for a Unix socket peer.
-        var address: String?
-        /// `http` or `https`.
-        var scheme: String
+        /// The client's IP address as text (from PROXY protocol when present), or nil for a Unix
+        /// socket peer. Bytes, made once per connection.
+        var address: [UInt8]?
+        /// `https` rather than `http`.
+        var secure: Bool
+
+        init(addressBytes: [UInt8]?, secure: Bool) {
+            self.address = addressBytes
+            self.secure = secure
+        }
+
+        init(address: String?, scheme: String) {
+            self.init(addressBytes: address.map { Array($0.utf8) }, secure: scheme == "https")
+        }
     }
 
     /// The request head sent upstream: `target` replaces the original when given (after
@@ -24,7 +34,7 @@ enum HeadWriter {
         let isUpgrade = head.isUpgrade
         let host = head.fields.first { $0.kind == .host }
         let estimate =
-            2 * head.bytes.readableBytes + (target?.utf8.count ?? 0) + (client.address?.utf8.count ?? 0) + 256
+            2 * head.bytes.readableBytes + (target?.utf8.count ?? 0) + (client.address?.count ?? 0) + 256
         ByteWriter.write(into: &buffer, estimate: estimate, source: head.bytes) { writer, source in
             writer.append(source, 0..<head.target.lowerBound)
             if let target {
@@ -57,12 +67,10 @@ enum HeadWriter {
                     first = false
                 }
                 if !first { writer.append(", ") }
-                writer.append(address)
+                address.withUnsafeBytes { writer.append($0) }
                 writer.append("\r\n")
             }
-            writer.append("X-Forwarded-Proto: ")
-            writer.append(client.scheme)
-            writer.append("\r\n")
+            writer.append(client.secure ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n")
             if let host {
                 writer.append("X-Forwarded-Host: ")
                 writer.append(source, host.value)

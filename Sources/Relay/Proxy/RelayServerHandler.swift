@@ -24,7 +24,12 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     let loop: LoopContext
     var context: ChannelHandlerContext?
     /// The client's address: the peer, or what a PROXY protocol header said.
-    var clientAddress: String?
+    var clientAddress: String? {
+        didSet { clientAddressBytes = clientAddress.map { Array($0.utf8) } }
+    }
+    /// The same, as the bytes forwarded in `X-Forwarded-For`.
+    private var clientAddressBytes: [UInt8]?
+    private let secure: Bool
 
     enum State {
         /// Waiting for the next request head.
@@ -54,6 +59,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     init(settings: ListenerSettings, loop: LoopContext) {
         self.settings = settings
         self.loop = loop
+        self.secure = settings.scheme == "https"
         self.parserLimits = HeadParser.Limits(
             maxTargetBytes: settings.limits.maxRequestLineBytes,
             maxHeaderBytes: settings.limits.maxHeaderBytes,
@@ -275,7 +281,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var upstreamHead = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256)
         HeadWriter.upstreamRequest(
             head, target: forwardedTarget(target, path: path, route: entry.route),
-            client: HeadWriter.Client(address: clientAddress, scheme: settings.scheme),
+            client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
             requestID: { self.loop.requestIDs.write(into: &$0) },
             startMicroseconds: Self.microsecondsSinceEpoch(),
             into: &upstreamHead)
