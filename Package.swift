@@ -72,6 +72,7 @@ let package = Package(
         .executableTarget(
             name: "MothershipCLI",
             dependencies: [
+                "CMothershipSystem",
                 "ShipManifest",
                 "Supervision",
                 "ProcessControl",

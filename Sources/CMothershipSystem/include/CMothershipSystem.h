@@ -61,4 +61,9 @@ void ms_eventfd_drain(int fd);
 /// the thread (at most 15 bytes are kept).
 void ms_prepare_helper_thread(const char *name);
 
+/// Turns off the Swift runtime's dynamic exclusivity checks for the whole process (release builds
+/// of the binary only: the data plane's dependencies are compiled with checks that cost about a
+/// tenth of the relay's instructions per request). Call before any other thread starts.
+void ms_disable_exclusivity_checking(void);
+
 #endif
