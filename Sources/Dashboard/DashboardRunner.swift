@@ -1,0 +1,129 @@
+import Supervision
+
+/// What the dashboard asks of the rest of mothership, provided by the executable.
+public struct DashboardServices: Sendable {
+    /// The current fleet, binds, request total and modules.
+    public var snapshot: @Sendable () async -> DashboardSnapshot
+    /// Every vessel's output ring, plus `DashboardState.mothershipEntry` for mothership's own log.
+    public var logs: OutputLog
+    /// The supervisor's restart of one vessel.
+    public var restart: @Sendable (String) async -> Void
+    /// The same graceful landing as SIGTERM.
+    public var land: @Sendable () async -> Void
+
+    public init(
+        snapshot: @escaping @Sendable () async -> DashboardSnapshot, logs: OutputLog,
+        restart: @escaping @Sendable (String) async -> Void, land: @escaping @Sendable () async -> Void
+    ) {
+        self.snapshot = snapshot
+        self.logs = logs
+        self.restart = restart
+        self.land = land
+    }
+}
+
+/// The dashboard's loop: keys and resizes in, frames out. A frame is drawn at most every 200 ms
+/// (5 per second), and written only where it differs from the one on screen (nothing when nothing
+/// changed). Runs until cancelled;
+/// the terminal is restored before it returns.
+public struct DashboardRunner: Sendable {
+    let services: DashboardServices
+    let frameInterval: Duration
+
+    public init(services: DashboardServices, frameInterval: Duration = .milliseconds(200)) {
+        self.services = services
+        self.frameInterval = frameInterval
+    }
+
+    enum Event: Sendable {
+        case input([UInt8])
+        case resized
+        case tick
+    }
+
+    public func run(on terminal: TerminalDevice) async {
+        defer { terminal.restore() }
+        let (events, continuation) = AsyncStream.makeStream(of: Event.self)
+        terminal.listen(
+            bytes: { continuation.yield(.input($0)) }, resized: { continuation.yield(.resized) })
+        let interval = frameInterval
+        let ticker = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval / 2)
+                continuation.yield(.tick)
+            }
+        }
+        defer { ticker.cancel() }
+
+        let clock = ContinuousClock()
+        let origin = clock.now
+        var state = DashboardState()
+        var decoder = KeyDecoder()
+        var meter = RateMeter()
+        var size = terminal.size()
+        var shown: ScreenBuffer?
+        var lastFrame: ContinuousClock.Instant?
+        var snapshot = await services.snapshot()
+        var pendingSince: ContinuousClock.Instant?
+
+        await withTaskCancellationHandler {
+            for await event in events {
+                switch event {
+                case .input(let bytes):
+                    let context = self.context(snapshot, state: state, size: size)
+                    for key in decoder.feed(bytes) {
+                        if let action = state.handle(key, in: context) { perform(action) }
+                    }
+                    pendingSince = decoder.hasPending ? clock.now : nil
+                case .resized:
+                    size = terminal.size()
+                    shown = nil
+                case .tick:
+                    if let since = pendingSince, since.duration(to: clock.now) >= .milliseconds(50) {
+                        let context = self.context(snapshot, state: state, size: size)
+                        for key in decoder.flush() {
+                            if let action = state.handle(key, in: context) { perform(action) }
+                        }
+                        pendingSince = nil
+                    }
+                }
+                if let last = lastFrame, last.duration(to: clock.now) < interval { continue }
+                snapshot = await services.snapshot()
+                if let total = snapshot.requestsTotal {
+                    snapshot.requestRate = meter.sample(total, at: origin.duration(to: clock.now))
+                }
+                let log = excerpt(snapshot, state: state)
+                let frame = Renderer.render(snapshot, state: state, log: log, size: size)
+                terminal.write(FrameEncoder.encode(frame, over: shown))
+                shown = frame
+                lastFrame = clock.now
+            }
+        } onCancel: {
+            continuation.finish()
+        }
+    }
+
+    func perform(_ action: DashboardAction) {
+        let services = self.services
+        switch action {
+        case .restart(let name): Task { await services.restart(name) }
+        case .land: Task { await services.land() }
+        }
+    }
+
+    /// The selected log entry's lines (the Logs tab only).
+    func excerpt(_ snapshot: DashboardSnapshot, state: DashboardState) -> LogExcerpt {
+        guard state.tab == .logs else { return .empty }
+        let entries = snapshot.fleet.vessels.map(\.name) + [DashboardState.mothershipEntry]
+        guard let name = state.selection(in: entries) else { return .empty }
+        return LogExcerpt(lines: services.logs.lines(of: name), total: services.logs.total(of: name))
+    }
+
+    func context(_ snapshot: DashboardSnapshot, state: DashboardState, size: TerminalSize) -> DashboardContext
+    {
+        let log = excerpt(snapshot, state: state)
+        return DashboardContext(
+            vessels: snapshot.fleet.vessels.map(\.name), moduleCount: snapshot.modules.count,
+            logTotal: log.total, logRetained: log.lines.count, logPage: Renderer.logPage(for: size))
+    }
+}
