@@ -11,6 +11,8 @@ public struct VirtualTerminal: Sendable {
     private var row = 0
     private var column = 0
     private var pending: [UInt8] = []
+    /// The normal screen's cursor, saved while the alternate screen is shown (as xterm's 1049 does).
+    private var savedCursor = (row: 0, column: 0)
 
     public init(columns: Int, rows: Int) {
         self.columns = columns
@@ -126,10 +128,12 @@ public struct VirtualTerminal: Sendable {
             case "25": cursorVisible = on
             case "1049":
                 if on && !onAlternateScreen {
+                    savedCursor = (row, column)
                     onAlternateScreen = true
                     clear(rows: 0..<rows)
-                } else if !on {
+                } else if !on && onAlternateScreen {
                     onAlternateScreen = false
+                    (row, column) = savedCursor
                 }
             default: break
             }
