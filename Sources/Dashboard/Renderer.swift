@@ -29,7 +29,7 @@ public enum Renderer {
             case .modules: modules(snapshot, state: state, rows: body, into: &screen)
             }
         }
-        footer(state, into: &screen)
+        footer(state, lifecycle: snapshot.fleet.lifecycle, into: &screen)
         return screen
     }
 
@@ -64,11 +64,11 @@ public enum Renderer {
         }
     }
 
-    static func footer(_ state: DashboardState, into screen: inout ScreenBuffer) {
+    static func footer(_ state: DashboardState, lifecycle: LifecycleState, into screen: inout ScreenBuffer) {
         let row = screen.size.rows - 1
         guard row >= bodyTop else { return }
         let text =
-            state.landing
+            state.landing || lifecycle == .draining
             ? "landing the fleet… (Ctrl-C twice kills every vessel at once)"
             : state.notice ?? "Tab/S-Tab tabs  ↑↓ select  PgUp/PgDn scroll  Home/End  r restart  q quit"
         screen.write(" " + text, row: row, column: 0, style: CellStyle(inverse: true))
@@ -153,7 +153,7 @@ public enum Renderer {
         if log.total == 0 {
             title = "\(selected) · no output yet"
         } else if state.following {
-            title = "\(selected) · \(log.total) lines · following"
+            title = "\(selected) · \(log.total) line\(log.total == 1 ? "" : "s") · following"
         } else {
             title =
                 "\(selected) · lines \(window.lowerBound + 1)–\(window.upperBound) of \(log.total) · End follows"

@@ -112,19 +112,20 @@ enum TerminalRestore {
                 var action: sigaction = .init()
                 action.__sigaction_handler.sa_handler = { signal in
                     TerminalRestore.restore()
-                    // Back to what was there (the default, or the runtime's backtracer); returning
-                    // re-raises a fault, and a raised signal is raised again.
+                    // Back to what was there (the default, or the runtime's backtracer), and the
+                    // signal again: blocked in this handler, it arrives as soon as the handler
+                    // returns (a fault re-raised this way still reports the faulting context).
                     _ = withUnsafePointer(to: &TerminalRestore.previous[Int(signal)]) {
                         sigaction(signal, $0, nil)
                     }
-                    if signal != SIGSEGV && signal != SIGILL && signal != SIGTRAP && signal != SIGBUS
-                        && signal != SIGFPE
-                    {
-                        raise(signal)
-                    }
+                    raise(signal)
                 }
                 sigemptyset(&action.sa_mask)
                 sigaction(signal, &action, &previous[Int(signal)])
+                // An ignored signal (SIGHUP under nohup) stays ignored.
+                if unsafeBitCast(previous[Int(signal)].__sigaction_handler.sa_handler, to: Int.self) == 1 {
+                    sigaction(signal, &previous[Int(signal)], nil)
+                }
             }
         }
         armed.store(true, ordering: .sequentiallyConsistent)

@@ -65,9 +65,12 @@ struct RunCommand: AsyncParsableCommand {
         if dashboard {
             // The dashboard is gone and the terminal restored: say why a run that did not land ended.
             console.divert(to: nil)
+            if case .crashed(let vessel, _) = outcome {
+                for line in outputLog.lines(of: vessel).suffix(10) { console.echo(line) }
+            }
             if outcome != .landed {
                 for line in outputLog.lines(of: DashboardState.mothershipEntry).suffix(20) {
-                    console.write("mothership | \(line.text)")
+                    console.echo(line)
                 }
             }
         }

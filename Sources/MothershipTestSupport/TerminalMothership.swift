@@ -36,7 +36,8 @@ public final class TerminalMothership: @unchecked Sendable {
         master = open("/dev/ptmx", O_RDWR | O_NOCTTY)
         var unlock: Int32 = 0
         var number: UInt32 = 0
-        guard master >= 0, ioctl(master, Self.setLock, &unlock) == 0, ioctl(master, Self.getNumber, &number) == 0
+        guard master >= 0, ioctl(master, Self.setLock, &unlock) == 0,
+            ioctl(master, Self.getNumber, &number) == 0
         else {
             throw Failure(description: "cannot open a pseudo-terminal: errno \(errno)")
         }

@@ -162,9 +162,8 @@ struct RendererTests {
         var screen = Renderer.render(Fixtures.snapshot, state: state, log: .empty, size: Self.standard)
         #expect(screen.text(ofRow: 23) == " restarting web…")
         #expect(screen[23, 79].style.inverse, "the footer is a bar across the screen")
-        state.landing = true
         var snapshot = Fixtures.snapshot
-        snapshot.fleet.lifecycle = .draining
+        snapshot.fleet.lifecycle = .draining  // SIGTERM or Ctrl-C rather than q: the same footer
         snapshot.requestsTotal = nil
         screen = Renderer.render(snapshot, state: state, log: .empty, size: Self.standard)
         #expect(screen.text(ofRow: 0) == " shop  Draining  3/5 up")

@@ -40,7 +40,8 @@ struct DashboardEndToEndTests {
         let left = output.range(of: "\u{1B}[?1049l", options: .backwards)
         let hidden = output.range(of: "\u{1B}[?25l", options: .backwards)
         let shown = output.range(of: "\u{1B}[?25h", options: .backwards)
-        #expect(entered != nil && left != nil && hidden != nil && shown != nil, sourceLocation: sourceLocation)
+        #expect(
+            entered != nil && left != nil && hidden != nil && shown != nil, sourceLocation: sourceLocation)
         if let entered, let left, let hidden, let shown {
             #expect(entered.lowerBound < left.lowerBound, sourceLocation: sourceLocation)
             #expect(hidden.lowerBound < shown.lowerBound, sourceLocation: sourceLocation)
@@ -66,7 +67,7 @@ struct DashboardEndToEndTests {
         // Tab: the Logs tab shows the selected ship's (web's) output.
         tui.send("\t")
         try await tui.waitForScreen("web's log") { $0.text.contains("hello-from-web") }
-        #expect(tui.screen.text.contains("web · 1 lines · following"))
+        #expect(tui.screen.text.contains("web · 1 line · following"))
         // ↓ selects the next vessel; after the vessels comes mothership's own log.
         tui.send("\u{1B}[B")
         try await tui.waitForScreen("worker's log") { $0.text.contains("worker-ready") }
@@ -76,7 +77,9 @@ struct DashboardEndToEndTests {
 
         tui.send("q")
         #expect(try await tui.waitForExit() == 0)
-        for child in children { #expect(!ProcessInspector.isAlive(child), "pid \(child) outlived mothership") }
+        for child in children {
+            #expect(!ProcessInspector.isAlive(child), "pid \(child) outlived mothership")
+        }
         Self.expectRestored(tui)
         // Mothership's log lines went to the dashboard, not to the normal screen; the status line is last.
         let lines = tui.screen.lines.filter { !$0.isEmpty }
@@ -111,7 +114,9 @@ struct DashboardEndToEndTests {
         kill(tui.pid, SIGTERM)
         #expect(try await tui.waitForExit() == 0)
         Self.expectRestored(tui)
-        #expect(tui.screen.lines.filter { !$0.isEmpty }.last == #"{"message":"Mothership landed","status":"landed"}"#)
+        #expect(
+            tui.screen.lines.filter { !$0.isEmpty }.last
+                == #"{"message":"Mothership landed","status":"landed"}"#)
     }
 
     @Test func aCriticalCrashRestoresTheTerminalAndSaysWhy() async throws {
@@ -120,7 +125,7 @@ struct DashboardEndToEndTests {
             [[fleet.web]]
             name = "fragile"
             command = "/bin/sh"
-            args = ["-c", "sleep 1; exit 3"]
+            args = ["-c", "sleep 1; echo about to fail; exit 3"]
             """)
         defer { directory.remove() }
         let tui = try TerminalMothership(["--tui"], in: directory.path)
@@ -130,6 +135,7 @@ struct DashboardEndToEndTests {
         Self.expectRestored(tui)
         let text = tui.screen.text
         #expect(text.contains("critical vessel 'fragile' exited with status 3"), "\(text)")
+        #expect(text.contains("fragile    | about to fail"), "the crashed vessel's last lines")
         #expect(
             tui.screen.lines.filter { !$0.isEmpty }.last
                 == #"{"message":"Mothership crashed","status":"crashed","vessel":"fragile"}"#)
