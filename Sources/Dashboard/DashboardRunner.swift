@@ -22,16 +22,30 @@ public struct DashboardServices: Sendable {
     }
 }
 
+/// Where the dashboard draws and reads keys: `TerminalDevice`, or a fake in tests.
+public protocol DashboardTerminal: Sendable {
+    func size() -> TerminalSize
+    /// Calls `bytes` with typed input and `resized` on a window change, until `restore()`.
+    func listen(bytes: @escaping @Sendable ([UInt8]) -> Void, resized: @escaping @Sendable () -> Void)
+    func write(_ text: String)
+    /// Gives the terminal back as it was found. Idempotent.
+    func restore()
+}
+
+extension TerminalDevice: DashboardTerminal {}
+
 /// The dashboard's loop: keys and resizes in, frames out. A frame is drawn at most every 200 ms
 /// (5 per second), and written only where it differs from the one on screen (nothing when nothing
 /// changed). Runs until cancelled;
 /// the terminal is restored before it returns.
-public struct DashboardRunner: Sendable {
+public struct DashboardRunner<C: Clock>: Sendable where C.Duration == Duration {
     let services: DashboardServices
+    let clock: C
     let frameInterval: Duration
 
-    public init(services: DashboardServices, frameInterval: Duration = .milliseconds(200)) {
+    public init(services: DashboardServices, clock: C, frameInterval: Duration = .milliseconds(200)) {
         self.services = services
+        self.clock = clock
         self.frameInterval = frameInterval
     }
 
@@ -41,30 +55,30 @@ public struct DashboardRunner: Sendable {
         case tick
     }
 
-    public func run(on terminal: TerminalDevice) async {
+    public func run(on terminal: some DashboardTerminal) async {
         defer { terminal.restore() }
         let (events, continuation) = AsyncStream.makeStream(of: Event.self)
         terminal.listen(
             bytes: { continuation.yield(.input($0)) }, resized: { continuation.yield(.resized) })
         let interval = frameInterval
+        let clock = self.clock
         let ticker = Task {
             while !Task.isCancelled {
-                try? await Task.sleep(for: interval / 2)
+                do { try await clock.sleep(for: interval / 2) } catch { return }
                 continuation.yield(.tick)
             }
         }
         defer { ticker.cancel() }
 
-        let clock = ContinuousClock()
         let origin = clock.now
         var state = DashboardState()
         var decoder = KeyDecoder()
         var meter = RateMeter()
         var size = terminal.size()
         var shown: ScreenBuffer?
-        var lastFrame: ContinuousClock.Instant?
+        var lastFrame: C.Instant?
         var snapshot = await services.snapshot()
-        var pendingSince: ContinuousClock.Instant?
+        var pendingSince: C.Instant?
 
         await withTaskCancellationHandler {
             for await event in events {
@@ -125,5 +139,11 @@ public struct DashboardRunner: Sendable {
         return DashboardContext(
             vessels: snapshot.fleet.vessels.map(\.name), moduleCount: snapshot.modules.count,
             logTotal: log.total, logRetained: log.lines.count, logPage: Renderer.logPage(for: size))
+    }
+}
+
+extension DashboardRunner where C == ContinuousClock {
+    public init(services: DashboardServices) {
+        self.init(services: services, clock: ContinuousClock())
     }
 }
