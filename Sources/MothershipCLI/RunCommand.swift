@@ -51,20 +51,23 @@ struct RunCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in ConsoleLogHandler(label: label, console: console, level: level) }
         var logger = Logger(label: "mothership")
         logger.logLevel = level
-        let dashboard = tui && TerminalDevice.isInteractive
-        if tui && !dashboard {
+        // Raw mode and the alternate screen from here until the run is over, whichever way it ends.
+        let terminal = tui ? TerminalDevice.open() : nil
+        if tui && terminal == nil {
             logger.warning("--tui needs a terminal on stdin and stdout; showing plain output")
         }
         let outputLog = OutputLog()
         // From here on mothership's own lines go to the dashboard's "mothership" entry, never over it.
-        if dashboard { console.divert(to: outputLog) }
+        if terminal != nil { console.divert(to: outputLog) }
         let outcome = await Launch(
             manifest: parsed, file: file, console: console, logger: logger, outputLog: outputLog,
-            dashboard: dashboard
+            terminal: terminal
         ).run()
-        if dashboard {
-            // The dashboard is gone and the terminal restored: say why a run that did not land ended.
+        if let terminal {
+            // Restored already unless the launch failed before the dashboard started (idempotent).
+            terminal.restore()
             console.divert(to: nil)
+            // Say why a run that did not land ended.
             if case .crashed(let vessel, _) = outcome {
                 for line in outputLog.lines(of: vessel).suffix(10) { console.echo(line) }
             }
@@ -87,8 +90,8 @@ struct Launch {
     let console: Console
     let logger: Logger
     let outputLog: OutputLog
-    /// Show the dashboard while the fleet runs (the terminal was checked).
-    let dashboard: Bool
+    /// Where to show the dashboard while the fleet runs (nil: plain output).
+    let terminal: TerminalDevice?
 
     func run() async -> FleetOutcome {
         ProcessTable.becomeSubreaper()
@@ -162,7 +165,7 @@ struct Launch {
             }
         }
         var screen: Task<Void, Never>?
-        if dashboard, let terminal = TerminalDevice.open() {
+        if let terminal {
             let feed = DashboardFeed(manifest: manifest, binds: binds, registry: registry)
             let services = DashboardServices(
                 snapshot: { await feed.snapshot(supervisor.status()) }, logs: outputLog,

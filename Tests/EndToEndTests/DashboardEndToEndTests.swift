@@ -141,6 +141,21 @@ struct DashboardEndToEndTests {
                 == #"{"message":"Mothership crashed","status":"crashed","vessel":"fragile"}"#)
     }
 
+    @Test func aLaunchThatFailsBeforeTheDashboardStartsRestoresTheTerminal() async throws {
+        // 192.0.2.1 (TEST-NET-1) is no address of this machine: the bind cannot listen.
+        let directory = try Self.fleet(
+            Self.twoShips + "\n[mothership.bind]\nhttp = \"192.0.2.1:8080\"\n")
+        defer { directory.remove() }
+        let tui = try TerminalMothership(["--tui"], in: directory.path)
+        defer { tui.stop() }
+        #expect(try await tui.waitForExit() == 1)
+        Self.expectRestored(tui)
+        // The status line (wrapped at 80 columns) says why, alone on the normal screen.
+        let text = tui.screen.lines.joined()
+        #expect(text.hasPrefix(#"{"message":"Mothership failed","status":"failed","error":"#), "\(text)")
+        #expect(text.contains("192.0.2.1:8080"))
+    }
+
     @Test func resizingRedrawsAtTheNewSize() async throws {
         let directory = try Self.fleet(Self.twoShips)
         defer { directory.remove() }
