@@ -54,7 +54,10 @@ extension FleetSupervisor {
             process.signalGroup(9)
             _ = await process.exitStatus()
         }
-        if records[name]!.process?.pid == process.pid { records[name]!.process = nil }
+        if records[name]!.process?.pid == process.pid {
+            records[name]!.process = nil
+            records[name]!.memory = nil
+        }
         records[name]!.phase = .stopped
         publish(name)
     }

@@ -86,6 +86,7 @@ extension FleetSupervisor {
             }
             records[name]!.process = nil
             records[name]!.ready = false
+            records[name]!.memory = nil  // the next process is sampled afresh
             guard !stopping && !shutdownRequested && outcome == nil else { return }
             if records[name]!.requestedRestart {
                 // Asked for, so neither a crash (critical or not) nor a reason to back off.

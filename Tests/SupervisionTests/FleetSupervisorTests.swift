@@ -346,6 +346,8 @@ struct FleetSupervisorTests {
         let harness = try Harness("[[fleet.web]]\nname = \"web\"\ncommand = \"rails\"\n")
         await harness.state(.running)
         let first = try #require(harness.launcher.latest("web"))
+        let supervisor = harness.supervisor
+        await harness.until { await supervisor.status().vessels.first?.memory != nil }
         let start = harness.clock.now
         #expect(await harness.supervisor.restart("web"))
         await harness.launched(2)
@@ -354,6 +356,9 @@ struct FleetSupervisorTests {
         let status = await harness.supervisor.status()
         #expect(status.vessels.first?.restarts == 1)
         #expect(status.vessels.first?.pid == harness.launcher.latest("web")?.pid)
+        #expect(
+            status.vessels.first?.memory?.residentBytes != 4096 * UInt64(first.pid),
+            "not the old process's memory")
         await harness.state(.running)
         #expect(harness.lifecycle.filter { $0 == .crashed || $0 == .draining }.isEmpty)
         #expect(await harness.land() == .landed)
