@@ -6,14 +6,14 @@ public struct DashboardServices: Sendable {
     public var snapshot: @Sendable () async -> DashboardSnapshot
     /// Every vessel's output ring, plus `DashboardState.mothershipEntry` for mothership's own log.
     public var logs: OutputLog
-    /// The supervisor's restart of one vessel.
-    public var restart: @Sendable (String) async -> Void
+    /// The supervisor's restart of one vessel; false when it has no process to restart.
+    public var restart: @Sendable (String) async -> Bool
     /// The same graceful landing as SIGTERM.
     public var land: @Sendable () async -> Void
 
     public init(
         snapshot: @escaping @Sendable () async -> DashboardSnapshot, logs: OutputLog,
-        restart: @escaping @Sendable (String) async -> Void, land: @escaping @Sendable () async -> Void
+        restart: @escaping @Sendable (String) async -> Bool, land: @escaping @Sendable () async -> Void
     ) {
         self.snapshot = snapshot
         self.logs = logs
@@ -53,6 +53,7 @@ public struct DashboardRunner<C: Clock>: Sendable where C.Duration == Duration {
         case input([UInt8])
         case resized
         case tick
+        case notice(String)
     }
 
     public func run(on terminal: some DashboardTerminal) async {
@@ -86,9 +87,11 @@ public struct DashboardRunner<C: Clock>: Sendable where C.Duration == Duration {
                 case .input(let bytes):
                     let context = self.context(snapshot, state: state, size: size)
                     for key in decoder.feed(bytes) {
-                        if let action = state.handle(key, in: context) { perform(action) }
+                        if let action = state.handle(key, in: context) { perform(action, continuation) }
                     }
                     pendingSince = decoder.hasPending ? clock.now : nil
+                case .notice(let text):
+                    state.notice = text
                 case .resized:
                     size = terminal.size()
                     shown = nil
@@ -96,7 +99,7 @@ public struct DashboardRunner<C: Clock>: Sendable where C.Duration == Duration {
                     if let since = pendingSince, since.duration(to: clock.now) >= .milliseconds(50) {
                         let context = self.context(snapshot, state: state, size: size)
                         for key in decoder.flush() {
-                            if let action = state.handle(key, in: context) { perform(action) }
+                            if let action = state.handle(key, in: context) { perform(action, continuation) }
                         }
                         pendingSince = nil
                     }
@@ -117,10 +120,15 @@ public struct DashboardRunner<C: Clock>: Sendable where C.Duration == Duration {
         }
     }
 
-    func perform(_ action: DashboardAction) {
+    func perform(_ action: DashboardAction, _ events: AsyncStream<Event>.Continuation) {
         let services = self.services
         switch action {
-        case .restart(let name): Task { await services.restart(name) }
+        case .restart(let name):
+            Task {
+                if !(await services.restart(name)) {
+                    events.yield(.notice("\(name) has no process to restart (waiting, backing off or done)"))
+                }
+            }
         case .land: Task { await services.land() }
         }
     }

@@ -68,7 +68,10 @@ struct DashboardRunnerTests {
             let requests = self.requests
             let services = DashboardServices(
                 snapshot: { fleet.value }, logs: logs,
-                restart: { name in requests.mutate { $0.append("restart \(name)") } },
+                restart: { name in
+                    requests.mutate { $0.append("restart \(name)") }
+                    return name != "migrate"
+                },
                 land: { requests.mutate { $0.append("land") } })
             let runner = DashboardRunner(services: services, clock: clock)
             let terminal = self.terminal
@@ -115,12 +118,18 @@ struct DashboardRunnerTests {
         let requests = harness.requests
         await harness.until("the restart request") { requests.value == ["restart worker"] }
         await harness.until("the notice") { terminal.screen().lines[23] == " restarting worker…" }
+        // migrate is done: the supervisor refuses, and the footer says so.
+        terminal.type("\u{1B}[B\u{1B}[Br")
+        await harness.until("the refusal") {
+            terminal.screen().lines[23].hasPrefix(" migrate has no process to restart")
+        }
         // An arrow split across reads, then Tab: worker's log.
         terminal.type("\u{1B}")
-        terminal.type("[A\u{1B}[B\t")
+        terminal.type("[A\u{1B}[A\t")
         await harness.until("worker's log") { terminal.screen().text.contains("worker says hi") }
         terminal.type("q")
         await harness.until("the landing request") { requests.value.last == "land" }
+        #expect(requests.value == ["restart worker", "restart migrate", "land"])
         await harness.until("the landing footer") {
             terminal.screen().lines[23].contains("landing the fleet")
         }
