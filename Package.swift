@@ -35,6 +35,7 @@ let package = Package(
             ]
         ),
         .target(name: "CMothershipSystem"),
+        .target(name: "Dashboard", dependencies: ["Supervision"]),
         .target(
             name: "ProcessControl",
             dependencies: [
@@ -78,6 +79,7 @@ let package = Package(
                 "ProcessControl",
                 "Probes",
                 "Relay",
+                "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -137,6 +139,10 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]
+        ),
+        .testTarget(
+            name: "DashboardTests",
+            dependencies: ["Dashboard", "Supervision", "MothershipTestSupport"]
         ),
         .testTarget(
             name: "EndToEndTests",

@@ -54,7 +54,10 @@ extension FleetSupervisor {
             process.signalGroup(9)
             _ = await process.exitStatus()
         }
-        if records[name]!.process?.pid == process.pid { records[name]!.process = nil }
+        if records[name]!.process?.pid == process.pid {
+            records[name]!.process = nil
+            records[name]!.memory = nil
+        }
         records[name]!.phase = .stopped
         publish(name)
     }
@@ -145,5 +148,44 @@ extension FleetSupervisor {
                 if exited == false { process.signalGroup(9) }
             }
         }
+    }
+}
+
+extension FleetSupervisor {
+    // MARK: Restart on request
+
+    /// Restarts one running vessel (the dashboard's `r`): its stop signal to the process group, up to
+    /// `stop_timeout`, then SIGKILL; the supervisor starts it again at once, without backoff and
+    /// without treating the exit as a crash (a critical vessel does not take the fleet down).
+    /// Returns false, doing nothing, when the vessel is unknown, has no running process (waiting,
+    /// backing off, completed) or the fleet is landing.
+    @discardableResult
+    public func restart(_ name: String) -> Bool {
+        guard let record = records[name], let process = record.process, !record.requestedRestart,
+            !stopping, !shutdownRequested, outcome == nil
+        else { return false }
+        let vessel = record.vessel
+        records[name]!.requestedRestart = true
+        records[name]!.healthTask?.cancel()
+        records[name]!.phase = .stopping
+        logger.notice("restarting \(vessel.kind.rawValue) '\(name)' on request")
+        publish(name)
+        process.signalGroup(vessel.stopSignal.number)
+        let clock = self.clock
+        let timeout = vessel.stopTimeout
+        Task {
+            let exited: Bool? = await firstOf([
+                {
+                    _ = await process.exitStatus()
+                    return true
+                },
+                {
+                    do { try await clock.sleep(for: timeout) } catch { return nil }
+                    return false
+                },
+            ])
+            if exited == false { process.signalGroup(9) }
+        }
+        return true
     }
 }
