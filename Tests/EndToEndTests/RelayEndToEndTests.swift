@@ -101,6 +101,15 @@ struct RelayEndToEndTests {
         #expect(postedChunked.bodyLength == 1 << 20)
         #expect(postedChunked.bodyOK)
 
+        // A ship that answers before the body has all arrived: the rest of the body is dropped and
+        // the connection serves the next request.
+        let earlyBody = RawConnection.pattern(8_000_000)
+        let early = try await connection.exchange(RawConnection.request("POST", "/early", body: earlyBody))
+        #expect(early.status == 413)
+        #expect(
+            try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after-early"))).path
+                == "/after-early")
+
         // A 5 MB response arrives whole, a chunked one too; HEAD has the length and no body.
         let size = 5_000_000
         let big = try await connection.exchange(RawConnection.request("GET", "/big?n=\(size)"))
@@ -983,6 +992,11 @@ struct RelayEndToEndTests {
             def handle_any(self):
                 if self.headers.get("Upgrade") and self.path.startswith("/ws"):
                     return self.upgrade()
+                if self.path.startswith("/early"):
+                    # Answers before reading the body (an early 413), then reads it.
+                    self.reply(413, b"too large", "text/plain")
+                    self.read_body()
+                    return
                 body = self.read_body()
                 if self.path.startswith("/big"):
                     n = int(self.path.split("n=")[1])

@@ -60,7 +60,9 @@ struct ByteWriter {
         append(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
     }
 
-    mutating func append(_ text: String) {
+    /// Text known only at run time (a literal takes the `StaticString` overload, which copies
+    /// straight from the binary).
+    mutating func append(string text: String) {
         var text = text
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }

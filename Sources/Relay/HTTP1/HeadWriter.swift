@@ -38,7 +38,7 @@ enum HeadWriter {
         ByteWriter.write(into: &buffer, estimate: estimate, source: head.bytes) { writer, source in
             writer.append(source, 0..<head.target.lowerBound)
             if let target {
-                writer.append(target)
+                writer.append(string: target)
             } else {
                 writer.append(source, head.target)
             }
@@ -142,7 +142,7 @@ enum HeadWriter {
             writer.append(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
             writer.appendDecimal(Int64(response.status.code))
             writer.append(byte: 32)
-            writer.append(reason)
+            writer.append(string: reason)
             writer.append("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
             writer.appendDecimal(Int64(body.utf8.count))
             writer.append("\r\nServer: mothership\r\n")
@@ -153,7 +153,7 @@ enum HeadWriter {
             }
             if close { writer.append("Connection: close\r\n") }
             writer.append("\r\n")
-            if !isHead { writer.append(body) }
+            if !isHead { writer.append(string: body) }
         }
     }
 

@@ -375,6 +375,12 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         if exchange.closeClient || draining {
             closeAfterWrites()
+        } else if !exchange.requestEnded {
+            // The ship answered before the request body ended (an early 413, say): the rest of
+            // the body is read and dropped, then the next request follows.
+            state = .answered(close: false)
+            context.flush()
+            resumeClientReads()
         } else {
             // Idle before the flush, so that nothing this write sets off finds the connection still
             // busy with the finished exchange.
