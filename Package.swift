@@ -120,7 +120,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ProcessControlTests",
-            dependencies: ["ProcessControl", "Supervision", "MothershipTestSupport"]
+            dependencies: ["CMothershipSystem", "ProcessControl", "Supervision", "MothershipTestSupport"]
         ),
         .testTarget(
             name: "ProbesTests",

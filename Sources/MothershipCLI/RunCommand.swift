@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMothershipSystem
 import Dashboard
 import Logging
 import Metrics
@@ -111,7 +112,11 @@ struct Launch {
             ports: FleetPorts(
                 launcher: SystemProcessLauncher(), health: NIOHealthCheck(), uplinks: NIOUplinkCheck()),
             clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
-            onLifecycleChange: { lifecycle.set($0) },
+            onLifecycleChange: { state in
+                lifecycle.set(state)
+                // Launched: the code only start-up needed leaves the resident set.
+                if state == .running { lifecycle.releaseStartupCodeOnce() }
+            },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
 
         // Listeners are bound before anything starts: a bind that cannot listen fails the launch.
@@ -213,7 +218,15 @@ struct Launch {
 final class LifecycleBox: Sendable {
     private let state = Mutex(LifecycleState.initializing)
 
+    private let startupCodeReleased = Atomic<Bool>(false)
+
     func set(_ next: LifecycleState) { state.withLock { $0 = next } }
+
+    /// See `ms_release_startup_code`; the first time only.
+    func releaseStartupCodeOnce() {
+        guard !startupCodeReleased.exchange(true, ordering: .relaxed) else { return }
+        _ = ms_release_startup_code()
+    }
 
     /// 200 `{"status":"running"}` while Running, 503 with the current state otherwise.
     func health() -> (status: Int, body: String) {
