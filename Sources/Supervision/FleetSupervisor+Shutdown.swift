@@ -131,22 +131,25 @@ extension FleetSupervisor {
         for (name, process) in prelaunchProcesses {
             logger.warning("stopping prelaunch job '\(name)': another prelaunch job failed")
             process.signalGroup(15)
-            let clock = self.clock
-            let timeout = timing.prelaunchStopTimeout
-            Task {
-                // SIGKILL only if the job outlives its timeout.
-                let exited: Bool? = await firstOf([
-                    {
-                        _ = await process.exitStatus()
-                        return true
-                    },
-                    {
-                        do { try await clock.sleep(for: timeout) } catch { return nil }
-                        return false
-                    },
-                ])
-                if exited == false { process.signalGroup(9) }
-            }
+            killGroup(of: process, unlessExitedWithin: timing.prelaunchStopTimeout)
+        }
+    }
+
+    /// SIGKILL to `process`'s group only if it outlives `timeout` (after its stop signal).
+    func killGroup(of process: any RunningProcess, unlessExitedWithin timeout: Duration) {
+        let clock = self.clock
+        Task {
+            let exited: Bool? = await firstOf([
+                {
+                    _ = await process.exitStatus()
+                    return true
+                },
+                {
+                    do { try await clock.sleep(for: timeout) } catch { return nil }
+                    return false
+                },
+            ])
+            if exited == false { process.signalGroup(9) }
         }
     }
 }
@@ -171,21 +174,7 @@ extension FleetSupervisor {
         logger.notice("restarting \(vessel.kind.rawValue) '\(name)' on request")
         publish(name)
         process.signalGroup(vessel.stopSignal.number)
-        let clock = self.clock
-        let timeout = vessel.stopTimeout
-        Task {
-            let exited: Bool? = await firstOf([
-                {
-                    _ = await process.exitStatus()
-                    return true
-                },
-                {
-                    do { try await clock.sleep(for: timeout) } catch { return nil }
-                    return false
-                },
-            ])
-            if exited == false { process.signalGroup(9) }
-        }
+        killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
         return true
     }
 }
