@@ -103,8 +103,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     switch owner.responseHead(head, from: self) {
                     case .read(let framing, let dechunk):
                         if framing.isNone {
-                            phase = .idle
-                            owner.responseEnded(from: self, reusable: buffer.readableBytes == 0)
+                            endResponse(for: owner, leftover: buffer.readableBytes)
                             break loop
                         }
                         phase = .body(framing, dechunk: dechunk)
@@ -134,8 +133,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 }
                 if ended {
-                    phase = .idle
-                    owner.responseEnded(from: self, reusable: buffer.readableBytes == 0)
+                    endResponse(for: owner, leftover: buffer.readableBytes)
                     break loop
                 }
                 phase = .body(framing, dechunk: dechunk)
@@ -152,6 +150,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if buffer.readableBytes > 0, owner != nil {
             inbound = buffer
         }
+    }
+
+    /// The response is complete; bytes after it mean the connection is out of step.
+    private func endResponse(for owner: Exchange, leftover: Int) {
+        phase = .idle
+        owner.responseEnded(from: self, reusable: leftover == 0)
     }
 
     private static func describe(_ failure: HeadParser.Failure) -> String {
