@@ -12,7 +12,9 @@ import ShipManifest
 /// the ship going away mid-response closes the client connection. Each request counts once in the
 /// ship's circuit breaker.
 final class Exchange {
-    private weak var owner: RelayServerHandler?
+    /// The client connection's handler. Strong: the handler drops the exchange when it finishes,
+    /// fails or the client goes away, which ends the cycle; after `abandon()` nothing calls back.
+    private let owner: RelayServerHandler
     let entry: RouteEntry
     let pool: UpstreamPool
     let breaker: ShipBreaker
@@ -85,12 +87,12 @@ final class Exchange {
         guard !finished else { return }
         guard let upstream else {
             pending.append(body)
-            owner?.pauseClientReads()
+            owner.pauseClientReads()
             return
         }
         bodySent = true
         upstream.send(body)
-        if !upstream.isWritable { owner?.pauseClientReads() }
+        if !upstream.isWritable { owner.pauseClientReads() }
     }
 
     /// The client's request is complete (its body's last byte was forwarded).
@@ -162,8 +164,8 @@ final class Exchange {
         for body in pending { handler.send(body) }
         pending.removeAll()
         handler.flush()
-        if handler.isWritable { owner?.resumeClientReads() } else { owner?.pauseClientReads() }
-        owner?.watch(for: limits.firstByteTimeout)
+        if handler.isWritable { owner.resumeClientReads() } else { owner.pauseClientReads() }
+        owner.watch(for: limits.firstByteTimeout)
     }
 
     private func connectFailed(_ error: any Error) {
@@ -202,7 +204,7 @@ final class Exchange {
     /// The ship's response head: written to the client (rewritten); says how the upstream handler
     /// goes on reading.
     func responseHead(_ response: MessageHead, from handler: UpstreamHandler) -> ResponseAction {
-        guard handler === upstream, let owner else { return .close }
+        guard handler === upstream else { return .close }
         if response.status == 101 {
             guard isUpgrade else {
                 upstreamMalformed(handler, reason: "101 Switching Protocols to a request that did not ask")
@@ -242,7 +244,7 @@ final class Exchange {
 
     /// A piece of the response body (already without chunk framing when dechunking).
     func responseBody(_ body: ByteBuffer, from handler: UpstreamHandler) {
-        guard handler === upstream, let owner else { return }
+        guard handler === upstream else { return }
         if reframing == .chunk {
             var size = owner.allocator.buffer(capacity: 12)
             HeadWriter.writeChunkSize(body.readableBytes, into: &size)
@@ -269,7 +271,7 @@ final class Exchange {
     }
 
     private func writeUnwritten() {
-        if let bytes = unwritten, let owner {
+        if let bytes = unwritten {
             unwritten = nil
             owner.writeToClient(bytes)
         }
@@ -277,7 +279,7 @@ final class Exchange {
 
     /// The response is complete; `reusable` tells whether the connection is clean for another.
     func responseEnded(from handler: UpstreamHandler, reusable: Bool) {
-        guard handler === upstream, let owner else { return }
+        guard handler === upstream else { return }
         if reframing == .chunk { emit(owner.allocator.buffer(staticString: "0\r\n\r\n"), owner: owner) }
         writeUnwritten()
         finished = true
@@ -295,12 +297,12 @@ final class Exchange {
     func upstreamReadComplete(from handler: UpstreamHandler) {
         guard handler === upstream else { return }
         writeUnwritten()
-        owner?.flushClient()
+        owner.flushClient()
     }
 
     func upstreamBecameWritable(_ handler: UpstreamHandler) {
         guard handler === upstream else { return }
-        owner?.resumeClientReads()
+        owner.resumeClientReads()
     }
 
     /// The ship sent something that is not HTTP.
@@ -313,7 +315,7 @@ final class Exchange {
             finished = true
             record(success: false)
             writeUnwritten()
-            owner?.exchangeBroken(self)
+            owner.exchangeBroken(self)
         } else {
             fail(.badGateway(ship: entry.ship, reason: "invalid response: \(reason)"))
         }
@@ -327,7 +329,7 @@ final class Exchange {
             finished = true
             record(success: false)
             writeUnwritten()
-            owner?.exchangeBroken(self)
+            owner.exchangeBroken(self)
         } else if upstreamReused && !bodySent && method.isIdempotent && attempts <= limits.retries {
             // A pooled connection the ship had closed while idle: only the head went out, into a
             // closing socket. Retried on a fresh connection, for idempotent methods only (a ship
@@ -347,8 +349,8 @@ final class Exchange {
     private func fail(_ response: LocalResponse) {
         finished = true
         record(success: false)
-        owner?.settings.logger.warning("\(response.status.code) for \(method) \(target): \(response.message)")
-        owner?.exchangeFailed(self, response: response)
+        owner.settings.logger.warning("\(response.status.code) for \(method) \(target): \(response.message)")
+        owner.exchangeFailed(self, response: response)
     }
 
     private func record(success: Bool) {
