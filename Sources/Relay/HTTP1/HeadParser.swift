@@ -48,6 +48,16 @@ enum HeadParser {
     static func next(
         from buffer: inout ByteBuffer, kind: Kind, limits: Limits, scanned: inout Int
     ) -> Outcome {
+        var spare: [HeaderField] = []
+        return next(from: &buffer, kind: kind, limits: limits, scanned: &scanned, reusing: &spare)
+    }
+
+    /// The same, with the field list's storage taken from `spare` (a connection hands back each
+    /// head's list when done with it, so that parsing allocates nothing in the usual case).
+    static func next(
+        from buffer: inout ByteBuffer, kind: Kind, limits: Limits, scanned: inout Int,
+        reusing spare: inout [HeaderField]
+    ) -> Outcome {
         if scanned == 0 && kind == .request {
             // RFC 9112 §2.2: empty lines before a request line are ignored (a client's stray CRLF
             // after a body, for instance).
@@ -66,6 +76,9 @@ enum HeadParser {
         }
         scanned = 0
         var head = MessageHead(bytes: buffer.readSlice(length: end)!)
+        head.fields = spare
+        spare = []
+        head.fields.removeAll(keepingCapacity: true)
         if let failure = fill(&head, kind: kind, limits: limits) { return .failure(failure) }
         return .complete(head)
     }

@@ -234,7 +234,8 @@ final class Exchange {
             reframing = .dechunk
         }
         if isUpgrade { closeClient = true }  // a declined upgrade: the request stream ends here
-        var bytes = owner.allocator.buffer(capacity: response.bytes.readableBytes + 32)
+        var bytes = owner.responseHeads.take(
+            capacity: response.bytes.readableBytes + 32, allocator: owner.allocator)
         HeadWriter.clientResponse(
             response, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
             into: &bytes)
@@ -265,7 +266,7 @@ final class Exchange {
                 unwritten = pendingBytes
                 return
             }
-            owner.writeToClient(pendingBytes)
+            writeHead(pendingBytes)
         }
         owner.writeToClient(bytes)
     }
@@ -273,8 +274,14 @@ final class Exchange {
     private func writeUnwritten() {
         if let bytes = unwritten {
             unwritten = nil
-            owner.writeToClient(bytes)
+            writeHead(bytes)
         }
+    }
+
+    /// Writes the response head (with what joined it); its buffer serves the next response.
+    private func writeHead(_ bytes: ByteBuffer) {
+        owner.writeToClient(bytes)
+        owner.responseHeads.keep(bytes)
     }
 
     /// The response is complete; `reusable` tells whether the connection is clean for another.

@@ -46,6 +46,11 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes read and not yet taken: the rest of a head, or pipelined requests waiting their turn.
     private var inbound: ByteBuffer?
     private var scanned = 0
+    /// The last head's field list, for the next head to parse into.
+    private var spareFields: [HeaderField] = []
+    /// Buffers for the heads written to ships and to this client.
+    private var requestHeads = ScratchBuffer()
+    var responseHeads = ScratchBuffer()
     /// The current request's body still to come.
     private var requestBody = BodyFraming.none
     var readsPaused = false
@@ -105,7 +110,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             switch state {
             case .idle:
                 if buffer.readableBytes == 0 { break loop }
-                switch HeadParser.next(from: &buffer, kind: .request, limits: parserLimits, scanned: &scanned)
+                switch HeadParser.next(
+                    from: &buffer, kind: .request, limits: parserLimits, scanned: &scanned,
+                    reusing: &spareFields)
                 {
                 case .incomplete:
                     break loop
@@ -115,6 +122,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 case .complete(let head):
                     received(head: head, context: context)
+                    spareFields = head.fields
                 }
             case .answered(let close):
                 if !requestBody.isNone {
@@ -278,13 +286,15 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 head: head, close: close, context: context, entry: entry)
             return
         }
-        var upstreamHead = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256)
+        var upstreamHead = requestHeads.take(
+            capacity: head.bytes.readableBytes + 256, allocator: context.channel.allocator)
         HeadWriter.upstreamRequest(
             head, target: forwardedTarget(target, path: path, route: entry.route),
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
             requestID: { self.loop.requestIDs.write(into: &$0) },
             startMicroseconds: Self.microsecondsSinceEpoch(),
             into: &upstreamHead)
+        requestHeads.keep(upstreamHead)
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,
             head: upstreamHead, method: head.method, target: target, clientVersion: head.version,

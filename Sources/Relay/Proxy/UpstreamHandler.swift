@@ -10,8 +10,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The exchange using this connection now; nil while idle in the pool.
-    weak var owner: Exchange?
+    /// The exchange using this connection now; nil while idle in the pool. Strong (a weak
+    /// reference costs an allocation per exchange): every way an exchange lets go of its
+    /// connection clears it, and so does the connection closing.
+    var owner: Exchange?
     weak var pool: UpstreamPool?
     /// The client's handler once this connection is a tunnel.
     private weak var tunnelPeer: RelayServerHandler?
@@ -29,6 +31,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var phase = Phase.idle
     private var inbound: ByteBuffer?
     private var scanned = 0
+    /// The last head's field list, for the next head to parse into.
+    private var spareFields: [HeaderField] = []
 
     var channel: (any Channel)? { context?.channel }
     var isWritable: Bool { context?.channel.isWritable ?? false }
@@ -88,7 +92,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 buffer.clear()
                 break loop
             case .head(let isHeadRequest):
-                switch HeadParser.next(from: &buffer, kind: .response, limits: .response, scanned: &scanned) {
+                switch HeadParser.next(
+                    from: &buffer, kind: .response, limits: .response, scanned: &scanned,
+                    reusing: &spareFields)
+                {
                 case .incomplete:
                     break loop
                 case .failure(let failure):
@@ -100,7 +107,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                         phase = .head(isHeadRequest: isHeadRequest)  // informational: the final head follows
                         continue loop
                     }
-                    switch owner.responseHead(head, from: self) {
+                    let action = owner.responseHead(head, from: self)
+                    spareFields = head.fields
+                    switch action {
                     case .read(let framing, let dechunk):
                         if framing.isNone {
                             endResponse(for: owner, leftover: buffer.readableBytes)
@@ -186,6 +195,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         default:
             owner?.upstreamClosed(self, error: nil)
         }
+        owner = nil
         context.fireChannelInactive()
     }
 
