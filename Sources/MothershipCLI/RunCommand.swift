@@ -1,4 +1,5 @@
 import ArgumentParser
+import FlagshipElection
 import Logging
 import Metrics
 import Probes
@@ -76,6 +77,18 @@ struct Launch {
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
 
+        let launcher = SystemProcessLauncher()
+        var elector: (any FlagshipElector)?
+        if let flagship = manifest.settings.flagship {
+            do {
+                elector = try ElectorChoice.elector(
+                    for: flagship, deployment: manifest.settings.name, manifestText: file.text,
+                    environment: FileSystem.environment, workingDirectory: file.directory, launcher: launcher,
+                    logger: logger)
+            } catch {
+                return .failed(error.description)
+            }
+        }
         let supervisor = FleetSupervisor(
             manifest: manifest,
             context: FleetContext(
@@ -83,7 +96,7 @@ struct Launch {
                 mothershipPID: getpid(),
                 socketDirectory: socketDirectory),
             ports: FleetPorts(
-                launcher: SystemProcessLauncher(), health: NIOHealthCheck(), uplinks: NIOUplinkCheck()),
+                launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector),
             clock: ContinuousClock(), logger: logger, echo: { console.echo($0) },
             onLifecycleChange: { lifecycle.set($0) },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
