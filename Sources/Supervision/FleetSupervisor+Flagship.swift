@@ -71,7 +71,8 @@ extension FleetSupervisor {
     }
 
     /// Runs `operation` in a task that `requestShutdown()` and `killNow()` cancel.
-    private func untilShutdown<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T) async throws
+    private func untilShutdown<T: Sendable>(_ operation: @escaping @Sendable () async throws -> T)
+        async throws
         -> T
     {
         let task = Task { try await operation() }

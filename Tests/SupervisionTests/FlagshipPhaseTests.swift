@@ -52,7 +52,8 @@ struct FlagshipPhaseTests {
         #expect(await harness.land() == .landed)
         #expect(
             elector.journal.all == [
-                "elect", "signal abort: the flagship was shut down before its prelaunch finished", "release lock",
+                "elect", "signal abort: the flagship was shut down before its prelaunch finished",
+                "release lock",
             ])
     }
 

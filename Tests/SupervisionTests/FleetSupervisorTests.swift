@@ -21,7 +21,8 @@ struct Harness {
             manifest: manifest,
             context: FleetContext(
                 manifestDirectory: "/srv/app", inheritedEnvironment: ["PATH": "/bin"], mothershipPID: 7),
-            ports: FleetPorts(launcher: launcher, health: health, uplinks: uplinks, elector: elector), clock: clock,
+            ports: FleetPorts(launcher: launcher, health: health, uplinks: uplinks, elector: elector),
+            clock: clock,
             logger: .quiet, onLifecycleChange: { state in states.mutate { $0.append(state) } })
         let supervisor = self.supervisor
         run = Task { await supervisor.run() }
