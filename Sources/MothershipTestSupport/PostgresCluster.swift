@@ -100,9 +100,14 @@ public final class PostgresCluster: Sendable {
     /// and waitpid on its pid, not Foundation's Process: from a test's async context, Process at
     /// times never noticed the exit of a `runuser` whose grandchild (the server) daemonized.
     static func run(_ tool: String, _ arguments: [String]) throws {
-        // From /tmp: the postgres user may not be allowed into the current directory.
+        // The wrapper closes every descriptor the child inherited beyond stdio: the server daemonizes
+        // from it and would otherwise hold other tests' sockets open for the whole run (a client's
+        // close would never reach its peer). It starts from /tmp: the postgres user may not be
+        // allowed into the current directory.
         let command = getuid() == 0 ? ["/usr/sbin/runuser", "-u", "postgres", "--", tool] : [tool]
-        let argv = ["/bin/sh", "-c", "cd /tmp && exec \"$@\"", "sh"] + command + arguments
+        let script =
+            #"for fd in /proc/$$/fd/*; do n=${fd##*/}; [ "$n" -gt 2 ] && eval "exec $n>&-"; done; cd /tmp && exec "$@""#
+        let argv = ["/bin/bash", "-c", script, "bash"] + command + arguments
         let logPath = "/tmp/mothership-pg-tool-\(UUID().uuidString.prefix(8)).log"
         defer { unlink(logPath) }
         var actions = posix_spawn_file_actions_t()
