@@ -62,7 +62,8 @@ final class PostgresEscortWatch: EscortWatch {
         self.description = description
     }
 
-    var waitsForFlagship: Bool { true }
+    /// False only for a late escort whose flagship already signalled ready.
+    var waitsForFlagship: Bool { finished != .ready }
 
     func awaitFlagship() async throws {
         guard let database else { return try conclude(finished ?? .running, flagshipGone: false) }

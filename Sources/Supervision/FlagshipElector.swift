@@ -30,7 +30,8 @@ public protocol FlagshipTicket: Sendable, CustomStringConvertible {
 
 /// Held by an escort until it may launch.
 public protocol EscortWatch: Sendable, CustomStringConvertible {
-    /// Whether the escort waits for the flagship's signal (PostgreSQL) or launches at once (static).
+    /// Whether the escort must wait for (or check) the flagship's outcome; false when it may launch
+    /// at once (a static election, or a flagship known to have signalled ready).
     var waitsForFlagship: Bool { get }
     /// Returns when the flagship signalled ready (at once for a static escort); throws an error that
     /// speaks to the operator on abort or when the prelaunch timeout passes. Ends when cancelled.
