@@ -11,8 +11,9 @@ public enum FlagshipElectionError: Error, Sendable, CustomStringConvertible {
     case database(url: String, during: String, error: String)
     /// The flagship signalled abort.
     case aborted(deployment: String, deployID: String, reason: String)
-    /// No signal within `prelaunch_timeout`; `flagshipGone` when the flagship's lock was free at the end.
-    case prelaunchTimedOut(deployment: String, deployID: String, timeout: Duration, flagshipGone: Bool)
+    /// No signal within `prelaunch_timeout`, and what the escort saw of the flagship at the end.
+    case prelaunchTimedOut(
+        deployment: String, deployID: String, timeout: Duration, flagship: FlagshipSighting)
     /// `static_flagship = { command, equals }` could not run its command.
     case staticCommand(command: String, error: String)
     /// The URL (from `election_url` or the uplink) is not usable.
@@ -28,11 +29,9 @@ public enum FlagshipElectionError: Error, Sendable, CustomStringConvertible {
             "election database \(url): \(during) failed: \(error)"
         case .aborted(let deployment, let deployID, let reason):
             "the flagship of deployment '\(deployment)' aborted prelaunch (deploy id \(Self.short(deployID))): \(reason); not launching. To retry this release, start every instance with a new MS_DEPLOY_ID"
-        case .prelaunchTimedOut(let deployment, let deployID, let timeout, let flagshipGone):
+        case .prelaunchTimedOut(let deployment, let deployID, let timeout, let flagship):
             "no signal from the flagship of deployment '\(deployment)' (deploy id \(Self.short(deployID))) within prelaunch_timeout (\(DurationText.format(timeout)))"
-                + (flagshipGone
-                    ? ": its lock was released without a signal, so it likely died during prelaunch. Not taking over (its prelaunch may be half done); restart the deployment to elect a new flagship"
-                    : ": it is still running prelaunch; raise prelaunch_timeout if prelaunch takes longer")
+                + flagship.explanation
         case .staticCommand(let command, let error):
             "static_flagship command '\(command)' could not run: \(error)"
         case .invalidURL(let text):
@@ -42,5 +41,26 @@ public enum FlagshipElectionError: Error, Sendable, CustomStringConvertible {
 
     static func short(_ deployID: String) -> String {
         deployID.count > 12 ? String(deployID.prefix(12)) : deployID
+    }
+}
+
+/// What a waiting escort saw of its flagship when its wait timed out.
+public enum FlagshipSighting: Sendable, Hashable {
+    /// The lock is held and this release's row says `running`.
+    case running
+    /// The row says `running` but nobody holds the lock: the flagship died mid-prelaunch.
+    case gone
+    /// This release has no row: the lock was held by an instance of another release.
+    case neverStarted
+
+    var explanation: String {
+        switch self {
+        case .running:
+            ": it is still running prelaunch; raise prelaunch_timeout if prelaunch takes longer"
+        case .gone:
+            ": its lock was released without a signal, so it likely died during prelaunch. Not taking over (its prelaunch may be half done); restart the deployment to elect a new flagship"
+        case .neverStarted:
+            ": no flagship of this deploy id ever started; the lock was held by an instance of another release (another MS_DEPLOY_ID or manifest) of this deployment. Restart once it has finished"
+        }
     }
 }

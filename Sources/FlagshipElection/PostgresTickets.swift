@@ -66,7 +66,7 @@ final class PostgresEscortWatch: EscortWatch {
     var waitsForFlagship: Bool { finished != .ready }
 
     func awaitFlagship() async throws {
-        guard let database else { return try conclude(finished ?? .running, flagshipGone: false) }
+        guard let database else { return try conclude(finished ?? .running, flagship: .running) }
         let deadline = ContinuousClock.now + timeout
         let pollInterval = self.pollInterval
         let progress: FlagshipProgress? = try await database.connection.listen(
@@ -108,14 +108,22 @@ final class PostgresEscortWatch: EscortWatch {
         }
         guard let progress else {
             try Task.checkCancellation()
-            let held = (try? await database.lockHeld()) ?? true
-            return try conclude(.running, flagshipGone: !held)
+            var sighting = FlagshipSighting.running
+            do {
+                let row = try await database.readRow()
+                if let row, row.isFinal { return try conclude(row, flagship: .running) }
+                let held = try await database.lockHeld()
+                sighting = row == nil ? .neverStarted : (held ? .running : .gone)
+            } catch {
+                // The timeout stands; only its explanation is lost.
+            }
+            return try conclude(.running, flagship: sighting)
         }
-        try conclude(progress, flagshipGone: false)
+        try conclude(progress, flagship: .running)
     }
 
     /// Returns on ready; throws on abort, or on `running` (the wait timed out).
-    func conclude(_ progress: FlagshipProgress, flagshipGone: Bool) throws {
+    func conclude(_ progress: FlagshipProgress, flagship: FlagshipSighting) throws {
         let name = identity.name
         let deployID = identity.deployID
         switch progress {
@@ -125,7 +133,7 @@ final class PostgresEscortWatch: EscortWatch {
             throw FlagshipElectionError.aborted(deployment: name, deployID: deployID, reason: reason)
         case .running:
             throw FlagshipElectionError.prelaunchTimedOut(
-                deployment: name, deployID: deployID, timeout: timeout, flagshipGone: flagshipGone)
+                deployment: name, deployID: deployID, timeout: timeout, flagship: flagship)
         }
     }
 

@@ -120,6 +120,32 @@ struct PostgresElectionTests {
         await watch.release()
     }
 
+    @Test func anEscortOfAReleaseWhoseLockIsHeldByAnotherReleaseSaysSoWhenItTimesOut() async throws {
+        let name = Self.unique("overlap")
+        guard case .flagship(let older) = try await Self.election(name, deployID: "v1").elect() else {
+            Issue.record("the first instance was not elected")
+            return
+        }
+        guard
+            case .escort(let watch) = try await Self.election(
+                name, deployID: "v2", prelaunchTimeout: .seconds(1)
+            )
+            .elect()
+        else {
+            Issue.record("two releases ran prelaunch at once")
+            return
+        }
+        try await older.prelaunchSucceeded()
+        await older.release()
+        do {
+            try await watch.awaitFlagship()
+            Issue.record("the escort launched on another release's signal")
+        } catch {
+            #expect("\(error)".contains("no flagship of this deploy id ever started"), "\(error)")
+        }
+        await watch.release()
+    }
+
     @Test func anUnreachableDatabaseEndsInAClearErrorWithThePasswordRedacted() async throws {
         let port = ProcessInspector.freePort()
         var election = try await Self.election(
