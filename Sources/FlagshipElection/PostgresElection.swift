@@ -105,12 +105,13 @@ public struct PostgresElection: FlagshipElector {
     func connect(until deadline: ContinuousClock.Instant) async throws -> PostgresConnection {
         var breaker = self.breaker
         var attempt = 0
+        let tls = try tls()
         while true {
             attempt += 1
             let remaining = ContinuousClock.now.duration(to: deadline)
             var configuration = PostgresConnection.Configuration(
                 host: url.host, port: url.port, username: url.user, password: url.password,
-                database: url.database, tls: try tls())
+                database: url.database, tls: tls)
             let (seconds, attoseconds) = min(remaining, .seconds(10)).components
             configuration.options.connectTimeout = .milliseconds(
                 max(100, seconds * 1000 + attoseconds / 1_000_000_000_000_000))

@@ -3,8 +3,10 @@ import MothershipTestSupport
 import Testing
 
 /// Several `mothership run` processes on one manifest: the flagship election through the binary,
-/// against a real PostgreSQL server (`PostgresCluster`) or statically.
-@Suite("Flagship election through the binary", .timeLimit(.minutes(2)))
+/// against a real PostgreSQL server (`PostgresCluster`) or statically. Serialized: each test starts
+/// up to three motherships at once, and all of them together would starve the timing-sensitive
+/// tests of other suites on a 2-core machine.
+@Suite("Flagship election through the binary", .serialized, .timeLimit(.minutes(2)))
 struct FlagshipEndToEndTests {
     /// A manifest with a unique deployment name, a prelaunch job and one ship that records whether
     /// prelaunch had run when it started.

@@ -13,7 +13,12 @@ struct PostgresElectionTests {
         url: String? = nil
     ) async throws -> PostgresElection {
         var text = url ?? ""
-        if url == nil { text = try await PostgresCluster.shared().url }
+        // No TLS in process: the test server has none, and building a TLS context per connection
+        // (the trust store is parsed each time) would load the cooperative pool other suites time on.
+        if url == nil {
+            let base = try await PostgresCluster.shared().url
+            text = base + (base.contains("?") ? "&" : "?") + "sslmode=disable"
+        }
         var election = PostgresElection(
             url: try PostgresURL(parsing: text),
             identity: DeploymentIdentity(name: deployment, deployID: deployID),
