@@ -38,6 +38,7 @@ let package = Package(
             ]
         ),
         .target(name: "CMothershipSystem"),
+        .target(name: "Dashboard", dependencies: ["Supervision"]),
         .target(
             name: "ProcessControl",
             dependencies: [
@@ -86,12 +87,14 @@ let package = Package(
         .executableTarget(
             name: "MothershipCLI",
             dependencies: [
+                "CMothershipSystem",
                 "ShipManifest",
                 "Supervision",
                 "ProcessControl",
                 "Probes",
                 "Relay",
                 "FlagshipElection",
+                "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
@@ -132,7 +135,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ProcessControlTests",
-            dependencies: ["ProcessControl", "Supervision", "MothershipTestSupport"]
+            dependencies: ["CMothershipSystem", "ProcessControl", "Supervision", "MothershipTestSupport"]
         ),
         .testTarget(
             name: "ProbesTests",
@@ -158,6 +161,10 @@ let package = Package(
                 "FlagshipElection", "Supervision", "ShipManifest", "MothershipTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "DashboardTests",
+            dependencies: ["Dashboard", "Supervision", "MothershipTestSupport"]
         ),
         .testTarget(
             name: "EndToEndTests",

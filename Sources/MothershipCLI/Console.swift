@@ -14,6 +14,9 @@ final class Console: Sendable {
     private let nameWidth: Int
     private let colors: [String: String]
     private let lock = Mutex(())
+    /// While the dashboard owns the screen: where mothership's own lines go instead (its "mothership"
+    /// entry). Children's lines are not echoed then; the supervisor keeps them in the same log.
+    private let diversion = Mutex<OutputLog?>(nil)
 
     static let palette = ["36", "33", "32", "35", "34", "91", "96", "93", "92", "95"]
 
@@ -25,8 +28,25 @@ final class Console: Sendable {
         self.colors = colors
     }
 
+    /// Sends mothership's log lines to `log` (nil: back to stdout) and stops echoing children's lines.
+    func divert(to log: OutputLog?) {
+        diversion.withLock { $0 = log }
+    }
+
+    /// Keeps a log line for the dashboard; false when not diverted.
+    func divert(_ level: Logger.Level, _ message: String) -> Bool {
+        guard let log = diversion.withLock({ $0 }) else { return false }
+        let time = ConsoleLogHandler.timestamp().dropFirst(11).prefix(8)
+        log.append(
+            OutputLine(
+                source: "mothership", stream: level >= .warning ? .stderr : .stdout,
+                text: "\(time) \(level.rawValue): \(message)"))
+        return true
+    }
+
     /// `web        | Listening on 3000`.
     func echo(_ line: OutputLine) {
+        if diversion.withLock({ $0 != nil }) { return }
         let name = line.source.padding(to: nameWidth)
         if colored, let color = colors[line.source] {
             write("\u{1B}[\(color)m\(name) |\u{1B}[0m \(line.text)")
@@ -99,6 +119,7 @@ struct ConsoleLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        if console.divert(event.level, event.message.description) { return }
         if console.colored {
             console.log(event.level, event.message.description)
             return

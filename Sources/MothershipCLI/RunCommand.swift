@@ -1,4 +1,6 @@
 import ArgumentParser
+import CMothershipSystem
+import Dashboard
 import FlagshipElection
 import Logging
 import Metrics
@@ -51,10 +53,32 @@ struct RunCommand: AsyncParsableCommand {
         LoggingSystem.bootstrap { label in ConsoleLogHandler(label: label, console: console, level: level) }
         var logger = Logger(label: "mothership")
         logger.logLevel = level
-        if tui {
-            logger.warning("the --tui dashboard is not available in this version yet; showing plain output")
+        // Raw mode and the alternate screen from here until the run is over, whichever way it ends.
+        let terminal = tui ? TerminalDevice.open() : nil
+        if tui && terminal == nil {
+            logger.warning("--tui needs a terminal on stdin and stdout; showing plain output")
         }
-        let outcome = await Launch(manifest: parsed, file: file, console: console, logger: logger).run()
+        let outputLog = OutputLog()
+        // From here on mothership's own lines go to the dashboard's "mothership" entry, never over it.
+        if terminal != nil { console.divert(to: outputLog) }
+        let outcome = await Launch(
+            manifest: parsed, file: file, console: console, logger: logger, outputLog: outputLog,
+            terminal: terminal
+        ).run()
+        if let terminal {
+            // Restored already unless the launch failed before the dashboard started (idempotent).
+            terminal.restore()
+            console.divert(to: nil)
+            // Say why a run that did not land ended.
+            if case .crashed(let vessel, _) = outcome {
+                for line in outputLog.lines(of: vessel).suffix(10) { console.echo(line) }
+            }
+            if outcome != .landed {
+                for line in outputLog.lines(of: DashboardState.mothershipEntry).suffix(20) {
+                    console.echo(line)
+                }
+            }
+        }
         console.write(outcome.statusLine)
         if outcome.exitCode != 0 { throw ExitCode(outcome.exitCode) }
     }
@@ -67,6 +91,9 @@ struct Launch {
     let file: ManifestFile
     let console: Console
     let logger: Logger
+    let outputLog: OutputLog
+    /// Where to show the dashboard while the fleet runs (nil: plain output).
+    let terminal: TerminalDevice?
 
     func run() async -> FleetOutcome {
         ProcessTable.becomeSubreaper()
@@ -97,18 +124,24 @@ struct Launch {
                 socketDirectory: socketDirectory),
             ports: FleetPorts(
                 launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector),
-            clock: ContinuousClock(), logger: logger, echo: { console.echo($0) },
-            onLifecycleChange: { lifecycle.set($0) },
+            clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
+            onLifecycleChange: { state in
+                lifecycle.set(state)
+                // Launched: the code only start-up needed leaves the resident set.
+                if state == .running { lifecycle.releaseStartupCodeOnce() }
+            },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
 
         // Listeners are bound before anything starts: a bind that cannot listen fails the launch.
         var frontDoor: RelayServer?
+        var binds: [String] = []
         if !manifest.settings.listeners.isEmpty {
             let server = RelayServer(
                 manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger)
             do {
                 for (name, address) in try await server.start() {
                     logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")
+                    binds.append("\(name) \(RelayServer.describe(address))")
                 }
                 frontDoor = server
             } catch {
@@ -132,6 +165,12 @@ struct Launch {
         }
 
         let relay = frontDoor
+        // SIGTERM, the first SIGINT and the dashboard's `q`: the front door closes first, so in-flight
+        // requests finish while ships still run.
+        let land: @Sendable () async -> Void = {
+            await relay?.drain()
+            await supervisor.requestShutdown()
+        }
         let signals = Task {
             var interrupts = 0
             for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
@@ -139,13 +178,17 @@ struct Launch {
                 if interrupts >= 2 {
                     await supervisor.killNow()
                 } else if interrupts <= 1 {
-                    // The front door closes first: in-flight requests finish while ships still run.
-                    Task {
-                        await relay?.drain()
-                        await supervisor.requestShutdown()
-                    }
+                    Task { await land() }
                 }
             }
+        }
+        var screen: Task<Void, Never>?
+        if let terminal {
+            let feed = DashboardFeed(manifest: manifest, binds: binds, registry: registry)
+            let services = DashboardServices(
+                snapshot: { await feed.snapshot(supervisor.status()) }, logs: outputLog,
+                restart: { await supervisor.restart($0) }, land: land)
+            screen = Task { await DashboardRunner(services: services).run(on: terminal) }
         }
         let outcome = await supervisor.run()
         signals.cancel()
@@ -155,6 +198,9 @@ struct Launch {
             logger.warning("killed \(leftovers) leftover process(es) that outlived their vessels")
         }
         await endpoint?.stop()
+        // The dashboard shows the landing to the end, then restores the terminal.
+        screen?.cancel()
+        await screen?.value
         return outcome
     }
 
@@ -185,7 +231,15 @@ struct Launch {
 final class LifecycleBox: Sendable {
     private let state = Mutex(LifecycleState.initializing)
 
+    private let startupCodeReleased = Atomic<Bool>(false)
+
     func set(_ next: LifecycleState) { state.withLock { $0 = next } }
+
+    /// See `ms_release_startup_code`; the first time only.
+    func releaseStartupCodeOnce() {
+        guard !startupCodeReleased.exchange(true, ordering: .relaxed) else { return }
+        _ = ms_release_startup_code()
+    }
 
     /// 200 `{"status":"running"}` while Running, 503 with the current state otherwise.
     func health() -> (status: Int, body: String) {

@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import NIOSSL
 import ShipManifest
@@ -103,7 +102,6 @@ public actor RelayServer {
         _ listener: Listener, settings: ListenerSettings, tls: NIOSSLContext?, contexts: LoopContexts
     ) async throws -> any Channel {
         let connections = self.connections
-        let limits = self.limits
         let proxyProtocol = listener.proxyProtocol
         let trusted = listener.trustedProxies.isEmpty ? nil : listener.trustedProxies
         let bootstrap = ServerBootstrap(group: group)
@@ -120,21 +118,11 @@ public actor RelayServer {
                         try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted))
                     }
                     if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
-                    // An upgrade configuration with no upgraders keeps the decoder paired with the
-                    // encoder (HEAD responses) and makes it hand on unparsed bytes after an Upgrade.
-                    // Pipelining is handled by RelayServerHandler (NIO's assistant holds reads
-                    // after every request: two epoll_ctl calls per request).
-                    let lineGuard = RequestLineGuard(limit: limits.maxRequestLineBytes)
-                    try pipeline.addHandler(lineGuard)
-                    try pipeline.configureHTTPServerPipeline(
-                        withPipeliningAssistance: false, withServerUpgrade: ([], { _ in }),
-                        withErrorHandling: false, withOutboundHeaderValidation: false,
-                        withEncoderConfiguration: HTTPResponseEncoder.Configuration(),
-                        withDecoderLimitConfiguration: limits.decoderLimits)
+                    // HTTP/1 is parsed and written by the relay's own handler: heads are rewritten
+                    // from the bytes they came in, bodies pass through unchanged.
                     try pipeline.addHandler(
-                        RelayServerHandler(
-                            settings: settings, loop: contexts.context(for: channel.eventLoop),
-                            lineGuard: lineGuard))
+                        RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop))
+                    )
                 }
             }
         do {

@@ -34,6 +34,24 @@ public struct VesselStatus: Sendable, Hashable {
     public var critical: Bool
 
     public var isUp: Bool { phase == .running }
+
+    public init(
+        name: String, kind: Vessel.Kind, group: String, phase: VesselPhase, pid: Int32? = nil,
+        healthy: Bool? = nil, restarts: Int = 0, memory: MemoryUsage? = nil, startedAt: Duration? = nil,
+        routes: [String] = [], critical: Bool = true
+    ) {
+        self.name = name
+        self.kind = kind
+        self.group = group
+        self.phase = phase
+        self.pid = pid
+        self.healthy = healthy
+        self.restarts = restarts
+        self.memory = memory
+        self.startedAt = startedAt
+        self.routes = routes
+        self.critical = critical
+    }
 }
 
 /// A snapshot of the fleet: lifecycle state and every vessel in manifest order.

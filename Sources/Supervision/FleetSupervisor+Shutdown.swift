@@ -54,7 +54,10 @@ extension FleetSupervisor {
             process.signalGroup(9)
             _ = await process.exitStatus()
         }
-        if records[name]!.process?.pid == process.pid { records[name]!.process = nil }
+        if records[name]!.process?.pid == process.pid {
+            records[name]!.process = nil
+            records[name]!.memory = nil
+        }
         records[name]!.phase = .stopped
         publish(name)
     }
@@ -128,22 +131,50 @@ extension FleetSupervisor {
         for (name, process) in prelaunchProcesses {
             logger.warning("stopping prelaunch job '\(name)': another prelaunch job failed")
             process.signalGroup(15)
-            let clock = self.clock
-            let timeout = timing.prelaunchStopTimeout
-            Task {
-                // SIGKILL only if the job outlives its timeout.
-                let exited: Bool? = await firstOf([
-                    {
-                        _ = await process.exitStatus()
-                        return true
-                    },
-                    {
-                        do { try await clock.sleep(for: timeout) } catch { return nil }
-                        return false
-                    },
-                ])
-                if exited == false { process.signalGroup(9) }
-            }
+            killGroup(of: process, unlessExitedWithin: timing.prelaunchStopTimeout)
         }
+    }
+
+    /// SIGKILL to `process`'s group only if it outlives `timeout` (after its stop signal).
+    func killGroup(of process: any RunningProcess, unlessExitedWithin timeout: Duration) {
+        let clock = self.clock
+        Task {
+            let exited: Bool? = await firstOf([
+                {
+                    _ = await process.exitStatus()
+                    return true
+                },
+                {
+                    do { try await clock.sleep(for: timeout) } catch { return nil }
+                    return false
+                },
+            ])
+            if exited == false { process.signalGroup(9) }
+        }
+    }
+}
+
+extension FleetSupervisor {
+    // MARK: Restart on request
+
+    /// Restarts one running vessel (the dashboard's `r`): its stop signal to the process group, up to
+    /// `stop_timeout`, then SIGKILL; the supervisor starts it again at once, without backoff and
+    /// without treating the exit as a crash (a critical vessel does not take the fleet down).
+    /// Returns false, doing nothing, when the vessel is unknown, has no running process (waiting,
+    /// backing off, completed) or the fleet is landing.
+    @discardableResult
+    public func restart(_ name: String) -> Bool {
+        guard let record = records[name], let process = record.process, !record.requestedRestart,
+            !stopping, !shutdownRequested, outcome == nil
+        else { return false }
+        let vessel = record.vessel
+        records[name]!.requestedRestart = true
+        records[name]!.healthTask?.cancel()
+        records[name]!.phase = .stopping
+        logger.notice("restarting \(vessel.kind.rawValue) '\(name)' on request")
+        publish(name)
+        process.signalGroup(vessel.stopSignal.number)
+        killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
+        return true
     }
 }

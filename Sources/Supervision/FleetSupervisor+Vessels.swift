@@ -43,6 +43,7 @@ extension FleetSupervisor {
             records[name]!.startedAt = startedAt
             records[name]!.healthy = nil
             records[name]!.healthRestart = false
+            records[name]!.requestedRestart = false
             logger.info("\(vessel.kind.rawValue) '\(name)' started (pid \(process.pid))")
             publish(name)
 
@@ -85,7 +86,16 @@ extension FleetSupervisor {
             }
             records[name]!.process = nil
             records[name]!.ready = false
+            records[name]!.memory = nil  // the next process is sampled afresh
             guard !stopping && !shutdownRequested && outcome == nil else { return }
+            if records[name]!.requestedRestart {
+                // Asked for, so neither a crash (critical or not) nor a reason to back off.
+                records[name]!.requestedRestart = false
+                records[name]!.restarts += 1
+                metrics.countRestart(name)
+                logger.notice("\(vessel.kind.rawValue) '\(name)' \(exit); restarting it as requested")
+                continue
+            }
             let reason = exit.description
             let healthRestart = records[name]!.healthRestart
             if vessel.critical && !healthRestart {

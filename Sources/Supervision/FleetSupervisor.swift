@@ -274,6 +274,8 @@ struct VesselRecord {
     var backoff: RestartBackoff
     /// The current process is being restarted because its health checks failed.
     var healthRestart = false
+    /// The current process is being restarted because the operator asked (`restart(_:)`).
+    var requestedRestart = false
     var task: Task<Void, Never>?
     var healthTask: Task<Void, Never>?
 

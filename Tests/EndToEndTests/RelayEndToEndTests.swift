@@ -101,6 +101,15 @@ struct RelayEndToEndTests {
         #expect(postedChunked.bodyLength == 1 << 20)
         #expect(postedChunked.bodyOK)
 
+        // A ship that answers before the body has all arrived: the rest of the body is dropped and
+        // the connection serves the next request.
+        let earlyBody = RawConnection.pattern(8_000_000)
+        let early = try await connection.exchange(RawConnection.request("POST", "/early", body: earlyBody))
+        #expect(early.status == 413)
+        #expect(
+            try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after-early"))).path
+                == "/after-early")
+
         // A 5 MB response arrives whole, a chunked one too; HEAD has the length and no body.
         let size = 5_000_000
         let big = try await connection.exchange(RawConnection.request("GET", "/big?n=\(size)"))
@@ -165,6 +174,13 @@ struct RelayEndToEndTests {
         #expect(oldResponse.version == "HTTP/1.0")
         #expect(try ShipEcho(oldResponse).path == "/old")
         #expect(await old.closes(within: 5))
+        // A chunked answer cannot be read by an HTTP/1.0 client: it gets the data, ended by the close.
+        let oldChunked = try RawConnection(port: relay)
+        let dechunked = try await oldChunked.exchange(
+            Array("GET /chunked HTTP/1.0\r\nHost: relay.test\r\nConnection: keep-alive\r\n\r\n".utf8))
+        #expect(dechunked.version == "HTTP/1.0" && dechunked.header("transfer-encoding") == nil)
+        #expect(dechunked.header("connection") == "close")
+        #expect(String(decoding: dechunked.body, as: UTF8.self) == "first,second,third")
 
         mothership.signal(SIGTERM)
         #expect(try await mothership.waitForExit() == 0)
@@ -976,6 +992,11 @@ struct RelayEndToEndTests {
             def handle_any(self):
                 if self.headers.get("Upgrade") and self.path.startswith("/ws"):
                     return self.upgrade()
+                if self.path.startswith("/early"):
+                    # Answers before reading the body (an early 413), then reads it.
+                    self.reply(413, b"too large", "text/plain")
+                    self.read_body()
+                    return
                 body = self.read_body()
                 if self.path.startswith("/big"):
                     n = int(self.path.split("n=")[1])

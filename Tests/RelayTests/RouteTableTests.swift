@@ -98,64 +98,8 @@ struct RouteTableTests {
     }
 }
 
-@Suite("Forwarded headers")
-struct ForwardedHeadersTests {
-    static func request(_ headers: [(String, String)], method: HTTPMethod = .GET) -> HTTPRequestHead {
-        HTTPRequestHead(version: .http1_1, method: method, uri: "/x", headers: HTTPHeaders(headers))
-    }
-
-    @Test func addsForwardingHeadersAndDropsHopByHopOnes() {
-        let head = Self.request([
-            ("Host", "shop.example"), ("Connection", "keep-alive, X-Secret"), ("X-Secret", "1"),
-            ("Keep-Alive", "timeout=5"), ("TE", "trailers"), ("Accept", "*/*"),
-            ("X-Forwarded-For", "10.0.0.1"),
-        ])
-        let upstream = ForwardedHeaders.upstreamRequest(
-            head, uri: "/y", client: .init(address: "192.0.2.9", scheme: "https"),
-            isUpgrade: ForwardedHeaders.isUpgrade(head),
-            expectsContinue: ForwardedHeaders.expectsContinue(head),
-            requestID: { "abc" }, startMicroseconds: 1_700_000_000_000_000)
-        #expect(upstream.uri == "/y")
-        #expect(upstream.version == .http1_1)
-        for gone in ["connection", "x-secret", "keep-alive", "te"] {
-            #expect(!upstream.headers.contains(name: gone), "\(gone) must not reach the ship")
-        }
-        #expect(upstream.headers["x-forwarded-for"] == ["10.0.0.1, 192.0.2.9"])
-        #expect(upstream.headers["x-forwarded-proto"] == ["https"])
-        #expect(upstream.headers["x-forwarded-host"] == ["shop.example"])
-        #expect(upstream.headers["x-request-id"] == ["abc"])
-        #expect(upstream.headers["x-request-start"] == ["t=1700000000000000"])
-        #expect(upstream.headers["accept"] == ["*/*"])
-    }
-
-    @Test func keepsAClientRequestIdAndTheUpgradeHandshake() {
-        let head = Self.request([
-            ("X-Request-Id", "mine"), ("Connection", "Upgrade"), ("Upgrade", "websocket"),
-        ])
-        #expect(ForwardedHeaders.isUpgrade(head))
-        let upstream = ForwardedHeaders.upstreamRequest(
-            head, uri: "/ws", client: .init(address: nil, scheme: "http"), isUpgrade: true,
-            expectsContinue: ForwardedHeaders.expectsContinue(head), requestID: { "new" },
-            startMicroseconds: 0)
-        #expect(upstream.headers["x-request-id"] == ["mine"])
-        #expect(upstream.headers["connection"] == ["upgrade"])
-        #expect(upstream.headers["upgrade"] == ["websocket"])
-        #expect(!upstream.headers.contains(name: "x-forwarded-for"))
-    }
-
-    @Test func responsesSpeakTheClientsVersionAndSayWhenTheConnectionCloses() {
-        var headers = HTTPHeaders([("Connection", "keep-alive"), ("Keep-Alive", "timeout=5"), ("X", "1")])
-        headers.add(name: "Content-Length", value: "2")
-        let response = HTTPResponseHead(version: .http1_0, status: .ok, headers: headers)
-        let open = ForwardedHeaders.clientResponse(response, clientVersion: .http1_1, closeAfter: false)
-        #expect(open.version == .http1_1)
-        #expect(!open.headers.contains(name: "connection") && !open.headers.contains(name: "keep-alive"))
-        let closing = ForwardedHeaders.clientResponse(response, clientVersion: .http1_1, closeAfter: true)
-        #expect(closing.headers["connection"] == ["close"])
-        let old = ForwardedHeaders.clientResponse(response, clientVersion: .http1_0, closeAfter: false)
-        #expect(old.headers["connection"] == ["keep-alive"])
-    }
-
+@Suite("Request ids")
+struct RequestIDTests {
     @Test func requestIdsAreThirtyTwoHexDigitsAndDiffer() {
         var generator = RequestIDGenerator()
         let ids = (0..<1000).map { _ in generator.next() }

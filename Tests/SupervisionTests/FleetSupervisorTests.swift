@@ -342,4 +342,51 @@ struct FleetSupervisorTests {
         #expect(await harness.land() == .landed)
         #expect(harness.launcher.launchedNames == ["db"])
     }
+
+    @Test func restartOnRequestStartsACriticalVesselAgainWithoutCrashingTheFleet() async throws {
+        let harness = try Harness("[[fleet.web]]\nname = \"web\"\ncommand = \"rails\"\n")
+        await harness.state(.running)
+        let first = try #require(harness.launcher.latest("web"))
+        let supervisor = harness.supervisor
+        await harness.until { await supervisor.status().vessels.first?.memory != nil }
+        let start = harness.clock.now
+        #expect(await harness.supervisor.restart("web"))
+        await harness.launched(2)
+        #expect(first.signals == [15])
+        #expect(start.duration(to: harness.clock.now) == .zero)
+        let status = await harness.supervisor.status()
+        #expect(status.vessels.first?.restarts == 1)
+        #expect(status.vessels.first?.pid == harness.launcher.latest("web")?.pid)
+        #expect(
+            status.vessels.first?.memory?.residentBytes != 4096 * UInt64(first.pid),
+            "not the old process's memory")
+        await harness.state(.running)
+        #expect(harness.lifecycle.filter { $0 == .crashed || $0 == .draining }.isEmpty)
+        #expect(await harness.land() == .landed)
+    }
+
+    @Test func restartOnRequestKillsAVesselThatIgnoresItsStopSignalAfterTheTimeout() async throws {
+        let harness = try Harness(
+            "[[fleet.web]]\nname = \"web\"\ncommand = \"rails\"\nstop_timeout = \"3s\"\n")
+        await harness.state(.running)
+        let web = try #require(harness.launcher.latest("web"))
+        web.ignore(15)
+        let start = harness.clock.now
+        #expect(await harness.supervisor.restart("web"))
+        #expect(await harness.supervisor.restart("web") == false, "one restart at a time")
+        await harness.launched(2)
+        #expect(web.signals == [15, 9])
+        #expect(start.duration(to: harness.clock.now) == .seconds(3))
+        #expect(await harness.land() == .landed)
+    }
+
+    @Test func restartOnRequestIgnoresUnknownAndNotRunningVessels() async throws {
+        let harness = try Harness(Self.dependent)
+        await harness.launched(1)
+        #expect(await harness.supervisor.restart("nope") == false)
+        // web waits for db's health check: nothing to restart yet.
+        #expect(await harness.supervisor.restart("web") == false)
+        #expect(await harness.land() == .landed)
+        #expect(await harness.supervisor.restart("db") == false)
+    }
 }

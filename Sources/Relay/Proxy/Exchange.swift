@@ -12,16 +12,22 @@ import ShipManifest
 /// the ship going away mid-response closes the client connection. Each request counts once in the
 /// ship's circuit breaker.
 final class Exchange {
-    private weak var owner: RelayServerHandler?
+    /// The client connection's handler. Strong: the handler drops the exchange when it finishes,
+    /// fails or the client goes away, which ends the cycle; after `abandon()` nothing calls back.
+    private let owner: RelayServerHandler
     let entry: RouteEntry
     let pool: UpstreamPool
     let breaker: ShipBreaker
-    let head: HTTPRequestHead
+    /// The request head as sent to the ship.
+    let head: ByteBuffer
+    let method: HTTPMethod
+    /// For logs: the request target as the client sent it.
+    let target: String
     let clientVersion: HTTPVersion
     /// Whether the client connection closes after this response.
     private(set) var closeClient: Bool
     let isUpgrade: Bool
-    let isHead: Bool
+    var isHead: Bool { method == .HEAD }
     /// Whether this request is the half-open breaker's trial.
     let isTrial: Bool
     private let limits: RelayLimits
@@ -29,12 +35,15 @@ final class Exchange {
     private let started = NIODeadline.now()
 
     private(set) var upstream: UpstreamHandler?
-    /// Parts that arrived before the upstream connection was ready.
-    private var pending: [HTTPClientRequestPart] = []
+    /// Body bytes that arrived before the upstream connection was ready.
+    private var pending: [ByteBuffer] = []
     private(set) var requestEnded = false
     private var bodySent = false
     private var responseStarted = false
-    private var upgrading = false
+    private var reframing = HeadWriter.Reframing.none
+    /// The response head (and small body pieces after it) not yet written: one write per response
+    /// in the usual case.
+    private var unwritten: ByteBuffer?
     private var finished = false
     private var abandoned = false
     private var attempts = 0
@@ -45,18 +54,20 @@ final class Exchange {
 
     init(
         owner: RelayServerHandler, entry: RouteEntry, pool: UpstreamPool, breaker: ShipBreaker,
-        head: HTTPRequestHead, clientVersion: HTTPVersion, closeClient: Bool, isUpgrade: Bool, isHead: Bool,
-        isTrial: Bool
+        head: ByteBuffer, method: HTTPMethod, target: String, clientVersion: HTTPVersion, closeClient: Bool,
+        isUpgrade: Bool, bodyless: Bool, isTrial: Bool
     ) {
         self.owner = owner
         self.entry = entry
         self.pool = pool
         self.breaker = breaker
         self.head = head
+        self.method = method
+        self.target = target
         self.clientVersion = clientVersion
         self.closeClient = closeClient
         self.isUpgrade = isUpgrade
-        self.isHead = isHead
+        self.requestEnded = bodyless
         self.isTrial = isTrial
         self.limits = owner.settings.limits
         self.eventLoop = owner.context!.eventLoop
@@ -71,18 +82,22 @@ final class Exchange {
         }
     }
 
-    /// A part of the client's request: sent on, or queued until the connection is ready.
-    func forward(_ part: HTTPClientRequestPart) {
-        if case .end = part { requestEnded = true }
+    /// A piece of the client's request body: sent on, or queued until the connection is ready.
+    func forward(body: ByteBuffer) {
         guard !finished else { return }
         guard let upstream else {
-            pending.append(part)
-            if case .body = part { owner?.pauseClientReads() }
+            pending.append(body)
+            owner.pauseClientReads()
             return
         }
-        if case .body = part { bodySent = true }
-        upstream.send(part)
-        if !upstream.isWritable { owner?.pauseClientReads() }
+        bodySent = true
+        upstream.send(body)
+        if !upstream.isWritable { owner.pauseClientReads() }
+    }
+
+    /// The client's request is complete (its body's last byte was forwarded).
+    func endRequest() {
+        requestEnded = true
     }
 
     /// The client went away: drop the upstream connection (it is mid-exchange, not reusable).
@@ -101,14 +116,11 @@ final class Exchange {
     private func connect() {
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(limits.connectTimeout)
-            .channelOption(.recvAllocator, value: RelayLimits.receiveBuffers)
+            .channelOption(.recvAllocator, value: RelayLimits.upstreamReceiveBuffers)
             .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let pipeline = channel.pipeline.syncOperations
-                    try pipeline.addHTTPClientHandlers(
-                        leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
-                    try pipeline.addHandler(UpstreamHandler())
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }
         let connected: EventLoopFuture<any Channel>
@@ -146,15 +158,14 @@ final class Exchange {
         upstream = handler
         upstreamReused = reused
         handler.owner = self
-        handler.send(.head(head))
-        for part in pending {
-            if case .body = part { bodySent = true }
-            handler.send(part)
-        }
+        handler.expectResponse(toHead: isHead)
+        handler.send(head)
+        if !pending.isEmpty { bodySent = true }
+        for body in pending { handler.send(body) }
         pending.removeAll()
         handler.flush()
-        if handler.isWritable { owner?.resumeClientReads() } else { owner?.pauseClientReads() }
-        owner?.watch(for: limits.firstByteTimeout)
+        if handler.isWritable { owner.resumeClientReads() } else { owner.pauseClientReads() }
+        owner.watch(for: limits.firstByteTimeout)
     }
 
     private func connectFailed(_ error: any Error) {
@@ -190,45 +201,124 @@ final class Exchange {
 
     // MARK: Upstream events
 
-    func upstreamReceived(_ part: HTTPClientResponsePart, from handler: UpstreamHandler) {
-        guard handler === upstream, let owner else { return }
-        switch part {
-        case .head(let response):
+    /// The ship's response head: written to the client (rewritten); says how the upstream handler
+    /// goes on reading.
+    func responseHead(_ response: MessageHead, from handler: UpstreamHandler) -> ResponseAction {
+        guard handler === upstream else { return .close }
+        if response.status == 101 {
+            guard isUpgrade else {
+                upstreamMalformed(handler, reason: "101 Switching Protocols to a request that did not ask")
+                return .close
+            }
             responseStarted = true
             owner.unwatch()
-            if response.status == .switchingProtocols && isUpgrade {
-                upgrading = true
-                owner.writeToClient(.head(response))
+            var bytes = owner.allocator.buffer(capacity: response.bytes.readableBytes + 16)
+            HeadWriter.clientResponse(
+                response, clientVersion: clientVersion, closeAfter: false, reframing: .none, into: &bytes)
+            owner.writeToClient(bytes)
+            finishUpgrade(handler, owner: owner)
+            return .tunnel
+        }
+        responseStarted = true
+        owner.unwatch()
+        upstreamKeepAlive = response.isKeepAlive
+        if owner.draining { closeClient = true }  // landing: say so in this response
+        let framing = BodyFraming.response(response, requestMethod: isHead)
+        if clientVersion == .http1_0 && response.contentLength == nil && !framing.isNone {
+            closeClient = true  // an HTTP/1.0 client learns where the body ends only by the close
+        }
+        if case .untilClose = framing {
+            upstreamKeepAlive = false
+            if clientVersion == .http1_1 { reframing = .chunk }
+        } else if case .chunked = framing, clientVersion == .http1_0 {
+            reframing = .dechunk
+        }
+        if isUpgrade { closeClient = true }  // a declined upgrade: the request stream ends here
+        var bytes = owner.allocator.buffer(capacity: response.bytes.readableBytes + 32)
+        HeadWriter.clientResponse(
+            response, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
+            into: &bytes)
+        unwritten = bytes
+        return .read(framing, dechunk: reframing == .dechunk)
+    }
+
+    /// A piece of the response body (already without chunk framing when dechunking).
+    func responseBody(_ body: ByteBuffer, from handler: UpstreamHandler) {
+        guard handler === upstream else { return }
+        if reframing == .chunk {
+            var size = owner.allocator.buffer(capacity: 12)
+            HeadWriter.writeChunkSize(body.readableBytes, into: &size)
+            emit(size, owner: owner)
+            emit(body, owner: owner)
+            emit(owner.allocator.buffer(staticString: "\r\n"), owner: owner)
+        } else {
+            emit(body, owner: owner)
+        }
+    }
+
+    /// Small pieces join the unwritten head; anything larger goes out on its own.
+    private func emit(_ bytes: ByteBuffer, owner: RelayServerHandler) {
+        if var pendingBytes = unwritten {
+            unwritten = nil
+            if bytes.readableBytes <= 4096 {
+                pendingBytes.writeImmutableBuffer(bytes)
+                unwritten = pendingBytes
                 return
             }
-            upstreamKeepAlive = response.isKeepAlive
-            if owner.draining { closeClient = true }  // landing: say so in this response
-            if clientVersion == .http1_0 && !response.headers.contains(name: "content-length") {
-                closeClient = true  // an HTTP/1.0 client learns where the body ends only by the close
-            }
-            owner.writeToClient(
-                .head(
-                    ForwardedHeaders.clientResponse(
-                        response, clientVersion: clientVersion, closeAfter: closeClient)))
-        case .body(let body):
-            owner.writeToClient(.body(.byteBuffer(body)))
-        case .end:
-            if upgrading {
-                finishUpgrade(handler, owner: owner)
-            } else {
-                complete(handler, owner: owner)
-            }
+            owner.writeToClient(pendingBytes)
         }
+        owner.writeToClient(bytes)
+    }
+
+    private func writeUnwritten() {
+        if let bytes = unwritten {
+            unwritten = nil
+            owner.writeToClient(bytes)
+        }
+    }
+
+    /// The response is complete; `reusable` tells whether the connection is clean for another.
+    func responseEnded(from handler: UpstreamHandler, reusable: Bool) {
+        guard handler === upstream else { return }
+        if reframing == .chunk { emit(owner.allocator.buffer(staticString: "0\r\n\r\n"), owner: owner) }
+        writeUnwritten()
+        finished = true
+        record(success: true)
+        upstream = nil
+        if upstreamKeepAlive && requestEnded && reusable {
+            pool.release(handler)
+        } else {
+            handler.owner = nil
+            handler.close()
+        }
+        owner.exchangeFinished(self)
     }
 
     func upstreamReadComplete(from handler: UpstreamHandler) {
         guard handler === upstream else { return }
-        owner?.flushClient()
+        writeUnwritten()
+        owner.flushClient()
     }
 
     func upstreamBecameWritable(_ handler: UpstreamHandler) {
         guard handler === upstream else { return }
-        owner?.resumeClientReads()
+        owner.resumeClientReads()
+    }
+
+    /// The ship sent something that is not HTTP.
+    func upstreamMalformed(_ handler: UpstreamHandler, reason: String) {
+        guard handler === upstream, !finished, !abandoned else { return }
+        upstream = nil
+        handler.owner = nil
+        handler.close()
+        if responseStarted {
+            finished = true
+            record(success: false)
+            writeUnwritten()
+            owner.exchangeBroken(self)
+        } else {
+            fail(.badGateway(ship: entry.ship, reason: "invalid response: \(reason)"))
+        }
     }
 
     func upstreamClosed(_ handler: UpstreamHandler, error: (any Error)?) {
@@ -238,13 +328,13 @@ final class Exchange {
         if responseStarted {
             finished = true
             record(success: false)
-            owner?.exchangeBroken(self)
-        } else if upstreamReused && !bodySent && head.method.isIdempotent && attempts <= limits.retries {
+            writeUnwritten()
+            owner.exchangeBroken(self)
+        } else if upstreamReused && !bodySent && method.isIdempotent && attempts <= limits.retries {
             // A pooled connection the ship had closed while idle: only the head went out, into a
             // closing socket. Retried on a fresh connection, for idempotent methods only (a ship
             // that read a POST and then dropped the connection must not receive it twice).
             attempts += 1
-            pending = requestEnded ? [.end(nil)] : []
             connect()
         } else {
             fail(
@@ -256,25 +346,11 @@ final class Exchange {
 
     // MARK: Endings
 
-    private func complete(_ handler: UpstreamHandler, owner: RelayServerHandler) {
-        finished = true
-        record(success: true)
-        upstream = nil
-        if upstreamKeepAlive && requestEnded {
-            pool.release(handler)
-        } else {
-            handler.owner = nil
-            handler.close()
-        }
-        owner.exchangeFinished(self)
-    }
-
     private func fail(_ response: LocalResponse) {
         finished = true
         record(success: false)
-        owner?.settings.logger.warning(
-            "\(response.status.code) for \(head.method) \(head.uri): \(response.message)")
-        owner?.exchangeFailed(self, response: response)
+        owner.settings.logger.warning("\(response.status.code) for \(method) \(target): \(response.message)")
+        owner.exchangeFailed(self, response: response)
     }
 
     private func record(success: Bool) {
@@ -297,6 +373,16 @@ final class Exchange {
         handler.pool = nil
         owner.startTunnel(to: handler)
     }
+}
+
+/// What the upstream handler does after a response head.
+enum ResponseAction {
+    /// Read the body with this framing (chunk data only, when dechunking).
+    case read(BodyFraming, dechunk: Bool)
+    /// The connection is a tunnel now.
+    case tunnel
+    /// The connection is no longer wanted.
+    case close
 }
 
 extension HTTPMethod {

@@ -1,6 +1,5 @@
 import Logging
 import NIOCore
-import NIOHTTP1
 
 /// What every connection of one listener shares: its routes, scheme and limits. Immutable.
 final class ListenerSettings: Sendable {
@@ -46,16 +45,11 @@ public struct RelayLimits: Sendable {
     static let receiveBuffers = AdaptiveRecvByteBufferAllocator(
         minimum: 512, initial: 2048, maximum: 16 * 1024)
 
+    /// Reads from ships grow to 32 KiB: a large response comes in a few reads (each one a system
+    /// call), and the buffer is written on and released at once.
+    static let upstreamReceiveBuffers = AdaptiveRecvByteBufferAllocator(
+        minimum: 1024, initial: 4096, maximum: 32 * 1024)
+
     /// Backpressure starts once 32 KiB wait to be written to a peer (NIO's default is 64 KiB).
     static let writeWaterMarks = ChannelOptions.Types.WriteBufferWaterMark(low: 16 * 1024, high: 32 * 1024)
-
-    /// The request decoder's limits: the header block and field count of SPEC §4. The request line
-    /// is checked on the decoded head (414); the decoder only guards against runaway lines.
-    var decoderLimits: NIOHTTPDecoderLimitConfiguration {
-        var limits = NIOHTTPDecoderLimitConfiguration()
-        limits.maxHeaderFieldSize = maxHeaderBytes
-        limits.maxHeaderListSize = maxHeaderBytes + maxRequestLineBytes
-        limits.maxHeaderFieldCount = maxHeaderCount
-        return limits
-    }
 }

@@ -5,22 +5,26 @@ import ShipManifest
 /// The relay's state for one event loop: upstream pools per ship and the request-id generator.
 /// A client connection and its upstream connection share the loop, so nothing here is locked.
 final class LoopContext {
-    private var pools: [Int: UpstreamPool] = [:]
+    /// By ship index (the manifest's order).
+    private var pools: [UpstreamPool?] = []
     var requestIDs = RequestIDGenerator()
 
     func pool(ship index: Int, address: BindAddress) -> UpstreamPool {
-        if let pool = pools[index] { return pool }
+        if index < pools.count, let pool = pools[index] { return pool }
         let pool: UpstreamPool
         switch address {
         case .tcp(let host, let port): pool = UpstreamPool(address: .tcp(host: host, port: port))
         case .unix(let path): pool = UpstreamPool(address: .unix(path: path))
+        }
+        if pools.count <= index {
+            pools.append(contentsOf: repeatElement(nil, count: index + 1 - pools.count))
         }
         pools[index] = pool
         return pool
     }
 
     func closeIdleConnections() {
-        for pool in pools.values { pool.closeAll() }
+        for pool in pools { pool?.closeAll() }
     }
 }
 

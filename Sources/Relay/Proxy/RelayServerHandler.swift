@@ -8,21 +8,28 @@ import ShipManifest
     import Glibc
 #endif
 
-/// One client connection of a relay listener: reads requests, answers locally or proxies each to the
-/// ship its route names over a pooled keep-alive connection on the same event loop, streaming
-/// bodies both ways with backpressure, and turns an accepted `Upgrade` into a byte tunnel.
+/// One client connection of a relay listener: parses requests from the bytes it reads, answers
+/// locally or proxies each to the ship its route names over a pooled keep-alive connection on the
+/// same event loop, streaming bodies both ways with backpressure, and turns an accepted `Upgrade`
+/// into a byte tunnel. Heads are parsed and rewritten in place (`HeadParser`, `HeadWriter`); bodies
+/// pass through as the bytes they arrived in.
 ///
 /// The order of SPEC §4 is visible in `received(head:)`; everything else is plumbing.
 final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     let settings: ListenerSettings
     let loop: LoopContext
     var context: ChannelHandlerContext?
     /// The client's address: the peer, or what a PROXY protocol header said.
-    var clientAddress: String?
+    var clientAddress: String? {
+        didSet { clientAddressBytes = clientAddress.map { Array($0.utf8) } }
+    }
+    /// The same, as the bytes forwarded in `X-Forwarded-For`.
+    private var clientAddressBytes: [UInt8]?
+    private let secure: Bool
 
     enum State {
         /// Waiting for the next request head.
@@ -31,25 +38,32 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case answered(close: Bool)
         /// Proxying to a ship.
         case proxying(Exchange)
-        /// Bytes flow through a tunnel; this handler is on its way out of the pipeline.
-        case tunnelled
+        /// Bytes flow through a tunnel to the ship's connection.
+        case tunnelled(UpstreamHandler)
         case closed
     }
     var state = State.idle
+    /// Bytes read and not yet taken: the rest of a head, or pipelined requests waiting their turn.
+    private var inbound: ByteBuffer?
+    private var scanned = 0
+    /// The current request's body still to come.
+    private var requestBody = BodyFraming.none
     var readsPaused = false
     var pendingRead = false
     var watchdog = Watchdog()
-    /// Parts of pipelined requests that arrived before the current response was finished.
-    var queued: [HTTPServerRequestPart] = []
     var draining = false
+    private let parserLimits: HeadParser.Limits
 
-    /// Re-armed whenever the connection waits for a new request line.
-    let lineGuard: RequestLineGuard?
+    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
 
-    init(settings: ListenerSettings, loop: LoopContext, lineGuard: RequestLineGuard? = nil) {
+    init(settings: ListenerSettings, loop: LoopContext) {
         self.settings = settings
         self.loop = loop
-        self.lineGuard = lineGuard
+        self.secure = settings.scheme == "https"
+        self.parserLimits = HeadParser.Limits(
+            maxTargetBytes: settings.limits.maxRequestLineBytes,
+            maxHeaderBytes: settings.limits.maxHeaderBytes,
+            maxFieldCount: settings.limits.maxHeaderCount)
     }
 
     // MARK: Channel events
@@ -66,56 +80,119 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        // A pipelined request arriving while the previous one is still being answered waits its
-        // turn, and reading stops until it is taken (no read holding in the common case).
-        if !queued.isEmpty || !accepts(part) {
-            queued.append(part)
-            readsPaused = true
+        var bytes = unwrapInboundIn(data)
+        if case .tunnelled(let upstream) = state {
+            upstream.send(bytes)
+            if !upstream.isWritable { pauseClientReads() }
             return
         }
-        dispatch(part, context: context)
-    }
-
-    private func dispatch(_ part: HTTPServerRequestPart, context: ChannelHandlerContext) {
-        switch part {
-        case .head(let head): received(head: head, context: context)
-        case .body(let body): received(body: body)
-        case .end(let trailers): receivedEnd(trailers: trailers, context: context)
+        if var buffered = inbound, buffered.readableBytes > 0 {
+            inbound = nil
+            buffered.writeBuffer(&bytes)
+            process(buffered, context: context)
+        } else {
+            inbound = nil
+            process(bytes, context: context)
         }
     }
 
-    /// Whether `part` belongs to the request being handled now (or can be dropped at once).
-    private func accepts(_ part: HTTPServerRequestPart) -> Bool {
-        switch state {
-        case .proxying(let exchange): !exchange.requestEnded
-        case .answered, .idle, .tunnelled, .closed: true
+    /// Takes from `bytes` as much as the current state can: a head, body bytes for the exchange (or
+    /// to drop), and keeps the rest (an incomplete head, or a pipelined request while the current
+    /// response is still on its way).
+    private func process(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        var buffer = bytes
+        loop: while true {
+            switch state {
+            case .idle:
+                if buffer.readableBytes == 0 { break loop }
+                switch HeadParser.next(from: &buffer, kind: .request, limits: parserLimits, scanned: &scanned)
+                {
+                case .incomplete:
+                    break loop
+                case .failure(let failure):
+                    refuse(failure, context: context)
+                    buffer.clear()
+                    break loop
+                case .complete(let head):
+                    received(head: head, context: context)
+                }
+            case .answered(let close):
+                if !requestBody.isNone {
+                    do {
+                        let (_, ended) = try requestBody.take(from: &buffer)
+                        if !ended { break loop }
+                    } catch {
+                        state = .closed
+                        context.close(promise: nil)
+                        break loop
+                    }
+                }
+                if close {
+                    closeAfterWrites()
+                    buffer.clear()
+                    break loop
+                }
+                becomeIdle()
+            case .proxying(let exchange):
+                if exchange.requestEnded {
+                    // A pipelined request: it waits until this response is out; reading stops
+                    // while it waits (no read holding in the common case).
+                    if buffer.readableBytes > 0 { pauseClientReads() }
+                    break loop
+                }
+                if buffer.readableBytes == 0 { break loop }
+                do {
+                    let (slice, ended) = try requestBody.take(from: &buffer)
+                    if let slice { exchange.forward(body: slice) }
+                    if ended { exchange.endRequest() }
+                } catch {
+                    exchange.abandon()
+                    state = .closed
+                    context.close(promise: nil)
+                    break loop
+                }
+            case .tunnelled(let upstream):
+                if buffer.readableBytes > 0 {
+                    upstream.send(buffer)
+                    upstream.flush()
+                    buffer.clear()
+                }
+                break loop
+            case .closed:
+                buffer.clear()
+                break loop
+            }
         }
-    }
-
-    /// Hands queued pipelined parts on, in order, as far as the current state takes them.
-    private func drainQueue() {
-        while let context, !queued.isEmpty, accepts(queued[0]) {
-            dispatch(queued.removeFirst(), context: context)
-        }
-        if queued.isEmpty { resumeClientReads() }
+        if buffer.readableBytes > 0 { inbound = buffer }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state { exchange.upstream?.flush() }
-        context.fireChannelReadComplete()
+        switch state {
+        case .proxying(let exchange): exchange.upstream?.flush()
+        case .tunnelled(let upstream): upstream.flush()
+        default: break
+        }
+        // The last handler: nothing after it wants the event.
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if case .proxying(let exchange) = state { exchange.abandon() }
+        switch state {
+        case .proxying(let exchange): exchange.abandon()
+        case .tunnelled(let upstream): upstream.close()
+        default: break
+        }
         state = .closed
         watchdog.cancel()
         context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .proxying(let exchange) = state {
-            exchange.upstream?.resumeReads()
+        if context.channel.isWritable {
+            switch state {
+            case .proxying(let exchange): exchange.upstream?.resumeReads()
+            case .tunnelled(let upstream): upstream.resumeReads()
+            default: break
+            }
         }
         context.fireChannelWritabilityChanged()
     }
@@ -132,22 +209,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        guard let parserError = error as? HTTPParserError else {
-            context.close(promise: nil)
-            return
-        }
-        // A malformed request: answer once if nothing is in flight, then close this connection only.
-        guard case .idle = state else {
-            context.close(promise: nil)
-            return
-        }
-        let response =
-            parserError == .headerOverflow
-            ? LocalResponse(status: .requestHeaderFieldsTooLarge, message: "request header block too large")
-            : LocalResponse(status: .badRequest, message: "malformed request")
-        settings.logger.debug(
-            "malformed request", metadata: ["client": "\(clientAddress ?? "-")", "error": "\(parserError)"])
-        respond(response, version: .http1_1, context: context)
+        context.close(promise: nil)
     }
 
     /// Holds reads from the client while the ship's socket is full.
@@ -161,34 +223,38 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Requests
 
-    private func received(head: HTTPRequestHead, context: ChannelHandlerContext) {
+    private func refuse(_ failure: HeadParser.Failure, context: ChannelHandlerContext) {
+        let response: LocalResponse
+        switch failure {
+        case .uriTooLong: response = LocalResponse(status: .uriTooLong, message: "request line too long")
+        case .headersTooLarge:
+            response = LocalResponse(
+                status: .requestHeaderFieldsTooLarge, message: "request header block too large")
+        case .malformed(let reason):
+            response = LocalResponse(status: .badRequest, message: "malformed request: \(reason)")
+        }
+        settings.logger.debug(
+            "malformed request", metadata: ["client": "\(clientAddress ?? "-")", "error": "\(failure)"])
+        respond(response, version: .http1_1, context: context)
+    }
+
+    private func received(head: MessageHead, context: ChannelHandlerContext) {
         watchdog.clear()
-        let limits = settings.limits
-        if head.uri.utf8.count > limits.maxRequestLineBytes {
-            respond(
-                .init(status: .uriTooLong, message: "request line too long"), version: head.version,
-                context: context)
-            return
-        }
-        // The decoder's list limit also counts the URI; the header block alone is checked here.
-        if Self.headerBlockBytes(head.headers) > limits.maxHeaderBytes {
-            respond(
-                .init(status: .requestHeaderFieldsTooLarge, message: "request header block too large"),
-                version: head.version, context: context)
-            return
-        }
-        // The request decoder stops parsing after an Upgrade (or CONNECT) request: unless the ship
-        // switches protocols, nothing more can be read, so the connection closes after the answer.
-        let isUpgrade = ForwardedHeaders.isUpgrade(head)
+        requestBody = BodyFraming.request(head)
+        // Past an Upgrade (or CONNECT) request, unless the ship switches protocols, the bytes that
+        // follow are not HTTP: the connection closes after the answer.
+        let isUpgrade = head.isUpgrade
         let close = !head.isKeepAlive || draining || isUpgrade || head.method == .CONNECT
-        let path = head.uri.utf8.firstIndex(of: UInt8(ascii: "?")).map { head.uri[..<$0] } ?? head.uri[...]
-        let userAgent = settings.routes.filtersUserAgents ? head.headers.first(name: "user-agent") : nil
+        let target = head.targetString
+        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
+        let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil
         guard let (entry, kind) = settings.routes.match(path: path, userAgent: userAgent) else {
             answer(.notFound(), head: head, close: close, context: context)
             return
         }
         if settings.logger.logLevel <= .debug {
-            let agentKind = kind ?? UserAgentKind(userAgent: head.headers.first(name: "user-agent"))
+            // The JA4H fingerprint joins these fields here (edge features).
+            let agentKind = kind ?? UserAgentKind(userAgent: head.value(of: .userAgent))
             settings.logger.debug(
                 "request",
                 metadata: [
@@ -212,64 +278,44 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 head: head, close: close, context: context, entry: entry)
             return
         }
-        let uri = forwardedURI(head.uri, path: path, route: entry.route)
-        let expectsContinue = ForwardedHeaders.expectsContinue(head)
-        let upstreamHead = ForwardedHeaders.upstreamRequest(
-            head, uri: uri,
-            client: ForwardedHeaders.Client(address: clientAddress, scheme: settings.scheme),
-            isUpgrade: isUpgrade, expectsContinue: expectsContinue,
-            requestID: { self.loop.requestIDs.next() }, startMicroseconds: Self.microsecondsSinceEpoch())
+        var upstreamHead = context.channel.allocator.buffer(capacity: head.bytes.readableBytes + 256)
+        HeadWriter.upstreamRequest(
+            head, target: forwardedTarget(target, path: path, route: entry.route),
+            client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
+            requestID: { self.loop.requestIDs.write(into: &$0) },
+            startMicroseconds: Self.microsecondsSinceEpoch(),
+            into: &upstreamHead)
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,
-            head: upstreamHead, clientVersion: head.version, closeClient: close,
-            isUpgrade: isUpgrade, isHead: head.method == .HEAD,
+            head: upstreamHead, method: head.method, target: target, clientVersion: head.version,
+            closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone,
             isTrial: admission == .trial)
         state = .proxying(exchange)
-        if expectsContinue {
-            // The relay takes the expectation on (the ship's own 100 would be dropped by the
-            // upstream decoder): the client sends its body now instead of after its own timeout.
-            let proceed = HTTPResponseHead(version: head.version, status: .continue)
-            context.writeAndFlush(wrapOutboundOut(.head(proceed)), promise: nil)
+        if head.expectsContinue {
+            // The relay takes the expectation on (the ship never sees it): the client sends its
+            // body now instead of after its own timeout.
+            context.writeAndFlush(
+                wrapOutboundOut(
+                    context.channel.allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")),
+                promise: nil)
         }
         exchange.start()
     }
 
-    private func received(body: ByteBuffer) {
-        switch state {
-        case .proxying(let exchange): exchange.forward(.body(.byteBuffer(body)))
-        default: break
-        }
-    }
-
-    private func receivedEnd(trailers: HTTPHeaders?, context: ChannelHandlerContext) {
-        switch state {
-        case .proxying(let exchange):
-            exchange.forward(.end(trailers))
-        case .answered(let close):
-            if close {
-                state = .closed
-                context.close(promise: nil)
-            } else {
-                becomeIdle()
-            }
-        default:
-            break
-        }
-    }
-
-    /// The URI sent upstream: the path after `strip_prefix`, with the original query.
-    private func forwardedURI(_ uri: String, path: Substring, route: Route) -> String {
-        guard route.stripPrefix != nil else { return uri }
+    /// The target sent upstream when `strip_prefix` changes it: the shorter path with the original
+    /// query; nil when the target goes as it came.
+    private func forwardedTarget(_ target: String, path: Substring, route: Route) -> String? {
+        guard route.stripPrefix != nil else { return nil }
         let forwarded = route.forwardedPath(for: path)
-        if forwarded.count == path.count { return uri }
-        return String(forwarded) + uri[path.endIndex...]
+        if forwarded.count == path.count { return nil }
+        return String(forwarded) + target[path.endIndex...]
     }
 
     // MARK: Local answers
 
     /// Answers the request locally (request body, if any, is read and dropped).
     func answer(
-        _ response: LocalResponse, head: HTTPRequestHead, close: Bool, context: ChannelHandlerContext,
+        _ response: LocalResponse, head: MessageHead, close: Bool, context: ChannelHandlerContext,
         entry: RouteEntry? = nil
     ) {
         entry?.requests.increment()
@@ -280,68 +326,82 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Answers and closes (malformed request, oversized head).
     func respond(_ response: LocalResponse, version: HTTPVersion, context: ChannelHandlerContext) {
-        state = .closed
         writeLocal(response, version: version, close: true, isHead: false, context: context)
-        context.close(promise: nil)
+        closeAfterWrites()
+    }
+
+    /// Closes the connection once everything written so far has gone out.
+    private func closeAfterWrites() {
+        state = .closed
+        guard let context else { return }
+        let channel = context.channel
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
     }
 
     private func writeLocal(
         _ response: LocalResponse, version: HTTPVersion, close: Bool, isHead: Bool,
         context: ChannelHandlerContext
     ) {
-        let body = response.body
-        context.write(
-            wrapOutboundOut(
-                .head(response.head(version: version, close: close, bodyLength: body.utf8.count))),
-            promise: nil)
-        if !isHead {
-            context.write(
-                wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(string: body)))),
-                promise: nil)
-        }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        var bytes = context.channel.allocator.buffer(capacity: 256)
+        HeadWriter.local(response, version: version, close: close, isHead: isHead, into: &bytes)
+        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
     }
 
     // MARK: Called by the exchange
 
-    func writeToClient(_ part: HTTPServerResponsePart) {
+    func writeToClient(_ bytes: ByteBuffer) {
         guard let context else { return }
-        context.write(wrapOutboundOut(part), promise: nil)
-        if case .proxying(let exchange) = state, !context.channel.isWritable {
-            exchange.upstream?.pauseReads()
+        context.write(wrapOutboundOut(bytes), promise: nil)
+        if !context.channel.isWritable {
+            switch state {
+            case .proxying(let exchange): exchange.upstream?.pauseReads()
+            case .tunnelled(let upstream): upstream.pauseReads()
+            default: break
+            }
         }
     }
 
     func flushClient() { context?.flush() }
 
-    /// The exchange wrote its last part; the connection waits for the next request or closes.
+    func closeClient() {
+        state = .closed
+        context?.close(promise: nil)
+    }
+
+    /// The exchange wrote its last bytes; the connection waits for the next request or closes.
     func exchangeFinished(_ exchange: Exchange) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         if exchange.closeClient || draining {
-            state = .closed
-            let channel = context.channel
-            context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in channel.close(promise: nil)
-            }
+            closeAfterWrites()
+        } else if !exchange.requestEnded {
+            // The ship answered before the request body ended (an early 413, say): the rest of
+            // the body is read and dropped, then the next request follows.
+            state = .answered(close: false)
+            context.flush()
+            resumeClientReads()
         } else {
-            // Idle before the end goes out, so that nothing this write sets off finds the
-            // connection still busy with the finished exchange.
+            // Idle before the flush, so that nothing this write sets off finds the connection still
+            // busy with the finished exchange.
             becomeIdle()
-            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            context.flush()
         }
     }
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.
     func exchangeBroken(_ exchange: Exchange) {
-        guard case .proxying(let current) = state, current === exchange else { return }
+        guard case .proxying(let current) = state, current === exchange, let context else { return }
         state = .closed
-        context?.close(promise: nil)
+        context.flush()
+        context.close(promise: nil)
     }
 
     /// An exchange that failed before any response byte: answer it locally.
     func exchangeFailed(_ exchange: Exchange, response: LocalResponse) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         let close = exchange.closeClient || !exchange.requestEnded
-        // The state is final before the response's end is written (see `exchangeFinished`).
+        // The state is final before the response is written (see `exchangeFinished`).
         if !exchange.requestEnded {
             state = .answered(close: close)
         } else if close {
@@ -350,16 +410,17 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             becomeIdle()
         }
         writeLocal(
-            response, version: exchange.clientVersion, close: close, isHead: exchange.isHead,
-            context: context)
-        if exchange.requestEnded && close { context.close(promise: nil) }
+            response, version: exchange.clientVersion, close: close, isHead: exchange.isHead, context: context
+        )
+        if exchange.requestEnded && close { closeAfterWrites() }
         resumeClientReads()
     }
 
     func pauseClientReads() { readsPaused = true }
 
     func resumeClientReads() {
-        guard readsPaused, queued.isEmpty else { return }
+        guard readsPaused else { return }
+        if case .proxying(let exchange) = state, exchange.requestEnded, inbound != nil { return }
         readsPaused = false
         if pendingRead, let context {
             pendingRead = false
@@ -369,19 +430,26 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func becomeIdle() {
         state = .idle
-        lineGuard?.rearm()
+        requestBody = .none
         if draining {
             state = .closed
             context?.close(promise: nil)
             return
         }
-        if !queued.isEmpty, let context {
+        if inbound != nil, let context {
             // A pipelined request is next; not from inside the write that ends this response.
             let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            context.eventLoop.execute { bound.value.drainQueue() }
+            context.eventLoop.execute { bound.value.processInbound() }
         }
         resumeClientReads()
         watch(for: settings.limits.idleTimeout)
+    }
+
+    private func processInbound() {
+        guard let context, let bytes = inbound else { return }
+        inbound = nil
+        process(bytes, context: context)
+        resumeClientReads()
     }
 
     /// Watches the connection for `amount`: while idle (no request head yet) it then closes; while
@@ -391,6 +459,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func unwatch() { watchdog.clear() }
 
     private func watch(until deadline: NIODeadline) {
+        if watchdog.move(to: deadline) { return }
         guard let context else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         watchdog.watch(until: deadline, on: context.eventLoop) { bound.value.watchdogFired() }
@@ -409,13 +478,6 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The size of the header block as sent: `name: value\r\n` per field.
-    static func headerBlockBytes(_ headers: HTTPHeaders) -> Int {
-        var total = 0
-        for (name, value) in headers { total += name.utf8.count + value.utf8.count + 4 }
-        return total
-    }
-
     static func microsecondsSinceEpoch() -> Int64 {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
@@ -427,49 +489,26 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 struct RelayDrainEvent: Sendable {}
 
 extension RelayServerHandler {
-    /// Turns both connections into a byte tunnel once the 101 response has been written: tunnel ends
-    /// go in first, then the typed HTTP handlers, encoders and finally the decoders come out (the
-    /// decoders hand their unparsed bytes on, which the tunnel forwards).
+    /// The ship accepted an upgrade: from here both connections pass bytes unchanged. What the
+    /// client sent after its request already waits in `inbound` and goes first.
     func startTunnel(to upstream: UpstreamHandler) {
-        guard let context, let upstreamContext = upstream.context else {
-            context?.close(promise: nil)
+        guard let context else {
             upstream.close()
             return
         }
-        state = .tunnelled
+        state = .tunnelled(upstream)
         watchdog.cancel()
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        let client = context.pipeline.syncOperations
-        let ship = upstreamContext.pipeline.syncOperations
-        let (clientEnd, shipEnd) = TunnelHandler.pair()
-        do {
-            try client.addHandler(clientEnd)
-            try ship.addHandler(shipEnd)
-            ship.removeHandler(upstream, promise: nil)
-            try ship.removeHandler(ship.handler(type: HTTPRequestEncoder.self), promise: nil)
-            try client.removeHandler(client.handler(type: HTTPResponseEncoder.self), promise: nil)
-            try ship.removeHandler(
-                ship.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self), promise: nil)
-            client.removeHandler(context: context, promise: nil)
-            try client.removeHandler(
-                client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self), promise: nil)
-        } catch {
-            settings.logger.warning("cannot open the upgrade tunnel: \(error)")
-            context.close(promise: nil)
-            upstream.close()
-            return
+        upstream.enterTunnel(peer: self)
+        if let bytes = inbound {
+            inbound = nil
+            upstream.send(bytes)
+            upstream.flush()
         }
+        context.flush()
         readsPaused = false
-        let clientChannel = context.channel
-        let shipChannel = upstreamContext.channel
-        // The decoders leave the pipeline on a later tick and then hand their unparsed bytes (what
-        // the ship sent right after its 101, what the client sent after its request) to the tunnel,
-        // outside any read cycle: nothing would flush them until the next read. This task runs after.
-        context.eventLoop.assumeIsolated().execute {
-            clientChannel.flush()
-            shipChannel.flush()
+        if pendingRead {
+            pendingRead = false
+            context.read()
         }
-        shipChannel.read()
-        clientChannel.read()
     }
 }

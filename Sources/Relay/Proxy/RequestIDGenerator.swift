@@ -8,18 +8,31 @@ struct RequestIDGenerator {
         state = system.next()
     }
 
+    /// Writes the next id straight into a head being written (no String on the hot path).
+    mutating func write(into writer: inout ByteWriter) {
+        var digits: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+        withUnsafeMutableBytes(of: &digits) { buffer in
+            fill(
+                UnsafeMutableBufferPointer(
+                    start: buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), count: 32))
+            writer.append(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
     mutating func next() -> String {
+        String(unsafeUninitializedCapacity: 32) { buffer in
+            fill(buffer)
+            return 32
+        }
+    }
+
+    private mutating func fill(_ buffer: UnsafeMutableBufferPointer<UInt8>) {
         let high = step()
         let low = step()
-        return String(unsafeUninitializedCapacity: 32) { buffer in
-            let digits: StaticString = "0123456789abcdef"
-            digits.withUTF8Buffer { hex in
-                for index in 0..<16 {
-                    buffer[index] = hex[Int((high >> UInt64(60 - index * 4)) & 0xF)]
-                    buffer[16 + index] = hex[Int((low >> UInt64(60 - index * 4)) & 0xF)]
-                }
-            }
-            return 32
+        let digits: StaticString = "0123456789abcdef"
+        for index in 0..<16 {
+            buffer[index] = digits.utf8Start[Int((high >> UInt64(60 - index * 4)) & 0xF)]
+            buffer[16 + index] = digits.utf8Start[Int((low >> UInt64(60 - index * 4)) & 0xF)]
         }
     }
 

@@ -2,56 +2,210 @@ import NIOCore
 import NIOHTTP1
 
 /// The relay's end of one keep-alive connection to a ship. It lives on the client's event loop;
-/// while leased it reports everything to its `owner` (the client connection's handler), and it
-/// holds back reads while the client cannot take more data (backpressure).
+/// while leased it parses the ship's response (head, then body framing) and hands both to its
+/// `owner`, and it holds back reads while the client cannot take more data (backpressure). After an
+/// accepted upgrade it is one end of a byte tunnel to the client's handler.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// The exchange using this connection now; nil while idle in the pool.
     weak var owner: Exchange?
     weak var pool: UpstreamPool?
+    /// The client's handler once this connection is a tunnel.
+    private weak var tunnelPeer: RelayServerHandler?
     private(set) var context: ChannelHandlerContext?
     /// Set by the owner while the client's socket is full.
     private var readsPaused = false
     private var pendingRead = false
 
+    private enum Phase {
+        case idle
+        case head(isHeadRequest: Bool)
+        case body(BodyFraming, dechunk: Bool)
+        case tunnel
+    }
+    private var phase = Phase.idle
+    private var inbound: ByteBuffer?
+    private var scanned = 0
+
     var channel: (any Channel)? { context?.channel }
     var isWritable: Bool { context?.channel.isWritable ?? false }
-    var isActive: Bool { context?.channel.isActive ?? false }
+    /// Open: set when the handler joins an active channel, cleared when it goes inactive (cheaper
+    /// than asking the channel on every lease).
+    private(set) var isActive = false
+    /// Writes since the last flush.
+    private var unflushed = false
 
-    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        isActive = context.channel.isActive
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        isActive = true
+        context.fireChannelActive()
+    }
 
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
+    /// A request head is about to go out: the next bytes from the ship start its response.
+    func expectResponse(toHead isHeadRequest: Bool) {
+        phase = .head(isHeadRequest: isHeadRequest)
+        inbound = nil
+        scanned = 0
+    }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let part = unwrapInboundIn(data)
-        if let owner {
-            owner.upstreamReceived(part, from: self)
-        } else {
+        let bytes = unwrapInboundIn(data)
+        if case .tunnel = phase {
+            tunnelPeer?.writeToClient(bytes)
+            return
+        }
+        guard owner != nil else {
             // An idle connection that talks out of turn cannot be trusted with the next request.
             context.close(promise: nil)
+            return
+        }
+        if var buffered = inbound, buffered.readableBytes > 0 {
+            inbound = nil
+            var more = bytes
+            buffered.writeBuffer(&more)
+            process(buffered, context: context)
+        } else {
+            process(bytes, context: context)
+        }
+    }
+
+    private func process(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        var buffer = bytes
+        loop: while let owner {
+            switch phase {
+            case .idle:
+                // Bytes beyond the end of a response: the connection is out of step.
+                owner.upstreamMalformed(self, reason: "bytes after the end of a response")
+                buffer.clear()
+                break loop
+            case .head(let isHeadRequest):
+                switch HeadParser.next(from: &buffer, kind: .response, limits: .response, scanned: &scanned) {
+                case .incomplete:
+                    break loop
+                case .failure(let failure):
+                    owner.upstreamMalformed(self, reason: Self.describe(failure))
+                    buffer.clear()
+                    break loop
+                case .complete(let head):
+                    if head.status >= 100 && head.status < 200 && head.status != 101 {
+                        phase = .head(isHeadRequest: isHeadRequest)  // informational: the final head follows
+                        continue loop
+                    }
+                    switch owner.responseHead(head, from: self) {
+                    case .read(let framing, let dechunk):
+                        if framing.isNone {
+                            endResponse(for: owner, leftover: buffer.readableBytes)
+                            break loop
+                        }
+                        phase = .body(framing, dechunk: dechunk)
+                    case .tunnel:
+                        break loop
+                    case .close:
+                        buffer.clear()
+                        break loop
+                    }
+                }
+            case .body(var framing, let dechunk):
+                if buffer.readableBytes == 0 { break loop }
+                let ended: Bool
+                do {
+                    if dechunk {
+                        ended = try framing.takeDechunked(from: &buffer) {
+                            owner.responseBody($0, from: self)
+                        }
+                    } else {
+                        let (slice, done) = try framing.take(from: &buffer)
+                        if let slice { owner.responseBody(slice, from: self) }
+                        ended = done
+                    }
+                } catch {
+                    owner.upstreamMalformed(self, reason: "invalid chunked body")
+                    buffer.clear()
+                    break loop
+                }
+                if ended {
+                    endResponse(for: owner, leftover: buffer.readableBytes)
+                    break loop
+                }
+                phase = .body(framing, dechunk: dechunk)
+            case .tunnel:
+                break loop
+            }
+        }
+        if case .tunnel = phase, buffer.readableBytes > 0 {
+            // What the ship sent right after its 101 belongs to the new protocol.
+            tunnelPeer?.writeToClient(buffer)
+            tunnelPeer?.flushClient()
+            buffer.clear()
+        }
+        if buffer.readableBytes > 0, owner != nil {
+            inbound = buffer
+        }
+    }
+
+    /// The response is complete; bytes after it mean the connection is out of step.
+    private func endResponse(for owner: Exchange, leftover: Int) {
+        phase = .idle
+        owner.responseEnded(from: self, reusable: leftover == 0)
+    }
+
+    private static func describe(_ failure: HeadParser.Failure) -> String {
+        switch failure {
+        case .malformed(let reason): reason
+        case .uriTooLong, .headersTooLarge: "response head too large"
         }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        owner?.upstreamReadComplete(from: self)
+        if case .tunnel = phase {
+            tunnelPeer?.flushClient()
+        } else {
+            owner?.upstreamReadComplete(from: self)
+        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
         pool?.remove(self)
-        owner?.upstreamClosed(self, error: nil)
+        switch phase {
+        case .tunnel:
+            tunnelPeer?.closeClient()
+        case .body(.untilClose, _):
+            // The ship's close ends a body without a length.
+            phase = .idle
+            owner?.responseEnded(from: self, reusable: false)
+        default:
+            owner?.upstreamClosed(self, error: nil)
+        }
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        owner?.upstreamClosed(self, error: error)
+        if case .tunnel = phase {
+            tunnelPeer?.closeClient()
+        } else {
+            owner?.upstreamClosed(self, error: error)
+        }
         context.close(promise: nil)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { owner?.upstreamBecameWritable(self) }
+        if context.channel.isWritable {
+            if case .tunnel = phase {
+                tunnelPeer?.resumeClientReads()
+            } else {
+                owner?.upstreamBecameWritable(self)
+            }
+        }
         context.fireChannelWritabilityChanged()
     }
 
@@ -65,11 +219,23 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Used by the owner (same event loop)
 
-    func send(_ part: HTTPClientRequestPart) {
-        context?.write(wrapOutboundOut(part), promise: nil)
+    func send(_ bytes: ByteBuffer) {
+        unflushed = true
+        context?.write(wrapOutboundOut(bytes), promise: nil)
     }
 
-    func flush() { context?.flush() }
+    /// Flushes what `send` wrote (nothing to do when nothing was).
+    func flush() {
+        guard unflushed else { return }
+        unflushed = false
+        context?.flush()
+    }
+
+    /// Turns this connection into the ship's end of a tunnel to `peer`.
+    func enterTunnel(peer: RelayServerHandler) {
+        tunnelPeer = peer
+        phase = .tunnel
+    }
 
     func pauseReads() { readsPaused = true }
 

@@ -20,6 +20,14 @@ struct Watchdog {
         scheduled = loop.scheduleTask(deadline: deadline, fire)
     }
 
+    /// Moves the deadline when the timer already set fires no later (a store, no closure made):
+    /// false when `watch` must schedule.
+    mutating func move(to deadline: NIODeadline) -> Bool {
+        guard let scheduledAt, scheduledAt <= deadline else { return false }
+        self.deadline = deadline
+        return true
+    }
+
     mutating func clear() { deadline = nil }
 
     mutating func cancel() {
