@@ -35,7 +35,7 @@ public enum FlagshipElectionError: Error, Sendable, CustomStringConvertible {
         case .staticCommand(let command, let error):
             "static_flagship command '\(command)' could not run: \(error)"
         case .invalidURL(let text):
-            "flagship election_url: \(text)"
+            "[mothership.flagship] \(text)"
         }
     }
 

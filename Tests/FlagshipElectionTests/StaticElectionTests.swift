@@ -90,3 +90,37 @@ struct StaticElectionTests {
         await #expect(throws: FlagshipElectionError.self) { try await election.elect() }
     }
 }
+
+@Suite("Choosing the elector")
+struct ElectorChoiceTests {
+    static func choose(_ election: FlagshipSettings.Election, _ environment: [String: String]) throws
+        -> any FlagshipElector
+    {
+        try ElectorChoice.elector(
+            for: FlagshipSettings(election: election, prelaunchTimeout: .seconds(9)), deployment: "shop",
+            manifestText: "text", environment: environment, workingDirectory: "/", launcher: FakeLauncher(),
+            logger: .quiet)
+    }
+
+    @Test func anUplinksURLIsExpandedFromTheEnvironment() throws {
+        let elector = try Self.choose(
+            .postgres(url: "$DB_URL", viaUplink: "db"), ["DB_URL": "postgres://app:pw@db.internal/shop"])
+        let election = try #require(elector as? PostgresElection)
+        #expect(election.url.host == "db.internal")
+        #expect(election.url.description == "postgres://app:***@db.internal/shop")
+        #expect(election.identity.name == "shop")
+        #expect(election.prelaunchTimeout == .seconds(9))
+    }
+
+    @Test func anUnsetVariableInTheURLIsAnErrorNamingItAndTheField() {
+        #expect {
+            try Self.choose(.postgres(url: "$DB_URL", viaUplink: "db"), [:])
+        } throws: { error in
+            "\(error)" == "[mothership.flagship] election_uplink 'db' uses $DB_URL, which is not set"
+        }
+    }
+
+    @Test func theStaticFormNeedsNoDatabase() throws {
+        #expect(try Self.choose(.fixed(.value("$MS_FLAGSHIP")), [:]) is StaticElection)
+    }
+}
