@@ -19,6 +19,9 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
+        // postgres-nio already builds swift-crypto (3.9 up to 6); the range leaves the choice to it.
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
     ],
     targets: [
         .target(
@@ -55,6 +58,17 @@ let package = Package(
             ]
         ),
         .target(
+            name: "FlagshipElection",
+            dependencies: [
+                "Supervision",
+                "ShipManifest",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
             name: "Relay",
             dependencies: [
                 "ShipManifest",
@@ -79,6 +93,7 @@ let package = Package(
                 "ProcessControl",
                 "Probes",
                 "Relay",
+                "FlagshipElection",
                 "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -138,6 +153,13 @@ let package = Package(
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "FlagshipElectionTests",
+            dependencies: [
+                "FlagshipElection", "Supervision", "ShipManifest", "MothershipTestSupport",
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

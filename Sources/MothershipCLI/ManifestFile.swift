@@ -11,6 +11,8 @@ struct ManifestFile {
     let path: String
     /// The directory relative paths in the manifest are resolved against.
     let directory: String
+    /// The manifest's text (its SHA-256 is the flagship election's default deploy id).
+    let text: String
     let result: ManifestLoader.Result
     /// The loader's diagnostics plus this machine's, in document order.
     let diagnostics: [Diagnostic]
@@ -44,7 +46,8 @@ struct ManifestFile {
                 severity: purpose == .run ? .error : .warning)
             diagnostics += checker.check(manifest)
         }
-        return ManifestFile(path: path, directory: directory, result: result, diagnostics: diagnostics)
+        return ManifestFile(
+            path: path, directory: directory, text: text, result: result, diagnostics: diagnostics)
     }
 
     /// The manifest when there were no errors at all (the machine's included).

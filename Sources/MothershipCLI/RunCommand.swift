@@ -1,6 +1,7 @@
 import ArgumentParser
 import CMothershipSystem
 import Dashboard
+import FlagshipElection
 import Logging
 import Metrics
 import Probes
@@ -103,6 +104,18 @@ struct Launch {
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
 
+        let launcher = SystemProcessLauncher()
+        var elector: (any FlagshipElector)?
+        if let flagship = manifest.settings.flagship {
+            do {
+                elector = try ElectorChoice.elector(
+                    for: flagship, deployment: manifest.settings.name, manifestText: file.text,
+                    environment: FileSystem.environment, workingDirectory: file.directory, launcher: launcher,
+                    logger: logger)
+            } catch {
+                return .failed(error.description)
+            }
+        }
         let supervisor = FleetSupervisor(
             manifest: manifest,
             context: FleetContext(
@@ -110,7 +123,7 @@ struct Launch {
                 mothershipPID: getpid(),
                 socketDirectory: socketDirectory),
             ports: FleetPorts(
-                launcher: SystemProcessLauncher(), health: NIOHealthCheck(), uplinks: NIOUplinkCheck()),
+                launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector),
             clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
             onLifecycleChange: { state in
                 lifecycle.set(state)

@@ -27,11 +27,17 @@ public struct FleetPorts: Sendable {
     public var launcher: any ProcessLauncher
     public var health: any HealthCheck
     public var uplinks: any UplinkCheck
+    /// Needed when the manifest enables `[mothership.flagship]`.
+    public var elector: (any FlagshipElector)?
 
-    public init(launcher: any ProcessLauncher, health: any HealthCheck, uplinks: any UplinkCheck) {
+    public init(
+        launcher: any ProcessLauncher, health: any HealthCheck, uplinks: any UplinkCheck,
+        elector: (any FlagshipElector)? = nil
+    ) {
         self.launcher = launcher
         self.health = health
         self.uplinks = uplinks
+        self.elector = elector
     }
 }
 
@@ -85,6 +91,8 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
     var changePending = false
     var prelaunchProcesses: [String: any RunningProcess] = [:]
     var sampler: Task<Void, Never>?
+    /// Cancels the election or the escort's wait in progress (a shutdown must not wait for them).
+    var cancelElection: (@Sendable () -> Void)?
 
     public init(
         manifest: Manifest, context: FleetContext, ports: FleetPorts, clock: C,
@@ -123,8 +131,7 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
     public func run() async -> FleetOutcome {
         metrics.publishInitial(records.values.map(\.vessel))
         if let failure = await preflight() { return await finish(.failed(failure)) }
-        if let failure = await elect() { return await finish(.failed(failure)) }
-        if let failure = await runPrelaunch() { return await finish(.failed(failure)) }
+        if let failure = await electAndPrelaunch() { return await finish(.failed(failure)) }
         if shutdownRequested { return await finish(.landed) }
 
         transition(manifest.bays.isEmpty ? .launching : .docking)
@@ -147,6 +154,7 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
         guard !shutdownRequested else { return }
         shutdownRequested = true
         logger.notice("shutdown requested: landing the fleet")
+        cancelElection?()
         for process in prelaunchProcesses.values { process.signalGroup(15) }
         changed()
     }
@@ -155,6 +163,7 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
     public func killNow() {
         shutdownRequested = true
         logger.warning("killing every vessel now")
+        cancelElection?()
         for record in records.values { record.process?.signalGroup(9) }
         for process in prelaunchProcesses.values { process.signalGroup(9) }
         changed()
@@ -172,10 +181,13 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
 
     // MARK: Lifecycle
 
-    func transition(_ next: LifecycleState) {
+    /// Moves to `next` and logs it; `detail` (the flagship role) is appended in parentheses.
+    func transition(_ next: LifecycleState, detail: String? = nil) {
         guard lifecycle != next else { return }
         lifecycle = next
-        logger.info("lifecycle: \(next.rawValue)", metadata: ["state": "\(next.statusWord)"])
+        logger.info(
+            "lifecycle: \(next.rawValue)\(detail.map { " (\($0))" } ?? "")",
+            metadata: ["state": "\(next.statusWord)"])
         onLifecycleChange(next)
     }
 
@@ -224,7 +236,7 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
         return final
     }
 
-    // MARK: Preflight and election
+    // MARK: Preflight
 
     func preflight() async -> String? {
         let uplinks = manifest.settings.uplinks
@@ -243,12 +255,6 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
         return failures.isEmpty ? nil : failures.joined(separator: "; ")
     }
 
-    func elect() async -> String? {
-        guard manifest.settings.flagship != nil else { return nil }
-        transition(.electing)
-        return
-            "flagship election ([mothership.flagship]) is not available in this version yet; set enabled = false to launch this host alone"
-    }
 }
 
 /// Everything the supervisor tracks about one vessel.

@@ -13,7 +13,7 @@ struct Harness {
     let run: Task<FleetOutcome, Never>
     let states = Locked<[LifecycleState]>([])
 
-    init(_ toml: String, uplinks: FakeUplinks = FakeUplinks()) throws {
+    init(_ toml: String, uplinks: FakeUplinks = FakeUplinks(), elector: (any FlagshipElector)? = nil) throws {
         let result = ManifestLoader.load(text: toml)
         let manifest = try #require(result.manifest, "\(result.diagnostics)")
         let states = self.states
@@ -21,7 +21,8 @@ struct Harness {
             manifest: manifest,
             context: FleetContext(
                 manifestDirectory: "/srv/app", inheritedEnvironment: ["PATH": "/bin"], mothershipPID: 7),
-            ports: FleetPorts(launcher: launcher, health: health, uplinks: uplinks), clock: clock,
+            ports: FleetPorts(launcher: launcher, health: health, uplinks: uplinks, elector: elector),
+            clock: clock,
             logger: .quiet, onLifecycleChange: { state in states.mutate { $0.append(state) } })
         let supervisor = self.supervisor
         run = Task { await supervisor.run() }
