@@ -125,12 +125,15 @@ struct DashboardEndToEndTests {
             [[fleet.web]]
             name = "fragile"
             command = "/bin/sh"
-            args = ["-c", "sleep 1; echo about to fail; exit 3"]
+            args = ["-c", "while [ ! -e crash-now ]; do sleep 0.05; done; echo about to fail; exit 3"]
             """)
         defer { directory.remove() }
         let tui = try TerminalMothership(["--tui"], in: directory.path)
         defer { tui.stop() }
+        // The ship crashes when told to, once the dashboard has shown it running (a ship that
+        // crashed on a timer could be gone before a loaded machine drew it).
         try await tui.waitForScreen("fragile running") { Self.isRunning("fragile", in: $0) }
+        try directory.write("crash-now", "")
         #expect(try await tui.waitForExit() == 1)
         Self.expectRestored(tui)
         let text = tui.screen.text
