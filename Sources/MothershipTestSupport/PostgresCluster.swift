@@ -25,7 +25,12 @@ public final class PostgresCluster: Sendable {
         if let url = ProcessInfo.processInfo.environment["MOTHERSHIP_TEST_DATABASE_URL"], !url.isEmpty {
             return PostgresCluster(url: url, directory: nil, binaries: nil)
         }
-        let cluster = try start()
+        // initdb and pg_ctl take seconds: waited for on a thread of their own, never on one of the
+        // few threads every test's async code shares (blocking those delayed other suites' timers).
+        let cluster = try await withCheckedThrowingContinuation {
+            (continuation: CheckedContinuation<PostgresCluster, any Error>) in
+            Thread { continuation.resume(with: Result { try start() }) }.start()
+        }
         started.withLock { $0 = cluster }
         atexit { PostgresCluster.started.withLock { $0 }?.stop() }
         return cluster
