@@ -73,6 +73,7 @@ public struct StaticElection: FlagshipElector {
 /// A static flagship tells nobody: escorts did not wait.
 struct StaticTicket: FlagshipTicket {
     var description: String
+    var signalsEscorts: Bool { false }
     func prelaunchSucceeded() async throws {}
     func prelaunchFailed(_ reason: String) async {}
     func release() async {}

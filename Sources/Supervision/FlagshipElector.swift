@@ -26,6 +26,12 @@ public protocol FlagshipTicket: Sendable, CustomStringConvertible {
     func prelaunchFailed(_ reason: String) async
     /// Gives up the flagship's lock and connection. Called on every path; harmless twice.
     func release() async
+    /// Whether escorts wait for this flagship's signal (false for a static election: nobody waits).
+    var signalsEscorts: Bool { get }
+}
+
+extension FlagshipTicket {
+    public var signalsEscorts: Bool { true }
 }
 
 /// Held by an escort until it may launch.

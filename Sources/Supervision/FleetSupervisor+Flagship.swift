@@ -51,7 +51,7 @@ extension FleetSupervisor {
         if let failure {
             await ticket.prelaunchFailed(failure)
             await ticket.release()
-            logger.notice("escorts told to abort: \(failure)")
+            if ticket.signalsEscorts { logger.notice("escorts told to abort: \(failure)") }
             return failure
         }
         if shutdownRequested {
@@ -66,7 +66,7 @@ extension FleetSupervisor {
             return "prelaunch succeeded but the escorts could not be told: \(error)"
         }
         await ticket.release()
-        logger.notice("prelaunch done: escorts signalled ready")
+        logger.notice(ticket.signalsEscorts ? "prelaunch done: escorts signalled ready" : "prelaunch done")
         return nil
     }
 
