@@ -66,7 +66,11 @@ struct FlagshipEndToEndTests {
         #expect(flagships.count == 1 && escorts.count == 2, "\(fleet.map(\.output))")
         #expect(flagships.first?.output.contains("lifecycle: Prelaunch (flagship)") == true)
         for escort in escorts {
-            #expect(escort.output.contains("the flagship signalled ready: launching"))
+            // Waiting when the signal came, or (an escort started late on a loaded machine) reading
+            // the recorded ready outcome: either way it launches on the flagship's word.
+            #expect(
+                escort.output.contains("the flagship signalled ready: launching")
+                    || escort.output.contains("the flagship already finished"), "\(escort.output)")
             #expect(!escort.output.contains("prelaunch job 'migrate' started"))
         }
         #expect(Self.lines(directory, "prelaunch.log") == ["ran"])
