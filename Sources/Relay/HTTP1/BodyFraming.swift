@@ -20,8 +20,8 @@ enum BodyFraming {
         return .none
     }
 
-    /// The framing of a response body, given the request it answers.
-    static func response(_ head: MessageHead, requestMethod isHead: Bool) -> BodyFraming {
+    /// The framing of a response body, given whether it answers a HEAD request.
+    static func response(_ head: MessageHead, answeringHEAD isHead: Bool) -> BodyFraming {
         if isHead || head.status == 204 || head.status == 304 || head.status < 200 { return .none }
         if head.chunked { return .chunked(ChunkedScanner()) }
         if let length = head.contentLength { return length > 0 ? .length(length) : .none }

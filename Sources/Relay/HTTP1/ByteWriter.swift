@@ -67,15 +67,6 @@ struct ByteWriter {
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    mutating func append(byte: UInt8) {
-        guard count < capacity else {
-            overflowed = true
-            return
-        }
-        base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
-        count += 1
-    }
-
     /// A non-negative integer in decimal.
     mutating func appendDecimal(_ value: Int64) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, enough for Int64

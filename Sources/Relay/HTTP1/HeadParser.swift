@@ -204,21 +204,25 @@ private struct Reader {
             position += 1
         }
         head.status = code
-        guard let end = lineContentEnd(from: position) else { return .malformed("invalid status line") }
         let current = byte(position)
         guard current == space || current == cr || current == lf else {
             return .malformed("invalid status code")
         }
-        head.statusText = codeStart..<end
-        guard skipLine() else { return .malformed("invalid status line") }
+        guard let lineFeed = memchrIndex(bytes, lf, from: position) else {
+            return .malformed("invalid status line")
+        }
+        head.statusText =
+            codeStart..<(lineFeed > position && bytes[lineFeed - 1] == cr ? lineFeed - 1 : lineFeed)
+        position = lineFeed + 1
         return nil
     }
 
     /// `HTTP/1.0` or `HTTP/1.1` at `position`: the minor version.
     private mutating func version() -> Int? {
-        guard position + 8 <= bytes.count else { return nil }
-        let expected: [UInt8] = [72, 84, 84, 80, 47, 49, 46]  // "HTTP/1."
-        for offset in 0..<7 where bytes[position + offset] != expected[offset] { return nil }
+        let prefix: StaticString = "HTTP/1."
+        guard position + 8 <= bytes.count,
+            memcmp(bytes.baseAddress! + position, prefix.utf8Start, prefix.utf8CodeUnitCount) == 0
+        else { return nil }
         let minor = bytes[position + 7]
         guard minor == 48 || minor == 49 else { return nil }
         position += 8
@@ -311,7 +315,6 @@ private struct Reader {
                 head.fields[index].isHopByHop = true
             }
         }
-        head.hasHopByHop = head.fields.contains { $0.isHopByHop }
         return nil
     }
 
@@ -400,7 +403,8 @@ private struct Reader {
         var index = start
         while index < count {
             let byte = base.load(fromByteOffset: index, as: UInt8.self)
-            // The token bitmap, inline: bytes 0–63 and 64–127.
+            // Token characters (RFC 9110 §5.6.2: digits, letters and !#$%&'*+-.^_`|~) as a bitmap
+            // over bytes 0–63 and 64–127.
             let isToken =
                 byte < 64
                 ? (0x03FF_6CFA_0000_0000 as UInt64) >> UInt64(byte) & 1 == 1
@@ -409,38 +413,6 @@ private struct Reader {
             index += 1
         }
         return index
-    }
-
-    /// Where the current line's content ends (before CR LF or LF).
-    private func lineContentEnd(from start: Int) -> Int? {
-        var index = start
-        while index < bytes.count {
-            if bytes[index] == lf { return index > start && bytes[index - 1] == cr ? index - 1 : index }
-            index += 1
-        }
-        return nil
-    }
-
-    private mutating func skipLine() -> Bool {
-        while position < bytes.count {
-            if bytes[position] == lf {
-                position += 1
-                return true
-            }
-            position += 1
-        }
-        return false
-    }
-
-    /// Token characters (RFC 9110 §5.6.2) as a bitmap over the 128 ASCII bytes: digits, letters
-    /// and ``!#$%&'*+-.^_`|~``.
-    private static let tokenLow: UInt64 = 0x03FF_6CFA_0000_0000
-    private static let tokenHigh: UInt64 = 0x57FF_FFFF_C7FF_FFFE
-
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        if byte < 64 { return (tokenLow >> UInt64(byte)) & 1 == 1 }
-        if byte < 128 { return (tokenHigh >> UInt64(byte - 64)) & 1 == 1 }
-        return false
     }
 
     /// ASCII case-insensitive comparison of `range` with a literal of lower-case letters, digits

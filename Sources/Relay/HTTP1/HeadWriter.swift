@@ -141,7 +141,7 @@ enum HeadWriter {
         ByteWriter.write(into: &buffer, estimate: estimate, source: ByteBuffer()) { writer, _ in
             writer.append(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
             writer.appendDecimal(Int64(response.status.code))
-            writer.append(byte: 32)
+            writer.append(" ")
             writer.append(string: reason)
             writer.append("\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: ")
             writer.appendDecimal(Int64(body.utf8.count))
@@ -181,14 +181,7 @@ enum HeadWriter {
 
     /// `"1a\r\n"`: a chunk-size line.
     static func writeChunkSize(_ size: Int, into buffer: inout ByteBuffer) {
-        let hex: StaticString = "0123456789abcdef"
-        var digits: [UInt8] = []
-        var remaining = size
-        repeat {
-            digits.append(hex.utf8Start[remaining & 0xF])
-            remaining >>= 4
-        } while remaining > 0
-        buffer.writeBytes(digits.reversed())
+        buffer.writeString(String(size, radix: 16))
         buffer.writeStaticString("\r\n")
     }
 }

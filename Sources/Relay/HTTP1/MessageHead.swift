@@ -32,8 +32,6 @@ struct MessageHead {
     var hasUpgrade = false
     /// `Expect: 100-continue`.
     var expectsContinue = false
-    /// Some field is hop-by-hop or named by `Connection` (heads without one copy fastest).
-    var hasHopByHop = false
     /// Some header line ends in a bare LF (lines are then re-terminated one by one when forwarded).
     var bareLineFeeds = false
 
@@ -63,16 +61,6 @@ struct MessageHead {
     /// The first value of the header of `kind`.
     func value(of kind: FieldKind) -> String? {
         fields.first { $0.kind == kind }.map { string($0.value) }
-    }
-
-    /// Every value of the fields of `kind`, joined the way a list header is (`a, b`).
-    func joinedValues(of kind: FieldKind) -> String? {
-        var joined: String?
-        for field in fields where field.kind == kind {
-            let value = string(field.value)
-            joined = joined.map { $0 + ", " + value } ?? value
-        }
-        return joined
     }
 
     /// Headers as name/value strings (tests and debugging).

@@ -158,7 +158,7 @@ final class Exchange {
         upstream = handler
         upstreamReused = reused
         handler.owner = self
-        handler.expectResponse(toHead: isHead)
+        handler.expectResponse()
         handler.send(head)
         if !pending.isEmpty { bodySent = true }
         for body in pending { handler.send(body) }
@@ -216,24 +216,22 @@ final class Exchange {
             HeadWriter.clientResponse(
                 response, clientVersion: clientVersion, closeAfter: false, reframing: .none, into: &bytes)
             owner.writeToClient(bytes)
-            finishUpgrade(handler, owner: owner)
+            finishUpgrade(handler)
             return .tunnel
         }
         responseStarted = true
         owner.unwatch()
         upstreamKeepAlive = response.isKeepAlive
         if owner.draining { closeClient = true }  // landing: say so in this response
-        let framing = BodyFraming.response(response, requestMethod: isHead)
+        let framing = BodyFraming.response(response, answeringHEAD: isHead)
         if clientVersion == .http1_0 && response.contentLength == nil && !framing.isNone {
             closeClient = true  // an HTTP/1.0 client learns where the body ends only by the close
         }
-        if case .untilClose = framing {
-            upstreamKeepAlive = false
-            if clientVersion == .http1_1 { reframing = .chunk }
+        if case .untilClose = framing, clientVersion == .http1_1 {
+            reframing = .chunk
         } else if case .chunked = framing, clientVersion == .http1_0 {
             reframing = .dechunk
         }
-        if isUpgrade { closeClient = true }  // a declined upgrade: the request stream ends here
         var bytes = owner.responseHeads.take(
             capacity: response.bytes.readableBytes + 32, allocator: owner.allocator)
         HeadWriter.clientResponse(
@@ -249,16 +247,16 @@ final class Exchange {
         if reframing == .chunk {
             var size = owner.allocator.buffer(capacity: 12)
             HeadWriter.writeChunkSize(body.readableBytes, into: &size)
-            emit(size, owner: owner)
-            emit(body, owner: owner)
-            emit(owner.allocator.buffer(staticString: "\r\n"), owner: owner)
+            emit(size)
+            emit(body)
+            emit(owner.allocator.buffer(staticString: "\r\n"))
         } else {
-            emit(body, owner: owner)
+            emit(body)
         }
     }
 
     /// Small pieces join the unwritten head; anything larger goes out on its own.
-    private func emit(_ bytes: ByteBuffer, owner: RelayServerHandler) {
+    private func emit(_ bytes: ByteBuffer) {
         if var pendingBytes = unwritten {
             unwritten = nil
             if bytes.readableBytes <= 4096 {
@@ -287,7 +285,7 @@ final class Exchange {
     /// The response is complete; `reusable` tells whether the connection is clean for another.
     func responseEnded(from handler: UpstreamHandler, reusable: Bool) {
         guard handler === upstream else { return }
-        if reframing == .chunk { emit(owner.allocator.buffer(staticString: "0\r\n\r\n"), owner: owner) }
+        if reframing == .chunk { emit(owner.allocator.buffer(staticString: "0\r\n\r\n")) }
         writeUnwritten()
         finished = true
         record(success: true)
@@ -319,10 +317,7 @@ final class Exchange {
         handler.owner = nil
         handler.close()
         if responseStarted {
-            finished = true
-            record(success: false)
-            writeUnwritten()
-            owner.exchangeBroken(self)
+            broke()
         } else {
             fail(.badGateway(ship: entry.ship, reason: "invalid response: \(reason)"))
         }
@@ -333,10 +328,7 @@ final class Exchange {
         upstream = nil
         handler.owner = nil
         if responseStarted {
-            finished = true
-            record(success: false)
-            writeUnwritten()
-            owner.exchangeBroken(self)
+            broke()
         } else if upstreamReused && !bodySent && method.isIdempotent && attempts <= limits.retries {
             // A pooled connection the ship had closed while idle: only the head went out, into a
             // closing socket. Retried on a fresh connection, for idempotent methods only (a ship
@@ -352,6 +344,14 @@ final class Exchange {
     }
 
     // MARK: Endings
+
+    /// The response started but cannot be finished: what was read goes out, then the client closes.
+    private func broke() {
+        finished = true
+        record(success: false)
+        writeUnwritten()
+        owner.exchangeBroken(self)
+    }
 
     private func fail(_ response: LocalResponse) {
         finished = true
@@ -372,7 +372,7 @@ final class Exchange {
     }
 
     /// The ship accepted the upgrade: from here on bytes flow unchanged both ways.
-    private func finishUpgrade(_ handler: UpstreamHandler, owner: RelayServerHandler) {
+    private func finishUpgrade(_ handler: UpstreamHandler) {
         finished = true
         record(success: true)
         upstream = nil

@@ -86,11 +86,6 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var bytes = unwrapInboundIn(data)
-        if case .tunnelled(let upstream) = state {
-            upstream.send(bytes)
-            if !upstream.isWritable { pauseClientReads() }
-            return
-        }
         if var buffered = inbound, buffered.readableBytes > 0 {
             inbound = nil
             buffered.writeBuffer(&bytes)
@@ -160,9 +155,10 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 }
             case .tunnelled(let upstream):
+                // Flushed at the end of the read (`channelReadComplete`).
                 if buffer.readableBytes > 0 {
                     upstream.send(buffer)
-                    upstream.flush()
+                    if !upstream.isWritable { pauseClientReads() }
                     buffer.clear()
                 }
                 break loop
@@ -383,20 +379,10 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The exchange wrote its last bytes; the connection waits for the next request or closes.
     func exchangeFinished(_ exchange: Exchange) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
-        if exchange.closeClient || draining {
-            closeAfterWrites()
-        } else if !exchange.requestEnded {
-            // The ship answered before the request body ended (an early 413, say): the rest of
-            // the body is read and dropped, then the next request follows.
-            state = .answered(close: false)
-            context.flush()
-            resumeClientReads()
-        } else {
-            // Idle before the flush, so that nothing this write sets off finds the connection still
-            // busy with the finished exchange.
-            becomeIdle()
-            context.flush()
-        }
+        // Settled before the flush, so that nothing the flush sets off finds the connection still
+        // busy with the finished exchange.
+        settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
+        context.flush()
     }
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.
@@ -410,20 +396,26 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// An exchange that failed before any response byte: answer it locally.
     func exchangeFailed(_ exchange: Exchange, response: LocalResponse) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
+        // After a failure the connection closes once the request body, if any is still coming, is dropped.
         let close = exchange.closeClient || !exchange.requestEnded
-        // The state is final before the response is written (see `exchangeFinished`).
-        if !exchange.requestEnded {
-            state = .answered(close: close)
-        } else if close {
-            state = .closed
-        } else {
-            becomeIdle()
-        }
         writeLocal(
             response, version: exchange.clientVersion, close: close, isHead: exchange.isHead, context: context
         )
-        if exchange.requestEnded && close { closeAfterWrites() }
-        resumeClientReads()
+        settle(close: close, requestEnded: exchange.requestEnded)
+    }
+
+    /// After a response has been written: the rest of the request body, if any is still coming, is
+    /// read and dropped (an early answer, a 413 before the upload ended); then the connection closes
+    /// or takes the next request.
+    private func settle(close: Bool, requestEnded: Bool) {
+        if !requestEnded {
+            state = .answered(close: close)
+            resumeClientReads()
+        } else if close {
+            closeAfterWrites()
+        } else {
+            becomeIdle()
+        }
     }
 
     func pauseClientReads() { readsPaused = true }
@@ -442,8 +434,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         state = .idle
         requestBody = .none
         if draining {
-            state = .closed
-            context?.close(promise: nil)
+            closeAfterWrites()  // landing: the response just written still goes out first
             return
         }
         if inbound != nil, let context {

@@ -24,7 +24,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private enum Phase {
         case idle
-        case head(isHeadRequest: Bool)
+        case head
         case body(BodyFraming, dechunk: Bool)
         case tunnel
     }
@@ -34,7 +34,6 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The last head's field list, for the next head to parse into.
     private var spareFields: [HeaderField] = []
 
-    var channel: (any Channel)? { context?.channel }
     var isWritable: Bool { context?.channel.isWritable ?? false }
     /// Open: set when the handler joins an active channel, cleared when it goes inactive (cheaper
     /// than asking the channel on every lease).
@@ -55,8 +54,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     /// A request head is about to go out: the next bytes from the ship start its response.
-    func expectResponse(toHead isHeadRequest: Bool) {
-        phase = .head(isHeadRequest: isHeadRequest)
+    func expectResponse() {
+        phase = .head
         inbound = nil
         scanned = 0
     }
@@ -91,7 +90,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 owner.upstreamMalformed(self, reason: "bytes after the end of a response")
                 buffer.clear()
                 break loop
-            case .head(let isHeadRequest):
+            case .head:
                 switch HeadParser.next(
                     from: &buffer, kind: .response, limits: .response, scanned: &scanned,
                     reusing: &spareFields)
@@ -104,8 +103,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 case .complete(let head):
                     if head.status >= 100 && head.status < 200 && head.status != 101 {
-                        phase = .head(isHeadRequest: isHeadRequest)  // informational: the final head follows
-                        continue loop
+                        continue loop  // informational: the final head follows
                     }
                     let action = owner.responseHead(head, from: self)
                     spareFields = head.fields
