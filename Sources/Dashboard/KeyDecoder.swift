@@ -62,6 +62,19 @@ public struct KeyDecoder: Sendable {
         }
     }
 
+    /// The final byte of a cursor-key sequence, the same after SS3 (`ESC O`) and CSI (`ESC [`).
+    static func cursorKey(_ final: UInt8) -> DashboardKey? {
+        switch final {
+        case UInt8(ascii: "A"): .up
+        case UInt8(ascii: "B"): .down
+        case UInt8(ascii: "C"): .right
+        case UInt8(ascii: "D"): .left
+        case UInt8(ascii: "H"): .home
+        case UInt8(ascii: "F"): .end
+        default: nil
+        }
+    }
+
     static func escape(_ bytes: ArraySlice<UInt8>) -> (DashboardKey?, Int)? {
         let start = bytes.startIndex
         guard bytes.count >= 2 else { return nil }
@@ -69,17 +82,7 @@ public struct KeyDecoder: Sendable {
         if introducer == UInt8(ascii: "O") {
             // SS3: application-mode cursor keys.
             guard bytes.count >= 3 else { return nil }
-            let key: DashboardKey? =
-                switch bytes[start + 2] {
-                case UInt8(ascii: "A"): .up
-                case UInt8(ascii: "B"): .down
-                case UInt8(ascii: "C"): .right
-                case UInt8(ascii: "D"): .left
-                case UInt8(ascii: "H"): .home
-                case UInt8(ascii: "F"): .end
-                default: nil
-                }
-            return (key, 3)
+            return (cursorKey(bytes[start + 2]), 3)
         }
         guard introducer == UInt8(ascii: "[") else {
             // ESC then something else: Escape, and the next byte decodes on its own.
@@ -96,12 +99,9 @@ public struct KeyDecoder: Sendable {
         let first = parameters.split(separator: ";").first.map(String.init) ?? ""
         let key: DashboardKey? =
             switch final {
-            case UInt8(ascii: "A"): .up
-            case UInt8(ascii: "B"): .down
-            case UInt8(ascii: "C"): .right
-            case UInt8(ascii: "D"): .left
-            case UInt8(ascii: "H"): .home
-            case UInt8(ascii: "F"): .end
+            case UInt8(ascii: "A"), UInt8(ascii: "B"), UInt8(ascii: "C"), UInt8(ascii: "D"),
+                UInt8(ascii: "H"), UInt8(ascii: "F"):
+                cursorKey(final)
             case UInt8(ascii: "Z"): .backTab
             case UInt8(ascii: "~"):
                 switch first {
