@@ -21,7 +21,12 @@ struct RelayTimeoutTests {
         let relayPort: Int
         let silentShip: any Channel
 
-        static func start() async throws -> Harness {
+        /// Only the timeout a test is about is short: a loaded machine that delays the client's
+        /// first write must not trip the header-read timeout of a test that is about another.
+        static func start(
+            headerRead: TimeAmount = .seconds(30), idle: TimeAmount = .seconds(30),
+            firstByte: TimeAmount = .seconds(30)
+        ) async throws -> Harness {
             let relayPort = ProcessInspector.freePort()
             let silentPort = ProcessInspector.freePort()
             let downPort = ProcessInspector.freePort()
@@ -48,9 +53,9 @@ struct RelayTimeoutTests {
             let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
             directory.set(ship: "silent", ready: true)
             var limits = RelayLimits()
-            limits.headerReadTimeout = RelayTimeoutTests.limit
-            limits.idleTimeout = RelayTimeoutTests.limit
-            limits.firstByteTimeout = RelayTimeoutTests.limit
+            limits.headerReadTimeout = headerRead
+            limits.idleTimeout = idle
+            limits.firstByteTimeout = firstByte
             let relay = RelayServer(
                 manifest: manifest, directory: directory, manifestDirectory: "/", limits: limits,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
@@ -63,10 +68,10 @@ struct RelayTimeoutTests {
             try? await silentShip.close()
         }
 
-        /// Connects, sends `text`, and returns what the relay sent until it closed the connection,
-        /// with how long that took.
+        /// Connects, sends `text` as soon as connected, and returns what the relay sent until it
+        /// closed the connection, with how long that took.
         func untilClosed(after text: String) async throws -> (received: String, seconds: Double) {
-            let collector = Collector()
+            let collector = Collector(greeting: text)
             let clock = ContinuousClock()
             let started = clock.now
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -76,7 +81,6 @@ struct RelayTimeoutTests {
                     }
                 }
                 .connect(host: "127.0.0.1", port: relayPort).get()
-            try await channel.writeAndFlush(ByteBuffer(string: text)).get()
             try await channel.closeFuture.get()
             let elapsed = started.duration(to: clock.now)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
@@ -84,17 +88,24 @@ struct RelayTimeoutTests {
         }
     }
 
-    /// Everything one connection received.
+    /// Sends its greeting on connect (on the event loop, no hop) and keeps everything received.
     final class Collector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let greeting: String
         private(set) var received = ""
+        init(greeting: String) { self.greeting = greeting }
+        func channelActive(context: ChannelHandlerContext) {
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: greeting)), promise: nil)
+            context.fireChannelActive()
+        }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             received += String(buffer: unwrapInboundIn(data))
         }
     }
 
     @Test func aClientThatNeverFinishesItsHeadIsClosedAfterTheHeaderReadTimeout() async throws {
-        let harness = try await Harness.start()
+        let harness = try await Harness.start(headerRead: Self.limit)
         let (received, seconds) = try await harness.untilClosed(after: "GET / HTTP/1.1\r\nHost: a\r\nX-Slow")
         await harness.stop()
         #expect(received.isEmpty, "a half-sent head gets no answer: \(received)")
@@ -102,7 +113,7 @@ struct RelayTimeoutTests {
     }
 
     @Test func anIdleKeepAliveConnectionIsClosedAfterTheIdleTimeout() async throws {
-        let harness = try await Harness.start()
+        let harness = try await Harness.start(idle: Self.limit)
         let (received, seconds) = try await harness.untilClosed(after: "GET /any HTTP/1.1\r\nHost: a\r\n\r\n")
         await harness.stop()
         #expect(received.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"), "\(received)")
@@ -111,7 +122,7 @@ struct RelayTimeoutTests {
     }
 
     @Test func aShipThatNeverAnswersGets504AfterTheFirstByteTimeout() async throws {
-        let harness = try await Harness.start()
+        let harness = try await Harness.start(firstByte: Self.limit)
         let (received, seconds) = try await harness.untilClosed(
             after: "GET /silent HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
         await harness.stop()
