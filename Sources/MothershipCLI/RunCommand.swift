@@ -4,6 +4,7 @@ import Dashboard
 import FlagshipElection
 import Logging
 import Metrics
+import Payloads
 import Probes
 import ProcessControl
 import Prometheus
@@ -136,8 +137,16 @@ struct Launch {
         var frontDoor: RelayServer?
         var binds: [String] = []
         if !manifest.settings.listeners.isEmpty {
+            let payloads: PayloadSet?
+            do {
+                payloads = try PayloadSet.load(
+                    manifest: manifest, manifestDirectory: file.directory, logger: logger)
+            } catch {
+                return .failed("\(error)")
+            }
             let server = RelayServer(
-                manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger)
+                manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger,
+                hooks: payloads)
             do {
                 for (name, address) in try await server.start() {
                     logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")
