@@ -136,8 +136,8 @@ struct Launch {
         // Listeners are bound before anything starts: a bind that cannot listen fails the launch.
         var frontDoor: RelayServer?
         var binds: [String] = []
+        var payloads: PayloadSet?
         if !manifest.settings.listeners.isEmpty {
-            let payloads: PayloadSet?
             do {
                 payloads = try PayloadSet.load(
                     manifest: manifest, manifestDirectory: file.directory, logger: logger)
@@ -193,7 +193,7 @@ struct Launch {
         }
         var screen: Task<Void, Never>?
         if let terminal {
-            let feed = DashboardFeed(manifest: manifest, binds: binds, registry: registry)
+            let feed = DashboardFeed(manifest: manifest, binds: binds, registry: registry, payloads: payloads)
             let services = DashboardServices(
                 snapshot: { await feed.snapshot(supervisor.status()) }, logs: outputLog,
                 restart: { await supervisor.restart($0) }, land: land)
