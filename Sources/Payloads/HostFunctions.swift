@@ -1,5 +1,16 @@
 import WasmKit
 
+/// A host function's i32 arguments, read from the engine's parameter buffer (valid during the call;
+/// the signature was checked at instantiation, so every value is an i32).
+struct Arguments {
+    let values: UnsafeBufferPointer<Value>
+
+    subscript(index: Int) -> UInt32 {
+        if case .i32(let value) = values[index] { return value }
+        return 0
+    }
+}
+
 /// The `env` imports of SPEC §7: the original's host functions plus ours for path, header and
 /// config access. All integers are i32; pointers index the module's exported `memory`.
 enum HostFunctions {
@@ -30,24 +41,17 @@ enum HostFunctions {
 
     /// The `env` namespace for one store; every function works on `context`.
     static func imports(store: Store, context: CallContext) -> Imports {
-        func define(_ name: String, _ body: @escaping ([UInt32]) throws -> UInt32?) -> (String, Function) {
+        func define(_ name: String, _ body: @escaping (Arguments) throws -> UInt32?) -> (String, Function) {
             let type = signatures[name]!
             return (
                 name,
                 Function(
                     store: store, parameters: type.parameters, results: type.results,
-                    raw: {
-                        _, parameters, results in
-                        var arguments: [UInt32] = []
-                        arguments.reserveCapacity(parameters.count)
-                        for parameter in parameters {
-                            guard case .i32(let value) = parameter else {
-                                throw ModuleFault("\(name): expected i32 arguments")
-                            }
-                            arguments.append(value)
+                    raw: { _, parameters, results in
+                        // No allocation per call: the engine's buffers are read in place.
+                        if let result = try body(Arguments(values: parameters)), results.count == 1 {
+                            results[0] = .i32(result)
                         }
-                        let result = try body(arguments)
-                        if let result, results.count == 1 { results[0] = .i32(result) }
                     })
             )
         }
