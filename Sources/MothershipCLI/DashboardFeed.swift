@@ -25,7 +25,7 @@ struct DashboardFeed: Sendable {
             ModuleRow(name: $0.name, phase: $0.phase.rawValue, routes: $0.routes.map(\.source))
         }
         self.registry = manifest.settings.listeners.isEmpty ? nil : registry
-        self.payloads = payloads
+        self.payloads = manifest.settings.listeners.isEmpty ? nil : payloads  // no bind runs them
     }
 
     func snapshot(_ fleet: FleetStatus) -> DashboardSnapshot {

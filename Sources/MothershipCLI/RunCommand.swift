@@ -133,17 +133,18 @@ struct Launch {
             },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
 
-        // Listeners are bound before anything starts: a bind that cannot listen fails the launch.
+        // Modules are loaded, and listeners bound, before anything starts: a module that cannot
+        // load or a bind that cannot listen fails the launch.
+        let payloads: PayloadSet?
+        do {
+            payloads = try PayloadSet.load(
+                manifest: manifest, manifestDirectory: file.directory, logger: logger)
+        } catch {
+            return .failed("\(error)")
+        }
         var frontDoor: RelayServer?
         var binds: [String] = []
-        var payloads: PayloadSet?
         if !manifest.settings.listeners.isEmpty {
-            do {
-                payloads = try PayloadSet.load(
-                    manifest: manifest, manifestDirectory: file.directory, logger: logger)
-            } catch {
-                return .failed("\(error)")
-            }
             let server = RelayServer(
                 manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger,
                 hooks: payloads)
