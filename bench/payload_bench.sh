@@ -86,7 +86,9 @@ start_relay() {  # start_relay NAME PORT WITH_MODULE
         printf '[[fleet.web]]\nname = "backend"\ncommand = "sleep"\nargs = ["100000"]\n'
         printf 'bind = "tcp://127.0.0.1:%s"\ncritical = false\nroutes = ["http:/.*"]\n' "$backend"
     } >"$dir/ship-manifest.toml"
-    (cd "$dir" && setsid "$bin" run -c "$dir/ship-manifest.toml" >"$dir/out.log" 2>&1 </dev/null) &
+    # setsid execs in place (a background job of a script leads no group), so $! leads the group.
+    setsid bash -c 'cd "$1" && exec "$2" run -c "$1/ship-manifest.toml"' _ "$dir" "$bin" \
+        >"$dir/out.log" 2>&1 </dev/null &
     pids+=($!)
 }
 start_relay plain "$plain" no
