@@ -25,6 +25,9 @@ final class ModuleRunner: LoopHooks {
     /// Instantiates every module (running start functions, bounded like a call).
     init(set: PayloadSet) throws(PayloadLoadError) {
         self.set = set
+        // Software bounds checks: the mprotect scheme reserves over 4 GiB of address space per
+        // memory and traps through a SIGSEGV handler, neither welcome in a process supervisor;
+        // the modules are small and their memory accesses few.
         engine = Engine(
             configuration: EngineConfiguration(memoryBoundsChecking: .software, fuelMetering: true))
         stack = ExecutionStack(engine: engine)
