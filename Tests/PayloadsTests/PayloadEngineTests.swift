@@ -8,7 +8,7 @@ import Testing
 
 /// The engine with real WebAssembly modules (WAT text assembled by WasmKit): each host function,
 /// the decisions, the sandbox bounds and the route filters, called the way one event loop calls.
-@Suite("Payload engine")
+@Suite("Payload engine", .serialized)
 struct PayloadEngineTests {
     static func hooks(
         _ modules: [PayloadModule], limits: PayloadLimits = PayloadLimits(), logger: Logger = .quietPayloads
