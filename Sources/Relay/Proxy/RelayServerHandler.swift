@@ -269,13 +269,12 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         if settings.logger.logLevel <= .debug {
-            // The JA4H fingerprint joins these fields here (edge features).
             let agentKind = kind ?? UserAgentKind(userAgent: head.value(of: .userAgent))
             settings.logger.debug(
                 "request",
                 metadata: [
                     "method": "\(head.method)", "path": "\(path)", "ua_class": "\(agentKind)",
-                    "route": "\(entry.route.pattern)", "ship": "\(entry.ship)",
+                    "ja4h": "\(JA4H(head))", "route": "\(entry.route.pattern)", "ship": "\(entry.ship)",
                 ])
         }
         guard case .ship(let index, let address, let gate) = entry.target else {
