@@ -96,7 +96,6 @@ let package = Package(
                 "Relay",
                 "ShipManifest",
                 .product(name: "WasmKit", package: "WasmKit"),
-                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
             ]

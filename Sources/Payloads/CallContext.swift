@@ -83,13 +83,22 @@ final class CallContext {
         switch subject {
         case .none: made = []
         case .request(let request):
-            let ja4h = fingerprint ?? RequestFingerprint.ja4h(request)
+            let ja4h = fingerprint ?? Self.fingerprint(of: request)
             fingerprint = ja4h
             made = PayloadJSON.request(request, ja4h: ja4h)
         case .response(let response): made = PayloadJSON.response(response)
         }
         document = made
         return made
+    }
+
+    /// The relay's JA4H (SPEC §5.5) of the request as the client sent it.
+    static func fingerprint(of request: HookRequest) -> String {
+        let version = request.version == "1.0" ? "10" : request.version == "2" ? "20" : "11"
+        return JA4H(
+            method: request.method, version: version, headers: request.headers.map { ($0.name, $0.value) }
+        )
+        .description
     }
 
     // MARK: Changes
