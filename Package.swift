@@ -22,6 +22,10 @@ let package = Package(
         .package(url: "https://github.com/vapor/postgres-nio.git", exact: "1.33.2"),
         // postgres-nio already builds swift-crypto (3.9 up to 6); the range leaves the choice to it.
         .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        // No traits: the defaults (FileSystem, MultiThread, Disassembler) are not needed, since each
+        // event loop owns its own engine and store, and an explicit empty set keeps SwiftPM from
+        // recompiling WasmKit whenever it switches between build and test.
+        .package(url: "https://github.com/swiftwasm/WasmKit.git", exact: "0.4.2", traits: []),
     ],
     targets: [
         .target(
@@ -86,6 +90,16 @@ let package = Package(
             // checks on their properties cost about a tenth of a proxied request's instructions.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
+        .target(
+            name: "Payloads",
+            dependencies: [
+                "Relay",
+                "ShipManifest",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+            ]
+        ),
         .executableTarget(
             name: "MothershipCLI",
             dependencies: [
@@ -95,6 +109,7 @@ let package = Package(
                 "ProcessControl",
                 "Probes",
                 "Relay",
+                "Payloads",
                 "FlagshipElection",
                 "Dashboard",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -159,6 +174,15 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "PayloadsTests",
+            dependencies: [
+                "Payloads", "Relay", "ShipManifest", "MothershipTestSupport",
+                .product(name: "WasmKit", package: "WasmKit"),
+                .product(name: "WAT", package: "WasmKit"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "FlagshipElectionTests",
             dependencies: [
                 "FlagshipElection", "Supervision", "ShipManifest", "MothershipTestSupport",
@@ -172,7 +196,9 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             // Depending on the executable makes `swift build --build-tests` build the binary the tests run.
-            dependencies: ["MothershipTestSupport", "MothershipCLI"]
+            dependencies: [
+                "MothershipTestSupport", "MothershipCLI", .product(name: "WAT", package: "WasmKit"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

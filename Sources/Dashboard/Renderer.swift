@@ -206,7 +206,7 @@ public enum Renderer {
         }
         if !snapshot.moduleCountersLive {
             screen.write(
-                "Counters are not collected yet (payloads are not run in this version).",
+                "No counters: no bind runs these modules.",
                 row: row + 1, column: 1, style: CellStyle(dim: true))
         }
     }

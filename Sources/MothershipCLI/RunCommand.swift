@@ -4,6 +4,7 @@ import Dashboard
 import FlagshipElection
 import Logging
 import Metrics
+import Payloads
 import Probes
 import ProcessControl
 import Prometheus
@@ -132,12 +133,21 @@ struct Launch {
             },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
 
-        // Listeners are bound before anything starts: a bind that cannot listen fails the launch.
+        // Modules are loaded, and listeners bound, before anything starts: a module that cannot
+        // load or a bind that cannot listen fails the launch.
+        let payloads: PayloadSet?
+        do {
+            payloads = try PayloadSet.load(
+                manifest: manifest, manifestDirectory: file.directory, logger: logger)
+        } catch {
+            return .failed("\(error)")
+        }
         var frontDoor: RelayServer?
         var binds: [String] = []
         if !manifest.settings.listeners.isEmpty {
             let server = RelayServer(
-                manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger)
+                manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger,
+                hooks: payloads)
             do {
                 for (name, address) in try await server.start() {
                     logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")
@@ -184,7 +194,7 @@ struct Launch {
         }
         var screen: Task<Void, Never>?
         if let terminal {
-            let feed = DashboardFeed(manifest: manifest, binds: binds, registry: registry)
+            let feed = DashboardFeed(manifest: manifest, binds: binds, registry: registry, payloads: payloads)
             let services = DashboardServices(
                 snapshot: { await feed.snapshot(supervisor.status()) }, logs: outputLog,
                 restart: { await supervisor.restart($0) }, land: land)

@@ -18,6 +18,7 @@ public actor RelayServer {
     private let limits: RelayLimits
     private let logger: Logger
     private let manifestDirectory: String
+    private let hooks: (any RelayHooks)?
     private let connections = ConnectionRegistry()
     private var listeners: [(name: String, channel: any Channel)] = []
     private var contexts: LoopContexts?
@@ -26,7 +27,8 @@ public actor RelayServer {
         manifest: Manifest, directory: UpstreamDirectory, manifestDirectory: String,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         limits: RelayLimits = RelayLimits(),
-        logger: Logger = Logger(label: "mothership.relay")
+        logger: Logger = Logger(label: "mothership.relay"),
+        hooks: (any RelayHooks)? = nil
     ) {
         self.manifest = manifest
         self.directory = directory
@@ -34,6 +36,7 @@ public actor RelayServer {
         self.group = group
         self.limits = limits
         self.logger = logger
+        self.hooks = hooks
     }
 
     /// Binds every listener; returns each listener's name and bound address. On any failure the
@@ -42,6 +45,7 @@ public actor RelayServer {
     public func start() async throws -> [(name: String, address: SocketAddress?)] {
         let contexts = try await LoopContexts.make(for: group)
         self.contexts = contexts
+        if let hooks { try await contexts.installHooks(hooks) }
         let breakers = BreakerBoard(ships: manifest.ships.count)
         do {
             for listener in manifest.settings.listeners {
@@ -49,7 +53,7 @@ public actor RelayServer {
                     name: listener.name,
                     routes: RouteTable.build(bind: listener.name, manifest: manifest, directory: directory),
                     scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
-                    logger: logger)
+                    logger: logger, hooks: hooks)
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
                 let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
                 listeners.append((listener.name, channel))

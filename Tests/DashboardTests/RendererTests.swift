@@ -148,7 +148,7 @@ struct RendererTests {
              auth  request            0      0      0 /api/*
              brand response           0      0      0 / /shop/*
 
-             Counters are not collected yet (payloads are not run in this version).
+             No counters: no bind runs these modules.
             """)
         var empty = Fixtures.snapshot
         empty.modules = []

@@ -234,9 +234,16 @@ final class Exchange {
         }
         var bytes = owner.responseHeads.take(
             capacity: response.bytes.readableBytes + 32, allocator: owner.allocator)
-        HeadWriter.clientResponse(
-            response, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
-            into: &bytes)
+        if let path = owner.responseHookPath, let edited = owner.runResponseHooks(response, path: path) {
+            // Response modules (SPEC §7) changed its headers; the body streams untouched.
+            HeadWriter.clientResponse(
+                edited, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
+                into: &bytes)
+        } else {
+            HeadWriter.clientResponse(
+                response, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
+                into: &bytes)
+        }
         unwritten = bytes
         return .read(framing, dechunk: reframing == .dechunk)
     }

@@ -10,10 +10,12 @@ final class ListenerSettings: Sendable {
     let limits: RelayLimits
     let breakers: BreakerBoard
     let logger: Logger
+    /// Request and response modules; nil when the manifest has none.
+    let hooks: (any RelayHooks)?
 
     init(
         name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
-        logger: Logger
+        logger: Logger, hooks: (any RelayHooks)? = nil
     ) {
         self.name = name
         self.routes = routes
@@ -21,6 +23,7 @@ final class ListenerSettings: Sendable {
         self.limits = limits
         self.breakers = breakers
         self.logger = logger
+        self.hooks = hooks
     }
 }
 

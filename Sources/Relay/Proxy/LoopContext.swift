@@ -8,6 +8,8 @@ final class LoopContext {
     /// By ship index (the manifest's order).
     private var pools: [UpstreamPool?] = []
     var requestIDs = RequestIDGenerator()
+    /// This loop's request and response modules (their instances), when the manifest has any.
+    var hooks: (any LoopHooks)?
 
     func pool(ship index: Int, address: BindAddress) -> UpstreamPool {
         if index < pools.count, let pool = pools[index] { return pool }
@@ -48,6 +50,13 @@ final class LoopContexts: Sendable {
     func context(for loop: any EventLoop) -> LoopContext {
         if let bound = contexts[ObjectIdentifier(loop)] { return bound.value }
         preconditionFailure("event loop outside the relay's group")
+    }
+
+    /// Makes each loop's hooks on that loop: module instances never cross threads.
+    func installHooks(_ hooks: any RelayHooks) async throws {
+        for bound in contexts.values {
+            try await bound.eventLoop.submit { bound.value.hooks = try hooks.makeLoopHooks() }.get()
+        }
     }
 
     /// Closes the idle upstream connections of every loop.

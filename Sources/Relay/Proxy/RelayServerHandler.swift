@@ -53,6 +53,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var responseHeads = ScratchBuffer()
     /// The current request's body still to come.
     private var requestBody = BodyFraming.none
+    /// The client's path when response hooks run on the current request's response.
+    var responseHookPath: String?
     var readsPaused = false
     var pendingRead = false
     var watchdog = Watchdog()
@@ -249,6 +251,16 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // follow are not HTTP: the connection closes after the answer.
         let isUpgrade = head.isUpgrade
         let close = !head.isKeepAlive || draining || isUpgrade || head.method == .CONNECT
+        if let hooks = settings.hooks {
+            // Request modules (SPEC §7): they may answer, or change the path and headers routed on.
+            runRequestHooks(hooks, head: head, close: close, isUpgrade: isUpgrade, context: context)
+            return
+        }
+        routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
+    }
+
+    /// The route table and the proxying of SPEC §4, after the steps that may answer first.
+    func routeRequest(head: MessageHead, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext) {
         let target = head.targetString
         let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
         let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil

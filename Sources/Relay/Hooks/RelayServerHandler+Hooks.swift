@@ -1,0 +1,101 @@
+import NIOCore
+import NIOHTTP1
+import ShipManifest
+
+/// Where SPEC §4 runs the modules: request modules before the route table (they may answer, or
+/// change the path and headers the route table and the ship see), response modules on the ship's
+/// response head before it goes to the client (its body streams untouched).
+extension RelayServerHandler {
+    func runRequestHooks(
+        _ hooks: any RelayHooks, head: MessageHead, close: Bool, isUpgrade: Bool,
+        context: ChannelHandlerContext
+    ) {
+        let target = head.targetString
+        let question = target.utf8.firstIndex(of: UInt8(ascii: "?"))
+        let path = question.map { target[..<$0] } ?? target[...]
+        responseHookPath = hooks.runsOnResponse(path: path) ? String(path) : nil
+        guard hooks.runsOnRequest(path: path), let loopHooks = loop.hooks else {
+            routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
+            return
+        }
+        var request = HookRequest(
+            method: head.method.rawValue, path: String(path),
+            query: question.map { String(target[target.utf8.index(after: $0)...]) } ?? "",
+            version: head.minorVersion == 0 ? "1.0" : "1.1", headers: HeadEditor.headers(of: head),
+            remoteAddress: clientAddress ?? "", bind: settings.name,
+            userAgentKind: UserAgentKind(userAgent: head.value(of: .userAgent)).rawValue)
+        switch loopHooks.request(&request) {
+        case .proceed(changed: false):
+            routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
+        case .proceed(changed: true):
+            let newTarget = request.query.isEmpty ? request.path : request.path + "?" + request.query
+            guard
+                let edited = HeadEditor.request(
+                    head, target: newTarget, headers: request.headers, allocator: context.channel.allocator)
+            else {
+                settings.logger.error("request modules left a head that cannot be sent (\(newTarget))")
+                answer(.moduleFailed(module: nil), head: head, close: close, context: context)
+                return
+            }
+            routeRequest(head: edited, close: close, isUpgrade: isUpgrade, context: context)
+        case .block(let block):
+            state = .answered(close: close)
+            var bytes = context.channel.allocator.buffer(capacity: block.body.count + 256)
+            Self.writeBlock(
+                block, version: head.version, close: close, isHead: head.method == .HEAD, into: &bytes)
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        case .fail(let module):
+            answer(.moduleFailed(module: module), head: head, close: close, context: context)
+        }
+    }
+
+    /// The ship's response `head` as the response modules leave it; nil when they changed nothing.
+    func runResponseHooks(_ head: MessageHead, path: String) -> MessageHead? {
+        guard let loopHooks = loop.hooks else { return nil }
+        var response = HookResponse(status: head.status, headers: HeadEditor.headers(of: head), path: path)
+        guard loopHooks.response(&response) else { return nil }
+        guard let edited = HeadEditor.response(head, headers: response.headers, allocator: allocator) else {
+            settings.logger.error("response modules left headers that cannot be sent; response unchanged")
+            return nil
+        }
+        return edited
+    }
+
+    /// A module's own answer: its status, headers and body, with the relay's framing.
+    static func writeBlock(
+        _ block: HookBlock, version: HTTPVersion, close: Bool, isHead: Bool, into buffer: inout ByteBuffer
+    ) {
+        let status = HTTPResponseStatus(statusCode: block.status)
+        let bodyless = block.status == 204 || block.status == 304
+        buffer.writeString(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        buffer.writeString("\(block.status) \(status.reasonPhrase)\r\n")
+        var hasType = false
+        var hasServer = false
+        for header in block.headers {
+            switch header.name.lowercased() {
+            case "content-length", "transfer-encoding", "connection", "keep-alive": continue
+            case "content-type": hasType = true
+            case "server": hasServer = true
+            default: break
+            }
+            buffer.writeString("\(header.name): \(header.value)\r\n")
+        }
+        if !hasType && !block.body.isEmpty && !bodyless {
+            buffer.writeStaticString("Content-Type: text/plain; charset=utf-8\r\n")
+        }
+        if !bodyless { buffer.writeString("Content-Length: \(block.body.count)\r\n") }
+        if !hasServer { buffer.writeStaticString("Server: mothership\r\n") }
+        if close { buffer.writeStaticString("Connection: close\r\n") }
+        buffer.writeStaticString("\r\n")
+        if !isHead && !bodyless { buffer.writeBytes(block.body) }
+    }
+}
+
+extension LocalResponse {
+    /// A request module failed (trap, exhausted fuel): the request fails closed.
+    static func moduleFailed(module: String?) -> LocalResponse {
+        LocalResponse(
+            status: .internalServerError,
+            message: module.map { "request module '\($0)' failed" } ?? "request modules failed")
+    }
+}
