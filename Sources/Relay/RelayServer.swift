@@ -14,6 +14,7 @@ import ShipManifest
 public actor RelayServer {
     private let manifest: Manifest
     private let directory: UpstreamDirectory
+    private let bays: BayDirectory?
     private let group: any EventLoopGroup
     private let limits: RelayLimits
     private let logger: Logger
@@ -23,13 +24,15 @@ public actor RelayServer {
     private var contexts: LoopContexts?
 
     public init(
-        manifest: Manifest, directory: UpstreamDirectory, manifestDirectory: String,
+        manifest: Manifest, directory: UpstreamDirectory, bays: BayDirectory? = nil,
+        manifestDirectory: String,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         limits: RelayLimits = RelayLimits(),
         logger: Logger = Logger(label: "mothership.relay")
     ) {
         self.manifest = manifest
         self.directory = directory
+        self.bays = bays
         self.manifestDirectory = manifestDirectory
         self.group = group
         self.limits = limits
@@ -47,7 +50,8 @@ public actor RelayServer {
             for listener in manifest.settings.listeners {
                 let settings = ListenerSettings(
                     name: listener.name,
-                    routes: RouteTable.build(bind: listener.name, manifest: manifest, directory: directory),
+                    routes: RouteTable.build(
+                        bind: listener.name, manifest: manifest, directory: directory, bays: bays),
                     scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
                     logger: logger)
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
