@@ -61,9 +61,8 @@ final class BayClientHandler: ChannelDuplexHandler {
         switch frame.opcode {
         case .text, .binary:
             guard !closeSent else { return }
-            let payload = frame.unmaskedData
-            if cargo == nil { cargo = context.channel.allocator.buffer(capacity: payload.readableBytes + 9) }
-            DockingCodec.writeCargo(connID: connID, payload: payload, into: &cargo!)
+            if cargo == nil { cargo = context.channel.allocator.buffer(capacity: frame.length + 9) }
+            Self.writeCargo(frame, connID: connID, into: &cargo!)
             cargoMessages += 1
             if cargo!.readableBytes >= 64 * 1024 { shipCargo() }
         case .ping:
@@ -171,8 +170,12 @@ final class BayClientHandler: ChannelDuplexHandler {
     /// One message from the bay; flushed by `flush()` after the batch.
     func deliver(_ payload: ByteBuffer) {
         guard !closeSent, let context else { return }
-        let buffered = (try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0
-        if buffered + payload.readableBytes > berth.limits.clientOutgoingBytes {
+        // Below the write high-water mark (32 KiB) there is nothing to count.
+        if !context.channel.isWritable,
+            ((try? context.channel.syncOptions?.getOption(.bufferedWritableBytes)) ?? 0)
+                + payload.readableBytes
+                > berth.limits.clientOutgoingBytes
+        {
             berth.logger.warning(
                 "closing a slow client of bay '\(berth.bay)' (conn_id \(connID)): over \(berth.limits.clientOutgoingBytes) bytes unsent"
             )
@@ -184,6 +187,34 @@ final class BayClientHandler: ChannelDuplexHandler {
     }
 
     func flush() { context?.flush() }
+
+    /// A Cargo frame for `frame`'s message, unmasked in place in `buffer` (one copy of the bytes).
+    static func writeCargo(_ frame: WebSocketFrame, connID: UInt32, into buffer: inout ByteBuffer) {
+        let length = frame.data.readableBytes
+        buffer.writeInteger(DockingMessage.Kind.cargo.rawValue)
+        buffer.writeInteger(UInt32(4 + length))
+        buffer.writeInteger(connID)
+        let start = buffer.writerIndex - buffer.readerIndex
+        buffer.writeImmutableBuffer(frame.data)
+        guard let key = frame.maskKey, length > 0 else { return }
+        buffer.withUnsafeMutableReadableBytes { bytes in
+            let message = UnsafeMutableRawBufferPointer(rebasing: bytes[start..<start + length])
+            var index = 0
+            var wide: UInt64 = 0
+            withUnsafeMutableBytes(of: &wide) { pattern in
+                for offset in 0..<8 { pattern[offset] = key[offset % 4] }
+            }
+            while index + 8 <= length {
+                let word = message.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                message.storeBytes(of: word ^ wide, toByteOffset: index, as: UInt64.self)
+                index += 8
+            }
+            while index < length {
+                message[index] ^= key[index % 4]
+                index += 1
+            }
+        }
+    }
 
     /// Closes the client with `code` (the bay's Disembark, 1011 when the bay went away, 1008 when
     /// too slow); `tellBay` sends Disembark with the same code when the bay did not ask for it.

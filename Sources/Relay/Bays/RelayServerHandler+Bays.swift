@@ -23,7 +23,7 @@ extension RelayServerHandler {
         case .valid(let clientKey):
             key = clientKey
         }
-        guard berth.isDocked else {
+        guard berth.isDocked && !draining else {
             answer(.bayNotDocked(bay: berth.bay), head: head, close: close, context: context, entry: entry)
             return
         }
