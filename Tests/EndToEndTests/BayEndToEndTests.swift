@@ -20,7 +20,7 @@ struct BayEndToEndTests {
         defer { directory.remove() }
         let mothership = try await RelayEndToEndTests.launch(
             in: directory, Self.manifest(relay: relay, metrics: metrics),
-            waitingFor: ["bay 'chat' docked", "lifecycle: Running"])
+            waitingFor: ["bay 'chat' docked", "lifecycle: Running", "moored "])
         defer { mothership.stop() }
 
         // The bay got the environment of SPEC §6 and its config as strings.
@@ -175,6 +175,41 @@ struct BayEndToEndTests {
         #expect(try await mothership.waitForExit() == 0)
     }
 
+    @Test(.timeLimit(.minutes(1)))
+    func whileTheBaysSocketIsFullItsClientsAreNotRead() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory, Self.manifest(relay: relay),
+            waitingFor: ["bay 'chat' docked", "lifecycle: Running"])
+        defer { mothership.stop() }
+
+        let client = try await WebSocketClient.connect(port: relay)
+        #expect(try await client.ask("ping") == .text("ping"))
+        let residentBefore = try #require(RelayEndToEndTests.residentKilobytes(of: mothership.pid))
+        // The bay stops reading its socket for 3 s while the client sends 50 MiB.
+        try await client.send(text: "stall 3")
+        let sent = Locked(0)
+        let chunk = WebSocketClient.frame(opcode: 0x2, [UInt8](repeating: 0x61, count: 65_536))
+        let sender = Task {
+            for _ in 0..<800 {
+                try await client.connection.send(chunk)
+                sent.mutate { $0 += 1 }
+            }
+        }
+        try await Task.sleep(for: .milliseconds(1500))
+        // Held back: the client cannot hand it all over, and mothership did not take it into memory.
+        #expect(sent.value < 800)
+        let residentStalled = try #require(RelayEndToEndTests.residentKilobytes(of: mothership.pid))
+        #expect(residentStalled - residentBefore < 25_000, "\(residentBefore) kB → \(residentStalled) kB")
+        // Once the bay reads again, everything arrives.
+        try await sender.value
+        #expect(try await client.ask("count", timeout: 15) == .text("800"))
+        mothership.signal(SIGTERM)
+        #expect(try await mothership.waitForExit() == 0)
+    }
+
     // MARK: - Helpers
 
     static func directory() throws -> TemporaryDirectory {
@@ -252,6 +287,7 @@ struct BayEndToEndTests {
 
         send(DOCK, json.dumps({"version": 1, "ship": os.environ["MS_SHIP"]}).encode())
         boardings = {}
+        received = 0
         while True:
             kind, length = struct.unpack(">BI", exactly(5))
             payload = exactly(length)
@@ -274,6 +310,12 @@ struct BayEndToEndTests {
                 elif message.startswith(b"flood "):
                     for _ in range(int(message[6:])):
                         send(CARGO, conn + b"x" * 65536)
+                elif message.startswith(b"stall "):
+                    time.sleep(float(message[6:]))
+                elif message == b"count":
+                    send(CARGO, conn + str(received).encode())
+                elif len(message) == 65536:
+                    received += 1
                 elif message == b"close-link":
                     link.close()
                     time.sleep(300)
@@ -347,6 +389,11 @@ final class WebSocketClient: Sendable {
     }
 
     func sendFrame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true) async throws {
+        try await connection.send(Self.frame(opcode: opcode, payload, fin: fin))
+    }
+
+    /// A masked frame as a client sends it.
+    static func frame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
         var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
         let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
         if payload.count < 126 {
@@ -358,8 +405,10 @@ final class WebSocketClient: Sendable {
             frame += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xFF) }
         }
         frame += mask
-        frame += payload.enumerated().map { $0.element ^ mask[$0.offset % 4] }
-        try await connection.send(frame)
+        let start = frame.count
+        frame += payload
+        for index in 0..<payload.count { frame[start + index] ^= mask[index & 3] }
+        return frame
     }
 
     /// The next frame from the server (its frames are never masked nor, here, fragmented).
