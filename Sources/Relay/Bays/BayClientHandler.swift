@@ -219,6 +219,8 @@ final class BayClientHandler: ChannelDuplexHandler {
     /// Closes the client with `code` (the bay's Disembark, 1011 when the bay went away, 1008 when
     /// too slow); `tellBay` sends Disembark with the same code when the bay did not ask for it.
     func closeClient(code: UInt16, reason: String, tellBay: Bool) {
+        // What the client sent before goes to the bay before its Disembark.
+        if !closeSent { shipCargo() }
         if tellBay {
             disembark(code: code, reason: reason)
         } else {
@@ -226,7 +228,6 @@ final class BayClientHandler: ChannelDuplexHandler {
         }
         guard !closeSent, let context else { return }
         closeSent = true
-        shipCargo()
         context.writeAndFlush(
             wrapOutboundOut(
                 WebSocketFrame(
