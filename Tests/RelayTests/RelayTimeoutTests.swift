@@ -75,8 +75,11 @@ struct RelayTimeoutTests {
                         try channel.pipeline.syncOperations.addHandler(collector)
                     }
                 }
-                .connect(host: "127.0.0.1", port: relayPort).get()
-            try await channel.writeAndFlush(ByteBuffer(string: text)).get()
+                .connect(host: "127.0.0.1", port: relayPort)
+                // Sent on the event loop as soon as connected: a busy test process must not delay
+                // the bytes past the relay's (short) header timeout.
+                .flatMap { channel in channel.writeAndFlush(ByteBuffer(string: text)).map { channel } }
+                .get()
             try await channel.closeFuture.get()
             let elapsed = started.duration(to: clock.now)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
