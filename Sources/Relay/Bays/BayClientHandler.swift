@@ -183,10 +183,19 @@ final class BayClientHandler: ChannelDuplexHandler {
             return
         }
         let opcode: WebSocketOpcode = UTF8Check.isValid(payload) ? .text : .binary
-        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: payload)), promise: nil)
+        // Copied out of the link's read buffer (which it would otherwise keep alive for as long as
+        // it waits here), with room in front for the frame header.
+        var data = context.channel.allocator.buffer(capacity: payload.readableBytes + Self.headerRoom)
+        data.moveWriterIndex(forwardBy: Self.headerRoom)
+        data.moveReaderIndex(forwardBy: Self.headerRoom)
+        data.writeImmutableBuffer(payload)
+        context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: nil)
     }
 
     func flush() { context?.flush() }
+
+    /// The longest server frame header (no mask): the encoder writes it in place when it can.
+    static let headerRoom = 10
 
     /// A Cargo frame for `frame`'s message, unmasked in place in `buffer` (one copy of the bytes).
     static func writeCargo(_ frame: WebSocketFrame, connID: UInt32, into buffer: inout ByteBuffer) {
