@@ -104,6 +104,7 @@ struct Launch {
         let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
+        let bays = BayDirectory(bays: manifest.bays.map(\.name), logger: logger)
 
         let launcher = SystemProcessLauncher()
         var elector: (any FlagshipElector)?
@@ -124,7 +125,8 @@ struct Launch {
                 mothershipPID: getpid(),
                 socketDirectory: socketDirectory),
             ports: FleetPorts(
-                launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector),
+                launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector,
+                bays: socketDirectory == nil ? nil : RelayBayDocking(bays: bays)),
             clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
             onLifecycleChange: { state in
                 lifecycle.set(state)
@@ -146,8 +148,8 @@ struct Launch {
         var binds: [String] = []
         if !manifest.settings.listeners.isEmpty {
             let server = RelayServer(
-                manifest: manifest, directory: directory, manifestDirectory: file.directory, logger: logger,
-                hooks: payloads)
+                manifest: manifest, directory: directory, bays: bays, manifestDirectory: file.directory,
+                logger: logger, hooks: payloads)
             do {
                 for (name, address) in try await server.start() {
                     logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")

@@ -14,6 +14,7 @@ import ShipManifest
 public actor RelayServer {
     private let manifest: Manifest
     private let directory: UpstreamDirectory
+    private let bays: BayDirectory?
     private let group: any EventLoopGroup
     private let limits: RelayLimits
     private let logger: Logger
@@ -24,7 +25,8 @@ public actor RelayServer {
     private var contexts: LoopContexts?
 
     public init(
-        manifest: Manifest, directory: UpstreamDirectory, manifestDirectory: String,
+        manifest: Manifest, directory: UpstreamDirectory, bays: BayDirectory? = nil,
+        manifestDirectory: String,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         limits: RelayLimits = RelayLimits(),
         logger: Logger = Logger(label: "mothership.relay"),
@@ -32,6 +34,7 @@ public actor RelayServer {
     ) {
         self.manifest = manifest
         self.directory = directory
+        self.bays = bays
         self.manifestDirectory = manifestDirectory
         self.group = group
         self.limits = limits
@@ -51,7 +54,8 @@ public actor RelayServer {
             for listener in manifest.settings.listeners {
                 let settings = ListenerSettings(
                     name: listener.name,
-                    routes: RouteTable.build(bind: listener.name, manifest: manifest, directory: directory),
+                    routes: RouteTable.build(
+                        bind: listener.name, manifest: manifest, directory: directory, bays: bays),
                     scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
                     logger: logger, hooks: hooks)
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }

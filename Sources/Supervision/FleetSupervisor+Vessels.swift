@@ -3,6 +3,8 @@ import ShipManifest
 /// How a start attempt ended before the vessel became ready.
 enum Readiness: Sendable {
     case ready
+    /// A bay docked: ready, with its link.
+    case docked(any BayLink)
     case exited(ProcessExit)
     case timedOut
 }
@@ -20,6 +22,9 @@ extension FleetSupervisor {
             records[name]!.phase = .starting
             publish(name)
             let process: any RunningProcess
+            if let berth = berth(of: vessel) {
+                berth.docking.prepare(bay: name, socketPath: berth.socketPath)
+            }
             do {
                 process = try await ports.launcher.launch(launchRequest(for: vessel))
             } catch {
@@ -48,7 +53,13 @@ extension FleetSupervisor {
             publish(name)
 
             var exit: ProcessExit
+            /// Why the bay's link was lost, when that (not an exit) ended the process.
+            var linkLost: String?
             switch await readiness(of: vessel, process: process) {
+            case .docked(let link):
+                logger.info("bay '\(name)' docked")
+                markReady(name)
+                (exit, linkLost) = await holdDocked(name, process: process, link: link)
             case .ready:
                 if vessel.oneshot {
                     markCompleted(name)
@@ -96,7 +107,7 @@ extension FleetSupervisor {
                 logger.notice("\(vessel.kind.rawValue) '\(name)' \(exit); restarting it as requested")
                 continue
             }
-            let reason = exit.description
+            let reason = linkLost.map { "lost its docking link (\($0))" } ?? exit.description
             let healthRestart = records[name]!.healthRestart
             if vessel.critical && !healthRestart {
                 records[name]!.phase = .failed
@@ -145,6 +156,7 @@ extension FleetSupervisor {
     func readiness(of vessel: Vessel, process: any RunningProcess) async -> Readiness {
         let clock = self.clock
         let timeout = vessel.startTimeout
+        if let berth = berth(of: vessel) { return await docking(vessel, at: berth, process: process) }
         if vessel.oneshot {
             // A oneshot is ready when it exited 0; it may run longer than the start timeout.
             let exit = await process.exitStatus()

@@ -29,15 +29,18 @@ public struct FleetPorts: Sendable {
     public var uplinks: any UplinkCheck
     /// Needed when the manifest enables `[mothership.flagship]`.
     public var elector: (any FlagshipElector)?
+    /// Docks bays; without it a bay counts as ready once spawned (nothing to dock with).
+    public var bays: (any BayDocking)?
 
     public init(
         launcher: any ProcessLauncher, health: any HealthCheck, uplinks: any UplinkCheck,
-        elector: (any FlagshipElector)? = nil
+        elector: (any FlagshipElector)? = nil, bays: (any BayDocking)? = nil
     ) {
         self.launcher = launcher
         self.health = health
         self.uplinks = uplinks
         self.elector = elector
+        self.bays = bays
     }
 }
 

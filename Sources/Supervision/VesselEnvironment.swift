@@ -21,10 +21,15 @@ public enum VesselEnvironment {
         }
         if vessel.kind == .bay, let socketDirectory {
             environment["MS_SOCKET_DIR"] = socketDirectory
-            environment["MS_SOCKET_PATH"] = socketDirectory + "/" + vessel.name + ".sock"
+            environment["MS_SOCKET_PATH"] = socketPath(of: vessel.name, in: socketDirectory)
             environment["MS_BAY_TYPE"] = vessel.group
         }
         return environment
+    }
+
+    /// Where bay `name` binds its docking socket: `$MS_SOCKET_DIR/<name>.sock`.
+    public static func socketPath(of name: String, in socketDirectory: String) -> String {
+        socketDirectory + "/" + name + ".sock"
     }
 
     /// Prelaunch jobs: inherited, `[mothership.env]`, the job's `env`, `MS_PID` and `MS_SHIP` (job name).

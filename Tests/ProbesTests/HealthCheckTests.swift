@@ -43,8 +43,11 @@ struct HealthCheckTests {
         let start = clock.now
         #expect(await !check.probe(silent.address, path: "/health", timeout: .milliseconds(300)))
         let elapsed = start.duration(to: clock.now)
+        // The server never answers: without its timeout the probe would never end. The upper bound
+        // only has to tell "ended by the timeout" from "hung"; 2 s failed on a machine loaded by
+        // three builds (2.4 s), which says nothing about the probe.
         #expect(elapsed >= .milliseconds(250))
-        #expect(elapsed < .seconds(2))
+        #expect(elapsed < .seconds(10))
         await silent.close()
     }
 

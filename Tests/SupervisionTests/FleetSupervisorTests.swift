@@ -13,15 +13,20 @@ struct Harness {
     let run: Task<FleetOutcome, Never>
     let states = Locked<[LifecycleState]>([])
 
-    init(_ toml: String, uplinks: FakeUplinks = FakeUplinks(), elector: (any FlagshipElector)? = nil) throws {
+    init(
+        _ toml: String, uplinks: FakeUplinks = FakeUplinks(), elector: (any FlagshipElector)? = nil,
+        bays: FakeBayDocking? = nil
+    ) throws {
         let result = ManifestLoader.load(text: toml)
         let manifest = try #require(result.manifest, "\(result.diagnostics)")
         let states = self.states
         supervisor = FleetSupervisor(
             manifest: manifest,
             context: FleetContext(
-                manifestDirectory: "/srv/app", inheritedEnvironment: ["PATH": "/bin"], mothershipPID: 7),
-            ports: FleetPorts(launcher: launcher, health: health, uplinks: uplinks, elector: elector),
+                manifestDirectory: "/srv/app", inheritedEnvironment: ["PATH": "/bin"], mothershipPID: 7,
+                socketDirectory: bays == nil ? nil : "/tmp/ms-run"),
+            ports: FleetPorts(
+                launcher: launcher, health: health, uplinks: uplinks, elector: elector, bays: bays),
             clock: clock,
             logger: .quiet, onLifecycleChange: { state in states.mutate { $0.append(state) } })
         let supervisor = self.supervisor

@@ -25,7 +25,7 @@ struct LocalResponse {
     static func bayNotDocked(bay: String) -> LocalResponse {
         LocalResponse(
             status: .serviceUnavailable,
-            message: "bay '\(bay)' cannot be reached: docking is not available yet",
+            message: "bay '\(bay)' is not docked",
             retryAfterSeconds: 1)
     }
 

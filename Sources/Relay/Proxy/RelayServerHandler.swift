@@ -27,6 +27,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var clientAddress: String? {
         didSet { clientAddressBytes = clientAddress.map { Array($0.utf8) } }
     }
+    /// The client's port when a PROXY protocol header gave it (a bay's Boarding reports it).
+    var clientPort: Int?
     /// The same, as the bytes forwarded in `X-Forwarded-For`.
     private var clientAddressBytes: [UInt8]?
     private let secure: Bool
@@ -40,6 +42,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case proxying(Exchange)
         /// Bytes flow through a tunnel to the ship's connection.
         case tunnelled(UpstreamHandler)
+        /// A WebSocket to a bay: the handler leaves the pipeline to the WebSocket handlers.
+        case handedOver
         case closed
     }
     var state = State.idle
@@ -164,6 +168,10 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     buffer.clear()
                 }
                 break loop
+            case .handedOver:
+                handOver(buffer, context: context)
+                buffer.clear()
+                break loop
             case .closed:
                 buffer.clear()
                 break loop
@@ -206,6 +214,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if let event = event as? ClientAddressEvent {
             clientAddress = event.address.ipAddress
+            clientPort = event.address.port
         } else if event is RelayDrainEvent {
             draining = true
             if case .idle = state { context.close(promise: nil) }
@@ -278,7 +287,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 ])
         }
         guard case .ship(let index, let address, let gate) = entry.target else {
-            answer(.bayNotDocked(bay: entry.ship), head: head, close: close, context: context, entry: entry)
+            if case .bay(let berth) = entry.target {
+                boardBay(berth, head: head, entry: entry, close: close, context: context)
+            }
             return
         }
         guard gate.isOpen else {

@@ -5,8 +5,8 @@ import ShipManifest
 enum RouteTarget: Sendable {
     /// A ship listening on TCP or a Unix socket.
     case ship(index: Int, address: BindAddress, gate: ShipGate)
-    /// A bay: WebSockets reach it through the docking protocol (not in this version).
-    case bay
+    /// A bay: WebSockets reach it through the docking protocol.
+    case bay(BayBerth)
 }
 
 /// One compiled route: the manifest's route plus everything the hot path needs, resolved once.
@@ -57,14 +57,19 @@ struct RouteTable {
 extension RouteTable {
     /// The route table of `bind`, resolving each target ship's address and gate. Ships without a
     /// `bind` cannot be proxied to and are left out (clearance warns about them).
-    static func build(bind: String, manifest: Manifest, directory: UpstreamDirectory) -> RouteTable {
+    static func build(
+        bind: String, manifest: Manifest, directory: UpstreamDirectory, bays: BayDirectory? = nil
+    ) -> RouteTable {
         var entries: [RouteEntry] = []
+        // Without the fleet's berths (a relay on its own), bays are never docked: their routes answer 503.
+        let bays = bays ?? BayDirectory(bays: manifest.bays.map(\.name))
         var shipIndices: [String: Int] = [:]
         for (index, ship) in manifest.ships.enumerated() { shipIndices[ship.name] = index }
         for (route, vessel) in manifest.routes(for: bind) {
             let target: RouteTarget
             if vessel.kind == .bay {
-                target = .bay
+                guard let berth = bays.berth(for: vessel.name) else { continue }
+                target = .bay(berth)
             } else if let address = vessel.bind, let index = shipIndices[vessel.name],
                 let gate = directory.gate(for: vessel.name)
             {

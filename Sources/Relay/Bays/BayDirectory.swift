@@ -1,0 +1,44 @@
+import DockingProtocol
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The relay's berths, one per bay, by name. The executable docks bays through it (for the
+/// supervisor) and the route tables send WebSocket upgrades to them.
+public final class BayDirectory: Sendable {
+    private let berths: [String: BayBerth]
+
+    /// One berth per bay; each keeps its link on one event loop of `group`, taken in turn.
+    public init(
+        bays: some Sequence<String>, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        limits: BayLimits = BayLimits(), logger: Logger = Logger(label: "mothership.relay")
+    ) {
+        var berths: [String: BayBerth] = [:]
+        for bay in bays {
+            berths[bay] = BayBerth(bay: bay, loop: group.next(), limits: limits, logger: logger)
+        }
+        self.berths = berths
+    }
+
+    /// The berth of `bay`, or nil when the directory does not know it.
+    public func berth(for bay: String) -> BayBerth? { berths[bay] }
+}
+
+/// The limits of SPEC §6.
+public struct BayLimits: Sendable {
+    /// A client whose unsent messages exceed this is closed with 1008.
+    public var clientOutgoingBytes = 1 << 20
+    /// The largest WebSocket message a client may send (a Cargo frame is at most 16 MiB).
+    public var maxMessageBytes = DockingLimits.maxMessageBytes
+    /// How long a client gets to answer a close frame before its connection is closed anyway.
+    public var closeHandshakeTimeout: TimeAmount = .seconds(2)
+    /// Pause between connection attempts while a bay has not bound its socket yet.
+    public var dockRetryInterval: TimeAmount = .milliseconds(50)
+
+    public init() {}
+}
+
+enum DockingLimits {
+    /// A Cargo frame's payload is the 4-byte conn_id and the message.
+    static let maxMessageBytes = DockingCodec.maxPayload - 4
+}
