@@ -38,6 +38,9 @@ let package = Package(
             ]
         ),
         .target(name: "CMothershipSystem"),
+        // System compression libraries for the relay's response compression (SPEC §5.2).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
         .target(name: "Dashboard", dependencies: ["Supervision"]),
         .target(
             name: "ProcessControl",
@@ -72,6 +75,8 @@ let package = Package(
             name: "Relay",
             dependencies: [
                 "ShipManifest",
+                "CZlib",
+                "CBrotli",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -120,7 +125,7 @@ let package = Package(
         .target(
             name: "MothershipTestSupport",
             dependencies: [
-                "ShipManifest", "Supervision",
+                "ShipManifest", "Supervision", "CZlib", "CBrotli",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
