@@ -43,13 +43,21 @@ public actor RelayServer {
         let contexts = try await LoopContexts.make(for: group)
         self.contexts = contexts
         let breakers = BreakerBoard(ships: manifest.ships.count)
+        let rateLimiter = manifest.settings.rateLimiting.map {
+            SharedRateLimiter($0, now: EdgeFeatures.now())
+        }
+        let corsCache = manifest.settings.corsCache.map(CorsPreflightCache.init)
         do {
             for listener in manifest.settings.listeners {
                 let settings = ListenerSettings(
                     name: listener.name,
                     routes: RouteTable.build(bind: listener.name, manifest: manifest, directory: directory),
                     scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
-                    logger: logger)
+                    logger: logger,
+                    edge: EdgeFeatures.build(
+                        bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
+                        rateLimiter: rateLimiter,
+                        corsCache: corsCache))
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
                 let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
                 listeners.append((listener.name, channel))

@@ -10,10 +10,12 @@ final class ListenerSettings: Sendable {
     let limits: RelayLimits
     let breakers: BreakerBoard
     let logger: Logger
+    /// Static files, compression, CORS cache, rate limits (SPEC §5).
+    let edge: EdgeFeatures
 
     init(
         name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
-        logger: Logger
+        logger: Logger, edge: EdgeFeatures = .none
     ) {
         self.name = name
         self.routes = routes
@@ -21,6 +23,7 @@ final class ListenerSettings: Sendable {
         self.limits = limits
         self.breakers = breakers
         self.logger = logger
+        self.edge = edge
     }
 }
 

@@ -36,6 +36,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case idle
         /// Answered locally; the rest of the request body is discarded until its end.
         case answered(close: Bool)
+        /// Answering locally with a body that streams (a static file); later requests wait.
+        case streaming(close: Bool)
         /// Proxying to a ship.
         case proxying(Exchange)
         /// Bytes flow through a tunnel to the ship's connection.
@@ -52,7 +54,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var requestHeads = ScratchBuffer()
     var responseHeads = ScratchBuffer()
     /// The current request's body still to come.
-    private var requestBody = BodyFraming.none
+    private(set) var requestBody = BodyFraming.none
     var readsPaused = false
     var pendingRead = false
     var watchdog = Watchdog()
@@ -136,6 +138,10 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 }
                 becomeIdle()
+            case .streaming:
+                // A pipelined request waits until the file is out.
+                if buffer.readableBytes > 0 { pauseClientReads() }
+                break loop
             case .proxying(let exchange):
                 if exchange.requestEnded {
                     // A pipelined request: it waits until this response is out; reading stops
@@ -251,6 +257,19 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let close = !head.isKeepAlive || draining || isUpgrade || head.method == .CONNECT
         let target = head.targetString
         let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
+        // SPEC §4, in order. The PROXY header and the client address come first, per connection
+        // (`clientAddress`: the PROXY protocol's address when one was sent). Each edge step costs a
+        // nil check when the manifest leaves its feature off, and returns true when it answered.
+        if answeredByRateLimit(head: head, close: close, context: context) { return }
+        if answeredFromStaticFiles(head: head, path: path, close: close, context: context) { return }
+        // JA4H (SPEC §5.5, the lead's `Edge/JA4H.swift`): the request's fingerprint is computed
+        // here, for the request modules and the debug log line below.
+        // Request modules (SPEC §7) run here.
+        var corsCapture: CorsCapture?
+        if answeredFromCorsCache(head: head, path: path, close: close, context: context, miss: &corsCapture) {
+            return
+        }
+        // Route table (SPEC §4).
         let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil
         guard let (entry, kind) = settings.routes.match(path: path, userAgent: userAgent) else {
             answer(.notFound(), head: head, close: close, context: context)
@@ -296,6 +315,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             head: upstreamHead, method: head.method, target: target, clientVersion: head.version,
             closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone,
             isTrial: admission == .trial)
+        exchange.corsCapture = corsCapture
+        // Compression (SPEC §5.2), the last step, is chosen now and applied to the response.
+        exchange.compression = compressionRequest(head)
         state = .proxying(exchange)
         if head.expectsContinue {
             // The relay takes the expectation on (the ship never sees it): the client sends its
@@ -407,7 +429,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// After a response has been written: the rest of the request body, if any is still coming, is
     /// read and dropped (an early answer, a 413 before the upload ended); then the connection closes
     /// or takes the next request.
-    private func settle(close: Bool, requestEnded: Bool) {
+    func settle(close: Bool, requestEnded: Bool) {
         if !requestEnded {
             state = .answered(close: close)
             resumeClientReads()
