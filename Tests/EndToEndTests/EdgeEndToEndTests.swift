@@ -319,11 +319,14 @@ struct EdgeEndToEndTests {
     @Test(.timeLimit(.minutes(1)))
     func answers429WithRetryAfterOnceAClientSpentItsBudget() async throws {
         let relay = LoopbackPorts.free()
+        let metricsPort = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
         let mothership = try await Relay.launch(
             in: directory,
             """
+            [mothership]
+            metrics_port = \(metricsPort)
             [mothership.bind]
             http = { addr = "127.0.0.1:\(relay)", proxy_protocol = true, trusted_proxies = ["127.0.0.0/8"] }
             [mothership.rate_limiting]
@@ -350,5 +353,9 @@ struct EdgeEndToEndTests {
                 + RawConnection.request("GET", "/proxied"))
         #expect(viaProxy.status == 200)
         #expect(viaProxy.text == "ship /proxied")
+        try await mothership.waitUntil("the refusals in metrics", timeout: .seconds(5)) {
+            try Relay.fetch("http://127.0.0.1:\(metricsPort)/metrics").contains(
+                "mothership_rate_limited_total 2")
+        }
     }
 }

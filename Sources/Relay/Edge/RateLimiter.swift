@@ -1,3 +1,4 @@
+import Metrics
 import ShipManifest
 import Synchronization
 
@@ -65,12 +66,15 @@ struct RateLimiter: Sendable {
 /// only when rate limiting is configured.
 final class SharedRateLimiter: Sendable {
     private let state: Mutex<RateLimiter>
+    private let limited = Counter(label: "mothership_rate_limited_total")
 
     init(_ limits: RateLimiting, now: UInt64) {
         state = Mutex(RateLimiter(limits, now: now))
     }
 
     func admit(client: String?, now: UInt64) -> TokenBucket.Decision {
-        state.withLock { $0.admit(client: client, now: now) }
+        let decision = state.withLock { $0.admit(client: client, now: now) }
+        if case .reject = decision { limited.increment() }
+        return decision
     }
 }
