@@ -198,6 +198,9 @@ struct EdgeEndToEndTests {
         let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
+        try FileManager.default.createDirectory(
+            atPath: directory.file("public"), withIntermediateDirectories: true)
+        try Data(Self.text(150_000)).write(to: URL(fileURLWithPath: directory.file("public/page.html")))
         let mothership = try await Relay.launch(
             in: directory,
             """
@@ -205,6 +208,9 @@ struct EdgeEndToEndTests {
             compression = true
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
+            [[mothership.static_dirs]]
+            path = "public"
+            prefix = "/static"
             \(Self.ship(port: LoopbackPorts.free()))
             """)
         defer { mothership.stop() }
@@ -244,6 +250,19 @@ struct EdgeEndToEndTests {
         let tiny = try await connection.exchange(
             RawConnection.request("GET", "/text?n=20", ["Accept-Encoding: gzip"]))
         #expect(tiny.header("content-encoding") == nil && tiny.body == Self.text(20))
+
+        // Static files are compressed too (a whole file; a range never), with a weak ETag.
+        for coding in ["br", "gzip", "deflate"] {
+            let page = try await connection.exchange(
+                RawConnection.request("GET", "/static/page.html", ["Accept-Encoding: \(coding)"]))
+            #expect(page.header("content-encoding") == coding)
+            #expect(page.header("etag")?.hasPrefix("W/\"") == true)
+            #expect(try Decompression.decode(page.body, coding: coding) == Self.text(150_000), "\(coding)")
+        }
+        let pageRange = try await connection.exchange(
+            RawConnection.request("GET", "/static/page.html", ["Accept-Encoding: gzip", "Range: bytes=0-9"]))
+        #expect(pageRange.status == 206 && pageRange.header("content-encoding") == nil)
+        #expect(pageRange.body == Array(Self.text(10)))
 
         // An HTTP/1.0 client gets the compressed body ended by the close.
         let old = try RawConnection(port: relay)
