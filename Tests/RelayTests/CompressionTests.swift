@@ -121,6 +121,17 @@ struct CompressionTests {
             String(buffer: buffer)
                 == "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nETag: W/\"abc\"\r\nContent-Encoding: br\r\nVary: Accept-Encoding\r\nTransfer-Encoding: chunked\r\n\r\n"
         )
+        let alreadyVaries = try HeadParserTests.head(
+            "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nVary: Origin, accept-encoding\r\nContent-Length: 100\r\n\r\n",
+            kind: .response)
+        var once = ByteBuffer()
+        HeadWriter.compressedResponse(
+            alreadyVaries, clientVersion: .http1_1, closeAfter: false, reframing: .chunk, coding: .gzip,
+            into: &once)
+        #expect(
+            String(buffer: once)
+                == "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nVary: Origin, accept-encoding\r\nContent-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n\r\n"
+        )
         var varyOnly = ByteBuffer()
         HeadWriter.compressedResponse(
             response, clientVersion: .http1_0, closeAfter: true, reframing: .none, coding: nil,

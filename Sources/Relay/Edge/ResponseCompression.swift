@@ -81,7 +81,7 @@ extension HeadWriter {
             case .deflate?: writer.append("Content-Encoding: deflate\r\n")
             case nil: break
             }
-            writer.append("Vary: Accept-Encoding\r\n")
+            if !head.variesByAcceptEncoding { writer.append("Vary: Accept-Encoding\r\n") }
             if reframing == .chunk { writer.append("Transfer-Encoding: chunked\r\n") }
             if closeAfter {
                 writer.append("Connection: close\r\n")
@@ -89,6 +89,16 @@ extension HeadWriter {
                 writer.append("Connection: keep-alive\r\n")
             }
             writer.append("\r\n")
+        }
+    }
+}
+
+extension MessageHead {
+    /// A `Vary` header already names `Accept-Encoding` (or `*`): not added twice.
+    var variesByAcceptEncoding: Bool {
+        guard let vary = joinedValues(named: "vary")?.lowercased() else { return false }
+        return vary.split(separator: ",").contains {
+            $0.trimmingSpaces == "accept-encoding" || $0.trimmingSpaces == "*"
         }
     }
 }
