@@ -67,8 +67,10 @@ extension RelayServerHandler {
     }
 
     // MARK: Local answers
-    /// Answers with `file`: 200, 206, 304 or 416 by `StaticPlan`; the body is read off the event loop
-    /// in chunks, each written before the next is read.
+    /// Answers with `file`: 200, 206, 304 or 416 by `StaticPlan`. A small body joins the head in
+    /// one write; a larger one goes out by sendfile on plain TCP, and over TLS or compressed it is
+    /// read off the event loop (NonBlockingFileIO) in 64 KiB chunks, each written before the next
+    /// is read.
     func serveStatic(_ file: StaticFiles.File, head: MessageHead, close: Bool, context: ChannelHandlerContext)
     {
         let etag = StaticPlan.etag(
@@ -130,10 +132,36 @@ extension RelayServerHandler {
             context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
             return
         }
+        if coding == nil && body.count <= Self.inlineFileBytes {
+            // A small file joins its head in one write: one read of (usually cached) pages on the
+            // loop costs less than a hop to the file I/O threads or a second system call.
+            let read = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: body.count) { target in
+                max(0, pread(descriptor, target.baseAddress, body.count, off_t(body.lowerBound)))
+            }
+            Glibc.close(descriptor)
+            guard read == body.count else {
+                closeClient()  // the file changed under us; nothing was sent
+                return
+            }
+            state = .answered(close: close)
+            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            return
+        }
         state = .streaming(close: close)
         context.write(wrapOutboundOut(bytes), promise: nil)
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        if coding == nil && settings.scheme == "http" {
+            // Plain TCP, bytes as they are: the kernel copies the file to the socket (sendfile),
+            // as nginx does; nothing crosses threads.
+            let region = FileRegion(
+                fileHandle: handle, readerIndex: body.lowerBound, endIndex: body.upperBound + 1)
+            context.writeAndFlush(NIOAny(IOData.fileRegion(region))).whenComplete { result in
+                try? handle.close()
+                bound.value.staticFinished(close: close, succeeded: (try? result.get()) != nil)
+            }
+            return
+        }
         let eventLoop = context.eventLoop
         let compressor = coding.map { NIOLoopBound(ResponseCompressor(coding: $0), eventLoop: eventLoop) }
         let chunked = coding != nil && head.version.minor == 1
@@ -166,6 +194,9 @@ extension RelayServerHandler {
             bound.value.staticFinished(close: close, succeeded: succeeded)
         }
     }
+
+    /// Files up to this size are read on the event loop and sent with their head in one write.
+    static let inlineFileBytes = 16 * 1024
 
     /// A compressed piece as a chunk (HTTP/1.1) or as it is (HTTP/1.0, ended by the close).
     private static func framed(_ bytes: ByteBuffer, chunked: Bool) -> ByteBuffer {
