@@ -41,6 +41,9 @@ let package = Package(
         // System compression libraries for the relay's response compression (SPEC §5.2).
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
+        // Tests only: decoding what the relay encodes (the binary never links it).
+        .systemLibrary(
+            name: "CBrotliDecoder", pkgConfig: "libbrotlidec", providers: [.apt(["libbrotli-dev"])]),
         .target(name: "Dashboard", dependencies: ["Supervision"]),
         .target(
             name: "ProcessControl",
@@ -125,7 +128,7 @@ let package = Package(
         .target(
             name: "MothershipTestSupport",
             dependencies: [
-                "ShipManifest", "Supervision", "CZlib", "CBrotli",
+                "ShipManifest", "Supervision", "CZlib", "CBrotliDecoder",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

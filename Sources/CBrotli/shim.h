@@ -1,2 +1,1 @@
 #include <brotli/encode.h>
-#include <brotli/decode.h>

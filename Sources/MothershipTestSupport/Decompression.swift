@@ -1,4 +1,4 @@
-import CBrotli
+import CBrotliDecoder
 import CZlib
 
 /// Decodes what the relay's compression produced, with the same system libraries (tests check
