@@ -2,7 +2,7 @@
 enum MediaType {
     /// The type for a file name's extension; `application/octet-stream` when unknown.
     static func forFile(_ name: Substring) -> String {
-        guard let dot = name.lastIndex(of: "."), !name[dot...].contains("/") else {
+        guard let dot = name.lastIndex(of: "."), !name[dot...].contains(where: { $0 == "/" }) else {
             return "application/octet-stream"
         }
         return byExtension[name[name.index(after: dot)...].lowercased()] ?? "application/octet-stream"
