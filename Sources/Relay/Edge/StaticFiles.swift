@@ -8,8 +8,8 @@
 /// served: a `..` segment (also percent-encoded) or a symbolic link whose target lies outside is
 /// refused.
 ///
-/// The lookup is a few system calls (`realpath`, `stat`) made on the event loop, as nginx makes
-/// them; the file's bytes are read off the loop.
+/// The lookup is one `lstat` per path segment below the directory (`realpath` only when a symbolic
+/// link is on the way), made on the event loop as nginx makes its own.
 struct StaticFiles: Sendable {
     struct Mount: Sendable, Equatable {
         /// The URL prefix, without a trailing `/` (empty for `/`).
@@ -66,8 +66,40 @@ struct StaticFiles: Sendable {
         guard let relative = Self.segments(of: path.dropFirst(mount.prefix.utf8.count)) else {
             return .refused
         }
-        let candidate = relative.isEmpty ? mount.root : mount.root + "/" + relative.joined(separator: "/")
-        return Self.resolve(candidate, under: mount.root, allowIndex: true)
+        return Self.walk(relative, under: mount.root, allowIndex: true)
+    }
+
+    /// The fast way: one `lstat` per segment below the (already resolved) root. A symbolic link on
+    /// the way hands over to `resolve`, which checks where it really leads.
+    private static func walk(_ relative: [String], under root: String, allowIndex: Bool) -> Lookup {
+        var path = root
+        var info = stat()
+        if relative.isEmpty {
+            guard stat(root, &info) == 0 else { return .missing }
+        }
+        for segment in relative {
+            path += "/"
+            path += segment
+            guard lstat(path, &info) == 0 else { return .missing }
+            let type = info.st_mode & mode_t(S_IFMT)
+            if type == mode_t(S_IFLNK) {
+                return resolve(
+                    root + "/" + relative.joined(separator: "/"), under: root, allowIndex: allowIndex)
+            }
+        }
+        let type = info.st_mode & mode_t(S_IFMT)
+        if type == mode_t(S_IFREG) { return .file(file(at: path, info: info)) }
+        if type == mode_t(S_IFDIR) && allowIndex {
+            return walk(relative + ["index.html"], under: root, allowIndex: false)
+        }
+        return .missing
+    }
+
+    private static func file(at path: String, info: stat) -> File {
+        let name = path.split(separator: "/").last ?? ""
+        return File(
+            path: path, size: Int(info.st_size), modified: Int64(info.st_mtim.tv_sec),
+            modifiedNanoseconds: Int(info.st_mtim.tv_nsec), contentType: MediaType.forFile(name))
     }
 
     /// `/assets` matches `/assets` and `/assets/x`, not `/assetsx`.
@@ -128,13 +160,7 @@ struct StaticFiles: Sendable {
         var info = stat()
         guard stat(real, &info) == 0 else { return .missing }
         let type = info.st_mode & mode_t(S_IFMT)
-        if type == mode_t(S_IFREG) {
-            let name = real.split(separator: "/").last ?? ""
-            return .file(
-                File(
-                    path: real, size: Int(info.st_size), modified: Int64(info.st_mtim.tv_sec),
-                    modifiedNanoseconds: Int(info.st_mtim.tv_nsec), contentType: MediaType.forFile(name)))
-        }
+        if type == mode_t(S_IFREG) { return .file(file(at: real, info: info)) }
         if type == mode_t(S_IFDIR) && allowIndex {
             return resolve(real + "/index.html", under: root, allowIndex: false)
         }
