@@ -42,6 +42,12 @@ let package = Package(
             ]
         ),
         .target(name: "CMothershipSystem"),
+        // System compression libraries for the relay's response compression (SPEC §5.2).
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CBrotli", pkgConfig: "libbrotlienc", providers: [.apt(["libbrotli-dev"])]),
+        // Tests only: decoding what the relay encodes (the binary never links it).
+        .systemLibrary(
+            name: "CBrotliDecoder", pkgConfig: "libbrotlidec", providers: [.apt(["libbrotli-dev"])]),
         .target(name: "Dashboard", dependencies: ["Supervision"]),
         .target(
             name: "ProcessControl",
@@ -81,6 +87,8 @@ let package = Package(
             dependencies: [
                 "ShipManifest",
                 "DockingProtocol",
+                "CZlib",
+                "CBrotli",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -143,7 +151,7 @@ let package = Package(
         .target(
             name: "MothershipTestSupport",
             dependencies: [
-                "ShipManifest", "Supervision",
+                "ShipManifest", "Supervision", "CZlib", "CBrotliDecoder",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

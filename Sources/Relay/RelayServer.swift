@@ -50,6 +50,10 @@ public actor RelayServer {
         self.contexts = contexts
         if let hooks { try await contexts.installHooks(hooks) }
         let breakers = BreakerBoard(ships: manifest.ships.count)
+        let rateLimiter = manifest.settings.rateLimiting.map {
+            SharedRateLimiter($0, now: EdgeFeatures.now())
+        }
+        let corsCache = manifest.settings.corsCache.map(CorsPreflightCache.init)
         do {
             for listener in manifest.settings.listeners {
                 let settings = ListenerSettings(
@@ -57,7 +61,11 @@ public actor RelayServer {
                     routes: RouteTable.build(
                         bind: listener.name, manifest: manifest, directory: directory, bays: bays),
                     scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
-                    logger: logger, hooks: hooks)
+                    logger: logger, hooks: hooks,
+                    edge: EdgeFeatures.build(
+                        bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
+                        rateLimiter: rateLimiter,
+                        corsCache: corsCache))
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
                 let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
                 listeners.append((listener.name, channel))

@@ -51,6 +51,11 @@ final class Exchange {
     /// Whether the current upstream connection came from the pool (it may have been closed by the
     /// ship while idle: the one case where a request whose head was sent is retried).
     private var upstreamReused = false
+    /// Edge features (SPEC §5.2, §5.3), set by the handler before `start()`; nil when off.
+    var compression: CompressionRequest?
+    var corsCapture: CorsCapture?
+    /// Compresses this response's body on its way to the client.
+    private var compressor: ResponseCompressor?
 
     init(
         owner: RelayServerHandler, entry: RouteEntry, pool: UpstreamPool, breaker: ShipBreaker,
@@ -232,25 +237,71 @@ final class Exchange {
         } else if case .chunked = framing, clientVersion == .http1_0 {
             reframing = .dechunk
         }
+        // Response modules (SPEC §7) first: they may change headers (never the framing); the cached
+        // preflight, compression and the client see the edited head. The body streams untouched.
+        var response = response
+        if let path = owner.responseHookPath, let edited = owner.runResponseHooks(response, path: path) {
+            response = edited
+        }
+        corsCapture?.begin(response, now: EdgeFeatures.now())
         var bytes = owner.responseHeads.take(
             capacity: response.bytes.readableBytes + 32, allocator: owner.allocator)
-        if let path = owner.responseHookPath, let edited = owner.runResponseHooks(response, path: path) {
-            // Response modules (SPEC §7) changed its headers; the body streams untouched.
-            HeadWriter.clientResponse(
-                edited, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
-                into: &bytes)
-        } else {
-            HeadWriter.clientResponse(
+        if let compression, let decision = compressionDecision(response, compression, framing: framing) {
+            // Compression (SPEC §5.2): the body is read as plain data and leaves compressed.
+            HeadWriter.compressedResponse(
                 response, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
-                into: &bytes)
+                coding: decision, into: &bytes)
+            unwritten = bytes
+            if compressor != nil, case .chunked = framing { return .read(framing, dechunk: true) }
+            return .read(framing, dechunk: reframing == .dechunk)
         }
+        HeadWriter.clientResponse(
+            response, clientVersion: clientVersion, closeAfter: closeClient, reframing: reframing,
+            into: &bytes)
         unwritten = bytes
         return .read(framing, dechunk: reframing == .dechunk)
+    }
+
+    /// Nil when the response passes untouched; else the coding it gets (`.some(nil)`: none, only
+    /// `Vary`). Sets up the compressor and the client-side framing of a compressed body.
+    private func compressionDecision(
+        _ response: MessageHead, _ request: CompressionRequest, framing: BodyFraming
+    ) -> ContentCoding?? {
+        switch ResponseCompression.decide(response, coding: request.coding, isHead: isHead) {
+        case .untouched:
+            return nil
+        case .varyOnly:
+            return .some(nil)
+        case .compress(let coding):
+            guard !framing.isNone else { return .some(nil) }
+            let compressor = ResponseCompressor(coding: coding)
+            guard compressor.isUsable else { return .some(nil) }
+            self.compressor = compressor
+            if clientVersion == .http1_1 {
+                reframing = .chunk
+            } else {
+                reframing = .none
+                closeClient = true  // an HTTP/1.0 client learns where the body ends only by the close
+            }
+            return .some(coding)
+        }
     }
 
     /// A piece of the response body (already without chunk framing when dechunking).
     func responseBody(_ body: ByteBuffer, from handler: UpstreamHandler) {
         guard handler === upstream else { return }
+        corsCapture?.append(body)
+        if let compressor {
+            var compressed = owner.allocator.buffer(capacity: body.readableBytes / 2 + 64)
+            compressor.compress(body, into: &compressed)
+            if compressed.readableBytes > 0 { emitFramed(compressed) }
+            return
+        }
+        emitFramed(body)
+    }
+
+    /// A piece of the body as it goes to the client (in a chunk when re-framing).
+    private func emitFramed(_ body: ByteBuffer) {
         if reframing == .chunk {
             var size = owner.allocator.buffer(capacity: 12)
             HeadWriter.writeChunkSize(body.readableBytes, into: &size)
@@ -292,8 +343,16 @@ final class Exchange {
     /// The response is complete; `reusable` tells whether the connection is clean for another.
     func responseEnded(from handler: UpstreamHandler, reusable: Bool) {
         guard handler === upstream else { return }
+        if let compressor {
+            var last = owner.allocator.buffer(capacity: 64)
+            compressor.finish(into: &last)
+            if last.readableBytes > 0 { emitFramed(last) }
+            self.compressor = nil
+        }
         if reframing == .chunk { emit(owner.allocator.buffer(staticString: "0\r\n\r\n")) }
         writeUnwritten()
+        corsCapture?.finish()
+        corsCapture = nil
         finished = true
         record(success: true)
         upstream = nil
@@ -387,6 +446,12 @@ final class Exchange {
         handler.pool = nil
         owner.startTunnel(to: handler)
     }
+}
+
+/// The client's side of compression for one proxied request: the coding its `Accept-Encoding`
+/// allows (nil: none, the response may still get `Vary`).
+struct CompressionRequest {
+    var coding: ContentCoding?
 }
 
 /// What the upstream handler does after a response head.

@@ -12,10 +12,12 @@ final class ListenerSettings: Sendable {
     let logger: Logger
     /// Request and response modules; nil when the manifest has none.
     let hooks: (any RelayHooks)?
+    /// Static files, compression, CORS cache, rate limits (SPEC §5).
+    let edge: EdgeFeatures
 
     init(
         name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
-        logger: Logger, hooks: (any RelayHooks)? = nil
+        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none
     ) {
         self.name = name
         self.routes = routes
@@ -24,6 +26,7 @@ final class ListenerSettings: Sendable {
         self.breakers = breakers
         self.logger = logger
         self.hooks = hooks
+        self.edge = edge
     }
 }
 

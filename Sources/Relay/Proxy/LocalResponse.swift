@@ -29,6 +29,15 @@ struct LocalResponse {
             retryAfterSeconds: 1)
     }
 
+    static func rateLimited(retryAfter: Int) -> LocalResponse {
+        LocalResponse(
+            status: .tooManyRequests, message: "rate limit exceeded", retryAfterSeconds: retryAfter)
+    }
+
+    static func outsideStaticDirectory() -> LocalResponse {
+        LocalResponse(status: .forbidden, message: "path leaves the static directory")
+    }
+
     static func badGateway(ship: String, reason: String) -> LocalResponse {
         LocalResponse(status: .badGateway, message: "ship '\(ship)': \(reason)")
     }

@@ -38,6 +38,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case idle
         /// Answered locally; the rest of the request body is discarded until its end.
         case answered(close: Bool)
+        /// Answering locally with a body that streams (a static file); later requests wait.
+        case streaming(close: Bool)
         /// Proxying to a ship.
         case proxying(Exchange)
         /// Bytes flow through a tunnel to the ship's connection.
@@ -56,7 +58,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var requestHeads = ScratchBuffer()
     var responseHeads = ScratchBuffer()
     /// The current request's body still to come.
-    private var requestBody = BodyFraming.none
+    private(set) var requestBody = BodyFraming.none
     /// The client's path when response hooks run on the current request's response.
     var responseHookPath: String?
     var readsPaused = false
@@ -142,6 +144,10 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 }
                 becomeIdle()
+            case .streaming:
+                // A pipelined request waits until the file is out.
+                if buffer.readableBytes > 0 { pauseClientReads() }
+                break loop
             case .proxying(let exchange):
                 if exchange.requestEnded {
                     // A pipelined request: it waits until this response is out; reading stops
@@ -260,18 +266,34 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // follow are not HTTP: the connection closes after the answer.
         let isUpgrade = head.isUpgrade
         let close = !head.isKeepAlive || draining || isUpgrade || head.method == .CONNECT
+        // SPEC §4, in order. The PROXY header and the client address come first, per connection
+        // (`clientAddress`: the PROXY protocol's address when one was sent). Each step costs a nil
+        // check when the manifest leaves its feature off, and returns true when it answered.
+        if answeredByRateLimit(head: head, close: close, context: context) { return }
+        if settings.edge.staticFiles != nil {
+            let target = head.targetString
+            let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
+            if answeredFromStaticFiles(head: head, path: path, close: close, context: context) { return }
+        }
         if let hooks = settings.hooks {
-            // Request modules (SPEC §7): they may answer, or change the path and headers routed on.
+            // Request modules (SPEC §7): they may answer, or change the path and headers routed on;
+            // they go on with `routeRequest`. A module that reads the request gets its JA4H.
             runRequestHooks(hooks, head: head, close: close, isUpgrade: isUpgrade, context: context)
             return
         }
         routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
     }
 
-    /// The route table and the proxying of SPEC §4, after the steps that may answer first.
+    /// The CORS preflight cache, the route table and the proxying of SPEC §4, after the steps that
+    /// may answer first.
     func routeRequest(head: MessageHead, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext) {
         let target = head.targetString
         let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
+        var corsCapture: CorsCapture?
+        if answeredFromCorsCache(head: head, path: path, close: close, context: context, miss: &corsCapture) {
+            return
+        }
+        // Route table (SPEC §4).
         let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil
         guard let (entry, kind) = settings.routes.match(path: path, userAgent: userAgent) else {
             answer(.notFound(), head: head, close: close, context: context)
@@ -318,6 +340,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             head: upstreamHead, method: head.method, target: target, clientVersion: head.version,
             closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone,
             isTrial: admission == .trial)
+        exchange.corsCapture = corsCapture
+        // Compression (SPEC §5.2), the last step, is chosen now and applied to the response.
+        exchange.compression = compressionRequest(head)
         state = .proxying(exchange)
         if head.expectsContinue {
             // The relay takes the expectation on (the ship never sees it): the client sends its
@@ -429,7 +454,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// After a response has been written: the rest of the request body, if any is still coming, is
     /// read and dropped (an early answer, a 413 before the upload ended); then the connection closes
     /// or takes the next request.
-    private func settle(close: Bool, requestEnded: Bool) {
+    func settle(close: Bool, requestEnded: Bool) {
         if !requestEnded {
             state = .answered(close: close)
             resumeClientReads()

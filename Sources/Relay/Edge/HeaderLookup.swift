@@ -1,0 +1,44 @@
+import NIOCore
+
+/// Header lookups by name for the edge features. The parser classifies only the headers the plain
+/// proxy path needs (`FieldKind`); the rest are found here by a case-insensitive name comparison,
+/// which only a request or response that an edge feature looks at pays for.
+extension MessageHead {
+    /// The field named `name` (lower-case ASCII), first of its kind.
+    func field(named name: StaticString) -> HeaderField? {
+        bytes.withUnsafeReadableBytes { source in
+            fields.first { Self.nameEquals(source, $0.name, name) }
+        }
+    }
+
+    /// The first value of the header named `name` (lower-case ASCII).
+    func value(named name: StaticString) -> String? {
+        field(named: name).map { string($0.value) }
+    }
+
+    /// Every value of the header named `name`, joined by `, ` (a list header sent on several lines
+    /// means the same as one line with the values joined, RFC 9110 §5.3). Nil when absent.
+    func joinedValues(named name: StaticString) -> String? {
+        var result: String?
+        bytes.withUnsafeReadableBytes { source in
+            for field in fields where Self.nameEquals(source, field.name, name) {
+                let value = string(field.value)
+                result = result.map { $0 + ", " + value } ?? value
+            }
+        }
+        return result
+    }
+
+    static func nameEquals(_ source: UnsafeRawBufferPointer, _ range: Range<Int>, _ name: StaticString)
+        -> Bool
+    {
+        guard range.count == name.utf8CodeUnitCount else { return false }
+        let expected = name.utf8Start
+        for offset in 0..<range.count {
+            var byte = source[range.lowerBound + offset]
+            if byte >= 0x41 && byte <= 0x5A { byte |= 0x20 }
+            if byte != expected[offset] { return false }
+        }
+        return true
+    }
+}

@@ -1,0 +1,164 @@
+import Foundation
+import MothershipTestSupport
+import Testing
+
+@testable import Relay
+
+/// Static directory lookups on a real directory tree: longest prefix, fallthrough, index.html,
+/// content types, and every way out of the directory refused.
+@Suite("Static files")
+struct StaticFilesTests {
+    /// `root/public` with files, a nested dir with an index, links in and out, and a secret beside it.
+    static func tree() throws -> (TemporaryDirectory, StaticFiles) {
+        let directory = try TemporaryDirectory(prefix: "mothership-static")
+        let manager = FileManager.default
+        for dir in ["public/css", "public/docs", "public/deep/er", "images"] {
+            try manager.createDirectory(atPath: directory.file(dir), withIntermediateDirectories: true)
+        }
+        try directory.write("secret.txt", "top secret")
+        try directory.write("public/app.js", "console.log(1)")
+        try directory.write("public/css/site.css", "body{}")
+        try directory.write("public/docs/index.html", "<h1>docs</h1>")
+        try directory.write("public/a b.txt", "spaced")
+        try directory.write("images/logo.png", "png")
+        try manager.createSymbolicLink(
+            atPath: directory.file("public/out"), withDestinationPath: "../secret.txt")
+        try manager.createSymbolicLink(atPath: directory.file("public/outdir"), withDestinationPath: "..")
+        try manager.createSymbolicLink(atPath: directory.file("public/in.js"), withDestinationPath: "app.js")
+        let files = StaticFiles([
+            (prefix: "/", path: directory.file("public")),
+            (prefix: "/assets/img", path: directory.file("images")),
+            (prefix: "/missing", path: directory.file("nope")),
+        ])
+        return (directory, files)
+    }
+
+    static func served(_ lookup: StaticFiles.Lookup) -> String? {
+        guard case .file(let file) = lookup else { return nil }
+        return try? String(contentsOfFile: file.path, encoding: .utf8)
+    }
+
+    @Test func longestPrefixWinsAndMissingFilesFallThrough() throws {
+        let (directory, files) = try Self.tree()
+        defer { directory.remove() }
+        #expect(files.mounts.map(\.prefix) == ["/assets/img", ""])  // the missing dir is left out
+        #expect(Self.served(files.lookup(path: "/assets/img/logo.png")) == "png")
+        #expect(Self.served(files.lookup(path: "/app.js")) == "console.log(1)")
+        #expect(Self.served(files.lookup(path: "/css//site.css")) == "body{}")
+        #expect(Self.served(files.lookup(path: "/./css/./site.css")) == "body{}")
+        #expect(Self.served(files.lookup(path: "/a%20b.txt")) == "spaced")
+        #expect(files.lookup(path: "/assets/img/nope.png") == .missing)
+        #expect(files.lookup(path: "/api/users") == .missing)
+        // A directory serves its index.html; one without is no file.
+        #expect(Self.served(files.lookup(path: "/docs")) == "<h1>docs</h1>")
+        #expect(Self.served(files.lookup(path: "/docs/")) == "<h1>docs</h1>")
+        #expect(files.lookup(path: "/css/") == .missing)
+        #expect(files.lookup(path: "/") == .missing)
+        // A link that stays inside is followed.
+        #expect(Self.served(files.lookup(path: "/in.js")) == "console.log(1)")
+    }
+
+    @Test func prefixesMatchOnlyAtSegmentBoundaries() {
+        #expect(StaticFiles.matches("/assets/x", prefix: "/assets"))
+        #expect(StaticFiles.matches("/assets", prefix: "/assets"))
+        #expect(!StaticFiles.matches("/assetsx", prefix: "/assets"))
+        #expect(StaticFiles.matches("/anything", prefix: ""))
+    }
+
+    @Test func traversalAttemptsAreRefused() throws {
+        let (directory, files) = try Self.tree()
+        defer { directory.remove() }
+        for attempt in [
+            "/../secret.txt", "/css/../../secret.txt", "/%2e%2e/secret.txt", "/%2E%2E/secret.txt",
+            "/.%2e/secret.txt", "/css/%2e%2e/%2e%2e/secret.txt", "/..%2fsecret.txt", "/%2e%2e%2fsecret.txt",
+            "/..%5csecret.txt", "/app.js%00.png", "/%zz", "/%2", "/out", "/outdir/secret.txt",
+            "/assets/img/../../secret.txt",
+        ] {
+            #expect(files.lookup(path: Substring(attempt)) == .refused, "\(attempt)")
+        }
+        // `..` inside a name is only a name.
+        #expect(files.lookup(path: "/a..b") == .missing)
+    }
+
+    @Test func contentTypesComeFromTheExtension() {
+        #expect(MediaType.forFile("index.html") == "text/html; charset=utf-8")
+        #expect(MediaType.forFile("app.JS") == "text/javascript; charset=utf-8")
+        #expect(MediaType.forFile("logo.svg") == "image/svg+xml")
+        #expect(MediaType.forFile("module.wasm") == "application/wasm")
+        #expect(MediaType.forFile("font.woff2") == "font/woff2")
+        #expect(MediaType.forFile("README") == "application/octet-stream")
+        #expect(MediaType.forFile("archive.unknownext") == "application/octet-stream")
+    }
+}
+
+/// Conditional and range answers, decided from the file's identity and the request's headers.
+@Suite("Static plan")
+struct StaticPlanTests {
+    static let etag = StaticPlan.etag(modified: 1_700_000_000, nanoseconds: 0, size: 1000)
+
+    static func decide(
+        ifNoneMatch: String? = nil, ifModifiedSince: String? = nil, range: String? = nil,
+        ifRange: String? = nil
+    ) -> StaticPlan {
+        StaticPlan.decide(
+            etag: etag, modified: 1_700_000_000, size: 1000,
+            conditions: .init(
+                ifNoneMatch: ifNoneMatch, ifModifiedSince: ifModifiedSince, range: range, ifRange: ifRange))
+    }
+
+    @Test func etagsAndDatesGive304() {
+        #expect(Self.etag == "\"6553f100-3e8\"")
+        #expect(Self.decide() == .full)
+        #expect(Self.decide(ifNoneMatch: Self.etag) == .notModified)
+        #expect(Self.decide(ifNoneMatch: "W/\(Self.etag)") == .notModified)
+        #expect(Self.decide(ifNoneMatch: "\"other\", \(Self.etag)") == .notModified)
+        #expect(Self.decide(ifNoneMatch: "*") == .notModified)
+        #expect(Self.decide(ifNoneMatch: "\"other\"") == .full)
+        let modified = HTTPDate.format(1_700_000_000)
+        #expect(modified == "Tue, 14 Nov 2023 22:13:20 GMT")
+        #expect(HTTPDate.parse(modified) == 1_700_000_000)
+        #expect(Self.decide(ifModifiedSince: modified) == .notModified)
+        #expect(Self.decide(ifModifiedSince: HTTPDate.format(1_800_000_000)) == .notModified)
+        #expect(Self.decide(ifModifiedSince: HTTPDate.format(1_600_000_000)) == .full)
+        #expect(Self.decide(ifModifiedSince: "yesterday") == .full)
+        // If-None-Match wins over If-Modified-Since.
+        #expect(Self.decide(ifNoneMatch: "\"other\"", ifModifiedSince: modified) == .full)
+    }
+
+    @Test func singleRangesGive206Or416AndMalformedOnesAreIgnored() {
+        #expect(Self.decide(range: "bytes=0-99") == .partial(0...99))
+        #expect(Self.decide(range: "bytes=900-") == .partial(900...999))
+        #expect(Self.decide(range: "bytes=-100") == .partial(900...999))
+        #expect(Self.decide(range: "bytes=990-5000") == .partial(990...999))
+        #expect(Self.decide(range: "bytes=-5000") == .full)
+        #expect(Self.decide(range: "bytes=0-") == .full)
+        #expect(Self.decide(range: "BYTES = 1-2") == .full)  // `bytes =` is not `bytes=`
+        #expect(Self.decide(range: "bytes=1000-") == .unsatisfiable)
+        #expect(Self.decide(range: "bytes=5000-6000") == .unsatisfiable)
+        #expect(Self.decide(range: "bytes=-0") == .unsatisfiable)
+        for malformed in [
+            "bytes=5-1", "bytes=a-b", "bytes=-", "bytes=1-2,4-5", "items=0-1", "bytes=0x1-2", "bytes",
+            "bytes=--1", "bytes=1--2", "bytes=99999999999999999999-",
+        ] {
+            #expect(Self.decide(range: malformed) == .full, "\(malformed)")
+        }
+        // If-Range: the range applies only while the validator still matches.
+        #expect(Self.decide(range: "bytes=0-9", ifRange: Self.etag) == .partial(0...9))
+        #expect(Self.decide(range: "bytes=0-9", ifRange: "\"stale\"") == .full)
+        #expect(Self.decide(range: "bytes=0-9", ifRange: HTTPDate.format(1_700_000_000)) == .partial(0...9))
+        #expect(Self.decide(range: "bytes=0-9", ifRange: HTTPDate.format(1_600_000_000)) == .full)
+        // A conditional that matches beats the range.
+        #expect(Self.decide(ifNoneMatch: Self.etag, range: "bytes=0-9") == .notModified)
+    }
+
+    @Test func httpDatesRoundTrip() {
+        #expect(HTTPDate.format(0) == "Thu, 01 Jan 1970 00:00:00 GMT")
+        #expect(HTTPDate.format(784_111_777) == "Sun, 06 Nov 1994 08:49:37 GMT")
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == 784_111_777)
+        #expect(HTTPDate.parse("Sunday, 06-Nov-94 08:49:37 GMT") == nil)
+        #expect(HTTPDate.parse("Sun Nov  6 08:49:37 1994") == nil)
+        for seconds in stride(from: Int64(0), to: 4_000_000_000, by: 123_456_789) {
+            #expect(HTTPDate.parse(HTTPDate.format(seconds)) == seconds)
+        }
+    }
+}
