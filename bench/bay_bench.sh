@@ -65,7 +65,8 @@ TOML
 start_bg "$W/mothership.log" "$BIN" run -c "$W/ship-manifest.toml"; P_ms=$BG_PID
 for _ in $(seq 300); do grep -q "lifecycle: Running" "$W/mothership.log" && break; sleep 0.1; done
 grep -q "lifecycle: Running" "$W/mothership.log" || { cat "$W/mothership.log"; exit 1; }
-MS_PID=$(pgrep -g "$P_ms" -x mothership | head -1)
+# The relay itself, whatever its file is called (a process name is at most 15 characters).
+MS_PID=$(pgrep -g "$P_ms" -x "$(basename "$BIN" | cut -c1-15)" | head -1)
 
 cpu_ticks() {  # cpu_ticks PID...: utime+stime (all threads) of the given processes
   python3 -c 'import sys
