@@ -149,7 +149,7 @@ final class CallContext {
     }
 
     private func checkedName(_ name: String, operation: String) throws(ModuleFault) -> String {
-        guard !name.utf8.isEmpty, name.utf8.allSatisfy(HeaderName.isTokenByte) else {
+        guard HookHeader.isValidName(name) else {
             throw ModuleFault("\(operation): '\(name.prefix(80))' is not a header name")
         }
         let lower = name.lowercased()
@@ -180,10 +180,11 @@ final class CallContext {
         }
         var list: [HookHeader] = []
         for (name, value) in headers {
-            guard !name.utf8.isEmpty, name.utf8.allSatisfy(HeaderName.isTokenByte),
-                value.utf8.allSatisfy({ $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) })
-            else { throw ModuleFault("set_block_with_headers: header '\(name.prefix(80))' cannot be sent") }
-            list.append(HookHeader(name: name, value: value))
+            let header = HookHeader(name: name, value: value)
+            guard header.isSendable else {
+                throw ModuleFault("set_block_with_headers: header '\(name.prefix(80))' cannot be sent")
+            }
+            list.append(header)
         }
         block = HookBlock(status: Int(status), headers: list, body: body)
         blocks = true
@@ -243,17 +244,5 @@ final class CallContext {
                 "\(length) bytes at \(pointer) lie outside its memory (\(memory.byteCount) bytes)")
         }
         return memory
-    }
-}
-
-enum HeaderName {
-    /// RFC 9110 §5.6.2 `tchar`.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
     }
 }

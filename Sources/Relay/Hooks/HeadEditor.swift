@@ -14,7 +14,7 @@ enum HeadEditor {
     static func request(
         _ head: MessageHead, target: String, headers: [HookHeader], allocator: ByteBufferAllocator
     ) -> MessageHead? {
-        guard isSafe(target), headers.allSatisfy(isSafe) else { return nil }
+        guard isSafe(target), headers.allSatisfy(\.isSendable) else { return nil }
         let source = head.bytes
         var bytes = allocator.buffer(capacity: source.readableBytes + target.utf8.count + 256)
         bytes.writeImmutableBuffer(source.getSlice(at: source.readerIndex, length: head.target.lowerBound)!)
@@ -30,7 +30,7 @@ enum HeadEditor {
     static func response(
         _ head: MessageHead, headers: [HookHeader], allocator: ByteBufferAllocator
     ) -> MessageHead? {
-        guard headers.allSatisfy(isSafe) else { return nil }
+        guard headers.allSatisfy(\.isSendable) else { return nil }
         let source = head.bytes
         var bytes = allocator.buffer(capacity: source.readableBytes + 256)
         bytes.writeImmutableBuffer(source.getSlice(at: source.readerIndex, length: head.fieldsStart)!)
@@ -66,19 +66,4 @@ enum HeadEditor {
         !target.utf8.isEmpty && target.utf8.allSatisfy { $0 > 0x20 && $0 != 0x7F }
     }
 
-    /// A token for a name; a value without control bytes other than tab.
-    private static func isSafe(_ header: HookHeader) -> Bool {
-        !header.name.utf8.isEmpty && header.name.utf8.allSatisfy(isTokenByte)
-            && header.value.utf8.allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }
-    }
-
-    /// RFC 9110 §5.6.2 `tchar`.
-    static func isTokenByte(_ byte: UInt8) -> Bool {
-        switch byte {
-        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-            UInt8(ascii: "0")...UInt8(ascii: "9"):
-            true
-        default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
-        }
-    }
 }

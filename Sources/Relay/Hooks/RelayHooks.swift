@@ -34,6 +34,27 @@ public struct HookHeader: Sendable, Equatable {
         self.name = name
         self.value = value
     }
+
+    /// Whether `name` can be a header name: an RFC 9110 §5.6.2 token.
+    public static func isValidName(_ name: String) -> Bool {
+        !name.utf8.isEmpty && name.utf8.allSatisfy(isTokenByte)
+    }
+
+    /// A token for a name, and a value without control bytes other than tab: it can be written into
+    /// a head without splitting it.
+    public var isSendable: Bool {
+        Self.isValidName(name) && value.utf8.allSatisfy { $0 == 0x09 || ($0 >= 0x20 && $0 != 0x7F) }
+    }
+
+    /// RFC 9110 §5.6.2 `tchar`.
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
+            UInt8(ascii: "0")...UInt8(ascii: "9"):
+            true
+        default: "!#$%&'*+-.^_`|~".utf8.contains(byte)
+        }
+    }
 }
 
 /// A request as the request-phase hooks see it.
