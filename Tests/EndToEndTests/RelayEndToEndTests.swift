@@ -838,6 +838,34 @@ struct RelayEndToEndTests {
         #expect(metrics.contains("mothership_request_duration_seconds"), "\(metrics)")
     }
 
+    /// SPEC §5.5: every request's JA4H is logged at debug with its method, path and UA class. The
+    /// request is the one curl really sent (see JA4HTests), fingerprinted independently.
+    @Test(.timeLimit(.minutes(1)))
+    func logsEachRequestsJA4HFingerprintAtDebug() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        let mothership = try await Self.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
+            """, arguments: ["--log-level", "debug"])
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        let captured =
+            "GET /products?id=7 HTTP/1.1\r\nHost: 127.0.0.1:24999\r\nUser-Agent: curl/7.88.1\r\nAccept: */*\r\n"
+            + "Referer: http://shop.example/start\r\nCookie: session=a1b2c3; theme=dark; _ga=GA1.2.345\r\n"
+            + "Accept-Language: de-CH,de;q=0.9,en;q=0.8\r\n\r\n"
+        #expect(try await connection.exchange(Array(captured.utf8)).status == 200)
+        let fingerprint = "ge11cr04dech_8ddaef5d77af_a0604f4d751d_d4f08a937864"
+        let output = try await mothership.waitFor(fingerprint)
+        let line = output.split(separator: "\n").first { $0.contains(fingerprint) }.map(String.init) ?? ""
+        #expect(line.contains("/products"), "\(line)")
+        #expect(line.contains("bot"), "curl is in the bot class: \(line)")
+    }
+
     // MARK: - Fleet helpers
 
     /// A temporary directory holding the python ship.
@@ -849,11 +877,11 @@ struct RelayEndToEndTests {
 
     /// Writes the manifest, starts mothership and waits for `texts` in its output.
     static func launch(
-        in directory: TemporaryDirectory, _ manifest: String,
+        in directory: TemporaryDirectory, _ manifest: String, arguments: [String] = [],
         waitingFor texts: [String] = ["lifecycle: Running"]
     ) async throws -> RunningMothership {
         try directory.write("ship-manifest.toml", manifest)
-        let mothership = try RunningMothership([], in: directory.path)
+        let mothership = try RunningMothership(arguments, in: directory.path)
         do {
             for text in texts {
                 try await mothership.waitUntil(

@@ -7,15 +7,14 @@ import ShipManifest
 /// response head before it goes to the client (its body streams untouched).
 extension RelayServerHandler {
     func runRequestHooks(
-        _ hooks: any RelayHooks, head: MessageHead, close: Bool, isUpgrade: Bool,
+        _ hooks: any RelayHooks, head: MessageHead, target: String, close: Bool, isUpgrade: Bool,
         context: ChannelHandlerContext
     ) {
-        let target = head.targetString
         let question = target.utf8.firstIndex(of: UInt8(ascii: "?"))
         let path = question.map { target[..<$0] } ?? target[...]
         responseHookPath = hooks.runsOnResponse(path: path) ? String(path) : nil
         guard hooks.runsOnRequest(path: path), let loopHooks = loop.hooks else {
-            routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
+            routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
             return
         }
         var request = HookRequest(
@@ -26,7 +25,7 @@ extension RelayServerHandler {
             userAgentKind: UserAgentKind(userAgent: head.value(of: .userAgent)).rawValue)
         switch loopHooks.request(&request) {
         case .proceed(changed: false):
-            routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
+            routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
         case .proceed(changed: true):
             let newTarget = request.query.isEmpty ? request.path : request.path + "?" + request.query
             guard
@@ -37,7 +36,8 @@ extension RelayServerHandler {
                 answer(.moduleFailed(module: nil), head: head, close: close, context: context)
                 return
             }
-            routeRequest(head: edited, close: close, isUpgrade: isUpgrade, context: context)
+            routeRequest(
+                head: edited, target: newTarget, close: close, isUpgrade: isUpgrade, context: context)
         case .block(let block):
             state = .answered(close: close)
             var bytes = context.channel.allocator.buffer(capacity: block.body.count + 256)

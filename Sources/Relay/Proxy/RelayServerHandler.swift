@@ -270,25 +270,33 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // (`clientAddress`: the PROXY protocol's address when one was sent). Each step costs a nil
         // check when the manifest leaves its feature off, and returns true when it answered.
         if answeredByRateLimit(head: head, close: close, context: context) { return }
-        if settings.edge.staticFiles != nil {
-            let target = head.targetString
-            let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
-            if answeredFromStaticFiles(head: head, path: path, close: close, context: context) { return }
+        let target = head.targetString
+        if settings.edge.staticFiles != nil,
+            answeredFromStaticFiles(head: head, path: Self.path(of: target), close: close, context: context)
+        {
+            return
         }
         if let hooks = settings.hooks {
             // Request modules (SPEC §7): they may answer, or change the path and headers routed on;
             // they go on with `routeRequest`. A module that reads the request gets its JA4H.
-            runRequestHooks(hooks, head: head, close: close, isUpgrade: isUpgrade, context: context)
+            runRequestHooks(
+                hooks, head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
             return
         }
-        routeRequest(head: head, close: close, isUpgrade: isUpgrade, context: context)
+        routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
+    }
+
+    /// The path of a request target: up to the query.
+    static func path(of target: String) -> Substring {
+        target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
     }
 
     /// The CORS preflight cache, the route table and the proxying of SPEC §4, after the steps that
-    /// may answer first.
-    func routeRequest(head: MessageHead, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext) {
-        let target = head.targetString
-        let path = target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
+    /// may answer first. `target` is `head`'s request target, decoded once per request.
+    func routeRequest(
+        head: MessageHead, target: String, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext
+    ) {
+        let path = Self.path(of: target)
         var corsCapture: CorsCapture?
         if answeredFromCorsCache(head: head, path: path, close: close, context: context, miss: &corsCapture) {
             return
