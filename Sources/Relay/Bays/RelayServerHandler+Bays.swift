@@ -45,7 +45,10 @@ extension RelayServerHandler {
             response.writeSubstring(first.trimmingWhitespace())
         }
         response.writeStaticString("\r\n\r\n")
-        context.writeAndFlush(wrapOutboundOut(response), promise: nil)
+        sendNow(response, context: context)
+        // The WebSocket handlers write through the pipeline from here.
+        writer.beforeNIOWrite(context: context)
+        writer.stop()
         state = .handedOver
         let limits = berth.limits
         do {

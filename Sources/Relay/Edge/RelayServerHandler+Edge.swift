@@ -129,7 +129,7 @@ extension RelayServerHandler {
             coding: coding, vary: vary, into: &bytes)
         guard descriptor >= 0, let body else {
             state = .answered(close: close)
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            sendNow(bytes, context: context)
             return
         }
         if coding == nil && body.count <= Self.inlineFileBytes {
@@ -144,10 +144,11 @@ extension RelayServerHandler {
                 return
             }
             state = .answered(close: close)
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            sendNow(bytes, context: context)
             return
         }
         state = .streaming(close: close)
+        writer.beforeNIOWrite(context: context)
         context.write(wrapOutboundOut(bytes), promise: nil)
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor)
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -302,6 +303,6 @@ extension RelayServerHandler {
             writer.append("\r\n")
             entry.body.withUnsafeBytes { writer.append($0) }
         }
-        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        sendNow(bytes, context: context)
     }
 }

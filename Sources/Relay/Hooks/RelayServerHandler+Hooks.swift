@@ -43,7 +43,7 @@ extension RelayServerHandler {
             var bytes = context.channel.allocator.buffer(capacity: block.body.count + 256)
             Self.writeBlock(
                 block, version: head.version, close: close, isHead: head.method == .HEAD, into: &bytes)
-            context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+            sendNow(bytes, context: context)
         case .fail(let module):
             answer(.moduleFailed(module: module), head: head, close: close, context: context)
         }

@@ -65,6 +65,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     var pendingRead = false
     var watchdog = Watchdog()
     var draining = false
+    /// Writes to the client's socket (straight to it on plain connections while it takes them).
+    var writer = SocketWriter()
     private let parserLimits: HeadParser.Limits
 
     var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
@@ -89,7 +91,13 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         watchdog.cancel()
+        writer.stop()
         self.context = nil
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if !secure { writer.attach(to: context.channel) }
+        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -121,7 +129,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 case .failure(let failure):
                     refuse(failure, context: context)
-                    buffer.clear()
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 case .complete(let head):
                     received(head: head, context: context)
@@ -140,7 +148,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 }
                 if close {
                     closeAfterWrites()
-                    buffer.clear()
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 }
                 becomeIdle()
@@ -169,17 +177,17 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .tunnelled(let upstream):
                 // Flushed at the end of the read (`channelReadComplete`).
                 if buffer.readableBytes > 0 {
+                    // Backpressure is checked once per read, when `channelReadComplete` flushes.
                     upstream.send(buffer)
-                    if !upstream.isWritable { pauseClientReads() }
-                    buffer.clear()
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
                 }
                 break loop
             case .handedOver:
                 handOver(buffer, context: context)
-                buffer.clear()
+                buffer.moveReaderIndex(to: buffer.writerIndex)
                 break loop
             case .closed:
-                buffer.clear()
+                buffer.moveReaderIndex(to: buffer.writerIndex)
                 break loop
             }
         }
@@ -188,8 +196,8 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelReadComplete(context: ChannelHandlerContext) {
         switch state {
-        case .proxying(let exchange): exchange.upstream?.flush()
-        case .tunnelled(let upstream): upstream.flush()
+        case .proxying(let exchange): if exchange.upstream?.flush() == true { pauseClientReads() }
+        case .tunnelled(let upstream): if upstream.flush() { pauseClientReads() }
         default: break
         }
         // The last handler: nothing after it wants the event.
@@ -203,6 +211,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         state = .closed
         watchdog.cancel()
+        writer.stop()
         context.fireChannelInactive()
     }
 
@@ -355,10 +364,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if head.expectsContinue {
             // The relay takes the expectation on (the ship never sees it): the client sends its
             // body now instead of after its own timeout.
-            context.writeAndFlush(
-                wrapOutboundOut(
-                    context.channel.allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")),
-                promise: nil)
+            sendNow(
+                context.channel.allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"),
+                context: context)
         }
         exchange.start()
     }
@@ -396,6 +404,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         state = .closed
         guard let context else { return }
         let channel = context.channel
+        writer.beforeNIOWrite(context: context)
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
         }
@@ -407,24 +416,32 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     ) {
         var bytes = context.channel.allocator.buffer(capacity: 256)
         HeadWriter.local(response, version: version, close: close, isHead: isHead, into: &bytes)
-        context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+        sendNow(bytes, context: context)
+    }
+
+    /// Writes a whole answer and sends it at once.
+    func sendNow(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+        writer.write(bytes, context: context)
+        writer.flush(context: context)
     }
 
     // MARK: Called by the exchange
 
+    /// Queues bytes for the client until `flushClient`.
     func writeToClient(_ bytes: ByteBuffer) {
         guard let context else { return }
-        context.write(wrapOutboundOut(bytes), promise: nil)
-        if !context.channel.isWritable {
-            switch state {
-            case .proxying(let exchange): exchange.upstream?.pauseReads()
-            case .tunnelled(let upstream): upstream.pauseReads()
-            default: break
-            }
-        }
+        writer.write(bytes, context: context)
     }
 
-    func flushClient() { context?.flush() }
+    /// Sends what was queued; while the client's socket is full the ship's reads are held.
+    func flushClient() {
+        guard let context, writer.flush(context: context), !context.channel.isWritable else { return }
+        switch state {
+        case .proxying(let exchange): exchange.upstream?.pauseReads()
+        case .tunnelled(let upstream): upstream.pauseReads()
+        default: break
+        }
+    }
 
     func closeClient() {
         state = .closed
@@ -437,14 +454,14 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Settled before the flush, so that nothing the flush sets off finds the connection still
         // busy with the finished exchange.
         settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
-        context.flush()
+        writer.flush(context: context)
     }
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.
     func exchangeBroken(_ exchange: Exchange) {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         state = .closed
-        context.flush()
+        writer.flush(context: context)
         context.close(promise: nil)
     }
 
@@ -560,7 +577,7 @@ extension RelayServerHandler {
             upstream.send(bytes)
             upstream.flush()
         }
-        context.flush()
+        flushClient()
         readsPaused = false
         if pendingRead {
             pendingRead = false

@@ -14,9 +14,12 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// reference costs an allocation per exchange): every way an exchange lets go of its
     /// connection clears it, and so does the connection closing.
     var owner: Exchange?
-    weak var pool: UpstreamPool?
+    /// Strong, like `tunnelPeer`: a weak reference would move the object's reference counts to a
+    /// side table and make every retain of it slower. Pools live as long as their loop; both are
+    /// cleared when the connection closes.
+    var pool: UpstreamPool?
     /// The client's handler once this connection is a tunnel.
-    private weak var tunnelPeer: RelayServerHandler?
+    private var tunnelPeer: RelayServerHandler?
     private(set) var context: ChannelHandlerContext?
     /// Set by the owner while the client's socket is full.
     private var readsPaused = false
@@ -38,8 +41,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Open: set when the handler joins an active channel, cleared when it goes inactive (cheaper
     /// than asking the channel on every lease).
     private(set) var isActive = false
-    /// Writes since the last flush.
-    private var unflushed = false
+    /// Writes to the ship's socket (straight to it while it takes them).
+    private var writer = SocketWriter()
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -48,10 +51,14 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         isActive = true
+        writer.attach(to: context.channel)
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+    func handlerRemoved(context: ChannelHandlerContext) {
+        writer.stop()
+        self.context = nil
+    }
 
     /// A request head is about to go out: the next bytes from the ship start its response.
     func expectResponse() {
@@ -88,7 +95,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .idle:
                 // Bytes beyond the end of a response: the connection is out of step.
                 owner.upstreamMalformed(self, reason: "bytes after the end of a response")
-                buffer.clear()
+                buffer.moveReaderIndex(to: buffer.writerIndex)
                 break loop
             case .head:
                 switch HeadParser.next(
@@ -99,7 +106,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     break loop
                 case .failure(let failure):
                     owner.upstreamMalformed(self, reason: Self.describe(failure))
-                    buffer.clear()
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 case .complete(let head):
                     if head.status >= 100 && head.status < 200 && head.status != 101 {
@@ -117,7 +124,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     case .tunnel:
                         break loop
                     case .close:
-                        buffer.clear()
+                        buffer.moveReaderIndex(to: buffer.writerIndex)
                         break loop
                     }
                 }
@@ -136,7 +143,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     }
                 } catch {
                     owner.upstreamMalformed(self, reason: "invalid chunked body")
-                    buffer.clear()
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 }
                 if ended {
@@ -152,7 +159,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // What the ship sent right after its 101 belongs to the new protocol.
             tunnelPeer?.writeToClient(buffer)
             tunnelPeer?.flushClient()
-            buffer.clear()
+            buffer.moveReaderIndex(to: buffer.writerIndex)
         }
         if buffer.readableBytes > 0, owner != nil {
             inbound = buffer
@@ -182,10 +189,13 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isActive = false
+        writer.stop()
         pool?.remove(self)
+        pool = nil
         switch phase {
         case .tunnel:
             tunnelPeer?.closeClient()
+            tunnelPeer = nil
         case .body(.untilClose, _):
             // The ship's close ends a body without a length.
             phase = .idle
@@ -228,15 +238,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Used by the owner (same event loop)
 
     func send(_ bytes: ByteBuffer) {
-        unflushed = true
-        context?.write(wrapOutboundOut(bytes), promise: nil)
+        guard let context else { return }
+        writer.write(bytes, context: context)
     }
 
-    /// Flushes what `send` wrote (nothing to do when nothing was).
-    func flush() {
-        guard unflushed else { return }
-        unflushed = false
-        context?.flush()
+    /// Sends what `send` queued. Returns true when the socket is full: the caller holds its reads
+    /// until `channelWritabilityChanged`.
+    @discardableResult
+    func flush() -> Bool {
+        guard let context else { return false }
+        return writer.flush(context: context) && !context.channel.isWritable
     }
 
     /// Turns this connection into the ship's end of a tunnel to `peer`.

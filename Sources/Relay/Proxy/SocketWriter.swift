@@ -1,0 +1,229 @@
+import NIOCore
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Writes a plain connection's outbound bytes straight to its socket, one `send` or `sendmsg` per
+/// flush, instead of through the channel's write and flush operations: those cost about 3,400
+/// instructions per response in SwiftNIO's bookkeeping, a fifth of a whole proxied request.
+///
+/// NIO stays the owner of the socket. It reads, it closes, and it takes over writing whenever a
+/// direct write does not finish (the socket is full, or an error that it then reports and acts
+/// on), until everything it holds is out; bytes never overtake one another. Three rules keep this
+/// safe:
+/// - the descriptor is the channel's own (read from its description, then checked against its
+///   addresses with `getsockname`/`getpeername`; any doubt leaves the writer off);
+/// - a write goes straight to the descriptor only while the channel is active: NIO marks a channel
+///   inactive before any user code runs after it closed the descriptor, so a number reused by
+///   another connection is never written to;
+/// - every write a handler makes through NIO while the writer is on is preceded by `beforeNIOWrite`.
+///
+/// TLS connections never use it (their bytes are encrypted in the pipeline). Off with
+/// `MOTHERSHIP_DIRECT_WRITES=0`.
+struct SocketWriter {
+    /// The socket's descriptor, or -1 while every write goes through NIO.
+    private(set) var descriptor: CInt = -1
+    private var queued: [ByteBuffer] = []
+    private var queuedBytes = 0
+    /// NIO may still hold bytes written earlier: writes go through it until it has none.
+    private var nioMayHold = false
+    /// Writes made through NIO since its last flush.
+    private var nioUnflushed = false
+    private var vectors: [iovec] = []
+
+    /// Whether direct writes may be used at all (`MOTHERSHIP_DIRECT_WRITES=0` turns them off).
+    static let enabled: Bool = {
+        guard let value = getenv("MOTHERSHIP_DIRECT_WRITES") else { return true }
+        return String(cString: value) != "0"
+    }()
+
+    /// At most this many buffers go into one `sendmsg`; more are handed to NIO.
+    private static let maxVectors = 64
+
+    var isOn: Bool { descriptor >= 0 }
+
+    /// Starts writing directly to `channel`'s socket when its descriptor can be found and checked.
+    mutating func attach(to channel: any Channel) {
+        guard Self.enabled, let descriptor = Self.descriptor(of: channel) else { return }
+        self.descriptor = descriptor
+        queued.reserveCapacity(4)
+    }
+
+    /// Every write goes through NIO from now on (queued bytes are dropped: the channel is gone or
+    /// another handler owns it; call `beforeNIOWrite` first to keep them).
+    mutating func stop() {
+        descriptor = -1
+        queued.removeAll()
+        queuedBytes = 0
+    }
+
+    /// Queues `buffer` for the next `flush`, or writes it through NIO when the writer is off or
+    /// NIO still holds earlier bytes.
+    mutating func write(_ buffer: ByteBuffer, context: ChannelHandlerContext) {
+        if descriptor >= 0 && (!nioMayHold || nioIsEmpty(context)) {
+            queuedBytes += buffer.readableBytes
+            queued.append(buffer)
+        } else {
+            context.write(NIOAny(buffer), promise: nil)
+            nioUnflushed = true
+        }
+    }
+
+    /// Sends what is queued; what the socket does not take, NIO writes. Returns true when NIO holds
+    /// bytes after it (the caller checks the channel's writability for backpressure).
+    @discardableResult
+    mutating func flush(context: ChannelHandlerContext) -> Bool {
+        if !queued.isEmpty { sendQueued(context: context) }
+        if nioUnflushed {
+            nioUnflushed = false
+            context.flush()
+            return true
+        }
+        return false
+    }
+
+    /// Sends what is queued before a handler writes through NIO itself (local answers, files,
+    /// handing the connection over); direct writes wait until NIO has written everything.
+    mutating func beforeNIOWrite(context: ChannelHandlerContext) {
+        guard descriptor >= 0 else { return }
+        if !queued.isEmpty { sendQueued(context: context) }
+        nioMayHold = true
+    }
+
+    /// Whether NIO holds no bytes of this channel any more (then direct writes may go on).
+    private mutating func nioIsEmpty(_ context: ChannelHandlerContext) -> Bool {
+        guard !nioUnflushed, let options = context.channel.syncOptions,
+            (try? options.getOption(.bufferedWritableBytes)) == 0
+        else { return false }
+        nioMayHold = false
+        return true
+    }
+
+    private mutating func sendQueued(context: ChannelHandlerContext) {
+        var written = 0
+        if context.channel.isActive {
+            if queued.count == 1 {
+                written = queued[0].withUnsafeReadableBytes { bytes in
+                    Self.send(descriptor, bytes.baseAddress, bytes.count)
+                }
+            } else if queued.count <= Self.maxVectors {
+                written = sendVectors()
+            }
+        }
+        if written == queuedBytes {
+            queued.removeAll(keepingCapacity: true)
+            queuedBytes = 0
+            return
+        }
+        // A full socket, or an error NIO will meet again and report: it writes the rest.
+        var skip = max(written, 0)
+        for var buffer in queued {
+            if skip >= buffer.readableBytes {
+                skip -= buffer.readableBytes
+                continue
+            }
+            buffer.moveReaderIndex(forwardBy: skip)
+            skip = 0
+            context.write(NIOAny(buffer), promise: nil)
+        }
+        queued.removeAll(keepingCapacity: true)
+        queuedBytes = 0
+        nioUnflushed = true
+        nioMayHold = true
+    }
+
+    /// One `sendmsg` over every queued buffer; the bytes written, or -1.
+    private mutating func sendVectors() -> Int {
+        vectors.removeAll(keepingCapacity: true)
+        for buffer in queued {
+            // The queue holds each buffer until the call returns: its storage outlives the pointer.
+            buffer.withUnsafeReadableBytes { bytes in
+                vectors.append(
+                    iovec(
+                        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+            }
+        }
+        return vectors.withUnsafeMutableBufferPointer { vectors in
+            var message = msghdr()
+            message.msg_iov = vectors.baseAddress
+            message.msg_iovlen = vectors.count
+            while true {
+                let result = sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL))
+                if result >= 0 || errno != EINTR { return result }
+            }
+        }
+    }
+
+    private static func send(_ descriptor: CInt, _ pointer: UnsafeRawPointer?, _ count: Int) -> Int {
+        while true {
+            let result = Glibc.send(descriptor, pointer, count, CInt(MSG_NOSIGNAL))
+            if result >= 0 || errno != EINTR { return result }
+        }
+    }
+
+    // MARK: Finding the descriptor
+
+    /// The descriptor of a plain TCP or Unix stream channel: the number in its description
+    /// (`SocketChannel { BaseSocket { fd=12 }, … }`), accepted only when that socket's own local and
+    /// peer addresses are the channel's.
+    static func descriptor(of channel: any Channel) -> CInt? {
+        let description = String(describing: channel)
+        guard description.hasPrefix("SocketChannel { BaseSocket { fd="),
+            let start = description.utf8.firstIndex(of: UInt8(ascii: "=")),
+            case let digits = description.utf8[description.utf8.index(after: start)...].prefix(while: {
+                $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")
+            }),
+            !digits.isEmpty, digits.count < 10,
+            let descriptor = CInt(Substring(digits))
+        else { return nil }
+        guard matches(descriptor, { getsockname($0, $1, $2) }, channel.localAddress),
+            matches(descriptor, { getpeername($0, $1, $2) }, channel.remoteAddress)
+        else { return nil }
+        return descriptor
+    }
+
+    private typealias AddressCall = (CInt, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) ->
+        CInt
+
+    /// Whether the socket's address (by `call`) is `expected`: the same family, and the same port and
+    /// IP, or the same path.
+    private static func matches(_ descriptor: CInt, _ call: AddressCall, _ expected: SocketAddress?) -> Bool {
+        var storage = sockaddr_storage()
+        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let result = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(descriptor, $0, &length) }
+        }
+        guard result == 0 else { return false }
+        guard let expected else {
+            // NIO has no address for an unnamed Unix peer: the socket must have none either.
+            return Int32(storage.ss_family) == AF_UNIX && Int(length) <= MemoryLayout<sa_family_t>.size + 1
+        }
+        let family = storage.ss_family
+        return expected.withSockAddr { pointer, size in
+            guard pointer.pointee.sa_family == family else { return false }
+            return withUnsafeBytes(of: storage) { actual in
+                let wanted = UnsafeRawBufferPointer(start: pointer, count: size)
+                switch Int32(family) {
+                case AF_INET:
+                    // sin_port and sin_addr: bytes 2..<8.
+                    return actual.count >= 8 && wanted.count >= 8
+                        && actual[2..<8].elementsEqual(wanted[2..<8])
+                case AF_INET6:
+                    // sin6_port (2..<4) and sin6_addr (8..<24).
+                    return actual.count >= 24 && wanted.count >= 24
+                        && actual[2..<4].elementsEqual(wanted[2..<4])
+                        && actual[8..<24].elementsEqual(wanted[8..<24])
+                case AF_UNIX:
+                    let offset = MemoryLayout<sa_family_t>.size
+                    let limit = min(Int(length), actual.count)
+                    let path = actual[offset..<limit].prefix { $0 != 0 }
+                    let expectedPath = wanted[offset..<wanted.count].prefix { $0 != 0 }
+                    return path.elementsEqual(expectedPath)
+                default:
+                    return false
+                }
+            }
+        }
+    }
+}
