@@ -240,52 +240,64 @@ private struct Reader {
     // MARK: Header fields
 
     private mutating func fields(into head: inout MessageHead, kind: HeadParser.Kind) -> HeadParser.Failure? {
+        // The head ends with its blank line (`findEnd`), so every scan below meets an LF (not a
+        // token character, below 0x20) before the end: no bounds checks inside the loops.
+        guard let base = bytes.baseAddress else { return .malformed("empty head") }
         var headerBytes = 0
         head.fields.reserveCapacity(12)
         while true {
             let lineStart = position
-            let first = byte(position)
+            let first = base.load(fromByteOffset: position, as: UInt8.self)
             if first == lf { break }
             if first == cr && byte(position + 1) == lf { break }
             if first == space || first == tab { return .malformed("folded header line") }
-            let nameEnd = tokenEnd(from: position)
+            var nameEnd = position
+            while Self.isToken(base.load(fromByteOffset: nameEnd, as: UInt8.self)) { nameEnd += 1 }
             guard nameEnd > position else { return .malformed("invalid header name") }
-            guard byte(nameEnd) == 58 else {  // ':'
+            let afterName = base.load(fromByteOffset: nameEnd, as: UInt8.self)
+            guard afterName == 58 else {  // ':'
                 return .malformed(
-                    byte(nameEnd) == space ? "space before a header's colon" : "invalid header name")
+                    afterName == space ? "space before a header's colon" : "invalid header name")
             }
             var valueStart = nameEnd + 1
-            while byte(valueStart) == space || byte(valueStart) == tab { valueStart += 1 }
-            guard let lineFeed = memchrIndex(bytes, lf, from: valueStart) else {
-                return .malformed("unterminated header line")
+            var current = base.load(fromByteOffset: valueStart, as: UInt8.self)
+            while current == space || current == tab {
+                valueStart += 1
+                current = base.load(fromByteOffset: valueStart, as: UInt8.self)
             }
-            let crlf = lineFeed > valueStart && bytes[lineFeed - 1] == cr
-            let contentEnd = crlf ? lineFeed - 1 : lineFeed
+            // One pass finds the line's end and checks the value: eight bytes at a time while none
+            // is below 0x20 or 0x7F or above (SWAR), then byte by byte.
             var index = valueStart
-            // Eight bytes at a time while none is below 0x20 or 0x7F or above (SWAR): the usual
-            // value is plain ASCII; a word with anything else is checked byte by byte.
-            if let base = bytes.baseAddress {
-                while index + 8 <= contentEnd {
-                    let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                    let high: UInt64 = 0x8080_8080_8080_8080
-                    let belowSpace = (word &- 0x2020_2020_2020_2020) & ~word & high
-                    let delOrAbove = (word &+ 0x0101_0101_0101_0101) & high | word & high
-                    if belowSpace | delOrAbove != 0 { break }
-                    index += 8
-                }
+            let high: UInt64 = 0x8080_8080_8080_8080
+            while index + 8 <= bytes.count {
+                let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
+                let belowSpace = (word &- 0x2020_2020_2020_2020) & ~word & high
+                let delOrAbove = (word &+ 0x0101_0101_0101_0101) & high | word & high
+                if belowSpace | delOrAbove != 0 { break }
+                index += 8
             }
-            while index < contentEnd {
-                let current = bytes[index]
-                if current < space {
-                    if current == cr { return .malformed("bare CR in a header line") }
-                    if current != tab { return .malformed("control character in a header value") }
-                } else if current == 0x7F {
+            var lineFeed: Int
+            while true {
+                let byte = base.load(fromByteOffset: index, as: UInt8.self)
+                if byte >= space {
+                    if byte == 0x7F { return .malformed("control character in a header value") }
+                } else if byte == lf {
+                    lineFeed = index
+                    break
+                } else if byte == cr {
+                    guard self.byte(index + 1) == lf else { return .malformed("bare CR in a header line") }
+                    lineFeed = index + 1
+                    break
+                } else if byte != tab {
                     return .malformed("control character in a header value")
                 }
                 index += 1
             }
-            var valueEnd = contentEnd
-            while valueEnd > valueStart, bytes[valueEnd - 1] == space || bytes[valueEnd - 1] == tab {
+            let crlf = lineFeed > index
+            var valueEnd = index
+            while valueEnd > valueStart {
+                let last = base.load(fromByteOffset: valueEnd - 1, as: UInt8.self)
+                guard last == space || last == tab else { break }
                 valueEnd -= 1
             }
             position = lineFeed + 1
@@ -401,18 +413,16 @@ private struct Reader {
         guard let base = bytes.baseAddress else { return start }
         let count = bytes.count
         var index = start
-        while index < count {
-            let byte = base.load(fromByteOffset: index, as: UInt8.self)
-            // Token characters (RFC 9110 §5.6.2: digits, letters and !#$%&'*+-.^_`|~) as a bitmap
-            // over bytes 0–63 and 64–127.
-            let isToken =
-                byte < 64
-                ? (0x03FF_6CFA_0000_0000 as UInt64) >> UInt64(byte) & 1 == 1
-                : byte < 128 && (0x57FF_FFFF_C7FF_FFFE as UInt64) >> UInt64(byte & 63) & 1 == 1
-            if !isToken { break }
-            index += 1
-        }
+        while index < count, Self.isToken(base.load(fromByteOffset: index, as: UInt8.self)) { index += 1 }
         return index
+    }
+
+    /// Token characters (RFC 9110 §5.6.2: digits, letters and !#$%&'*+-.^_`|~) as a bitmap over
+    /// bytes 0–63 and 64–127.
+    @inline(__always)
+    static func isToken(_ byte: UInt8) -> Bool {
+        let map: UInt64 = byte < 64 ? 0x03FF_6CFA_0000_0000 : 0x57FF_FFFF_C7FF_FFFE
+        return byte < 128 && map >> UInt64(byte & 63) & 1 == 1
     }
 
     /// ASCII case-insensitive comparison of `range` with a literal of lower-case letters, digits
