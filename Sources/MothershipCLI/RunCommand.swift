@@ -165,7 +165,9 @@ struct Launch {
         if let port = manifest.settings.metricsPort {
             let metrics = MetricsEndpoint(
                 address: .tcp(host: "127.0.0.1", port: port),
-                metrics: { registry.emitToString() },
+                metrics: { [durations = frontDoor?.requestDurations] in
+                    registry.emitToString() + (durations?.render() ?? "")
+                },
                 health: { lifecycle.health() })
             do {
                 _ = try await metrics.start()

@@ -23,6 +23,8 @@ public actor RelayServer {
     private let connections = ConnectionRegistry()
     private var listeners: [(name: String, channel: any Channel)] = []
     private var contexts: LoopContexts?
+    /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.
+    public nonisolated let requestDurations = RequestDurations()
 
     public init(
         manifest: Manifest, directory: UpstreamDirectory, bays: BayDirectory? = nil,
@@ -59,7 +61,8 @@ public actor RelayServer {
                 let settings = ListenerSettings(
                     name: listener.name,
                     routes: RouteTable.build(
-                        bind: listener.name, manifest: manifest, directory: directory, bays: bays),
+                        bind: listener.name, manifest: manifest, directory: directory, bays: bays,
+                        durations: requestDurations),
                     scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
                     logger: logger, hooks: hooks,
                     edge: EdgeFeatures.build(

@@ -43,6 +43,12 @@ public struct RoutePattern: Sendable, CustomStringConvertible {
         return nil
     }
 
+    /// `.*` or `/.*`: every path matches (the usual catch-all route, decided without a look at it).
+    public var matchesEveryPath: Bool {
+        if case .any = matcher { return true }
+        return false
+    }
+
     /// Whether the whole path (no query string) matches.
     public func matches(_ path: Substring) -> Bool {
         switch matcher {

@@ -835,7 +835,13 @@ struct RelayEndToEndTests {
             metrics = try Self.fetch("http://127.0.0.1:\(metricsPort)/metrics")
             return metrics.contains(series + " 43")
         }
-        #expect(metrics.contains("mothership_request_duration_seconds"), "\(metrics)")
+        // Each proxied request's duration, in one histogram per route and ship.
+        let labels = #"route="/(count|burst).*",ship="web""#
+        #expect(metrics.contains("# TYPE mothership_request_duration_seconds histogram\n"), "\(metrics)")
+        #expect(
+            metrics.contains("mothership_request_duration_seconds_bucket{\(labels),le=\"+Inf\"} 43\n"),
+            "\(metrics)")
+        #expect(metrics.contains("mothership_request_duration_seconds_count{\(labels)} 43\n"), "\(metrics)")
     }
 
     /// SPEC §5.5: every request's JA4H is logged at debug with its method, path and UA class. The

@@ -428,8 +428,8 @@ final class Exchange {
 
     private func record(success: Bool) {
         entry.requests.increment()
-        entry.duration.recordNanoseconds(
-            Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
+        entry.duration.record(
+            nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
         if success {
             breaker.recordSuccess()
         } else {

@@ -346,7 +346,7 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var upstreamHead = requestHeads.take(
             capacity: head.bytes.readableBytes + 256, allocator: context.channel.allocator)
         HeadWriter.upstreamRequest(
-            head, target: forwardedTarget(target, path: path, route: entry.route),
+            head, target: entry.stripsPrefix ? forwardedTarget(target, path: path, route: entry.route) : nil,
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
             requestID: { self.loop.requestIDs.write(into: &$0) },
             startMicroseconds: Self.microsecondsSinceEpoch(),

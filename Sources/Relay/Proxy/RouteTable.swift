@@ -18,14 +18,24 @@ final class RouteEntry: Sendable {
     /// `mothership_requests_total{route, ship}`.
     let requests: Counter
     /// `mothership_request_duration_seconds{route, ship}`.
-    let duration: Metrics.Timer
+    let duration: RequestDurationHistogram
+    /// Facts about `route` the hot path asks for, stored flat: reading them through `route` copies
+    /// the route (and retains each of its strings) per request.
+    let matchesEveryPath: Bool
+    let hasUserAgentFilter: Bool
+    let stripsPrefix: Bool
 
-    init(route: Route, ship: String, target: RouteTarget, requests: Counter, duration: Metrics.Timer) {
+    init(
+        route: Route, ship: String, target: RouteTarget, requests: Counter, duration: RequestDurationHistogram
+    ) {
         self.route = route
         self.ship = ship
         self.target = target
         self.requests = requests
         self.duration = duration
+        self.matchesEveryPath = route.pattern.matchesEveryPath
+        self.hasUserAgentFilter = route.userAgentFilter != nil
+        self.stripsPrefix = route.stripPrefix != nil
     }
 }
 
@@ -44,8 +54,10 @@ struct RouteTable {
     /// The winning route for `path`, and the User-Agent class when it had to be computed.
     func match(path: Substring, userAgent: String?) -> (entry: RouteEntry, kind: UserAgentKind?)? {
         var kind: UserAgentKind?
-        for entry in entries where entry.route.pattern.matches(path) {
-            guard let filter = entry.route.userAgentFilter else { return (entry, kind) }
+        for entry in entries where entry.matchesEveryPath || entry.route.pattern.matches(path) {
+            guard entry.hasUserAgentFilter, let filter = entry.route.userAgentFilter else {
+                return (entry, kind)
+            }
             let classified = kind ?? UserAgentKind(userAgent: userAgent)
             kind = classified
             if filter.accepts(userAgent: userAgent, kind: classified) { return (entry, kind) }
@@ -58,7 +70,8 @@ extension RouteTable {
     /// The route table of `bind`, resolving each target ship's address and gate. Ships without a
     /// `bind` cannot be proxied to and are left out (clearance warns about them).
     static func build(
-        bind: String, manifest: Manifest, directory: UpstreamDirectory, bays: BayDirectory? = nil
+        bind: String, manifest: Manifest, directory: UpstreamDirectory, bays: BayDirectory? = nil,
+        durations: RequestDurations = RequestDurations()
     ) -> RouteTable {
         var entries: [RouteEntry] = []
         // Without the fleet's berths (a relay on its own), bays are never docked: their routes answer 503.
@@ -82,9 +95,7 @@ extension RouteTable {
                 RouteEntry(
                     route: route, ship: vessel.name, target: target,
                     requests: Counter(label: "mothership_requests_total", dimensions: dimensions),
-                    duration: Metrics.Timer(
-                        label: "mothership_request_duration_seconds", dimensions: dimensions,
-                        preferredDisplayUnit: .seconds)))
+                    duration: durations.histogram(route: route.pattern.source, ship: vessel.name)))
         }
         return RouteTable(entries: entries)
     }
