@@ -72,12 +72,12 @@ extension RelayServerHandler {
         watchdog.cancel()
         if rest.readableBytes > 0 { context.fireChannelRead(NIOAny(rest)) }
         context.fireChannelReadComplete()
-        let held = pendingRead && readsPaused
-        readsPaused = false
-        pendingRead = false
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        // A read this handler was holding goes through the new handlers instead.
-        if held { context.channel.read() }
+        // Reading goes on through the new handlers (they hold it back themselves).
+        if readsPaused {
+            readsPaused = false
+            context.channel.setAutoRead(true)
+        }
     }
 
     /// `203.0.113.9:51000` or `[2001:db8::1]:51000`: the client as the PROXY header or the peer said.

@@ -15,9 +15,8 @@ import ShipManifest
 /// pass through as the bytes they arrived in.
 ///
 /// The order of SPEC §4 is visible in `received(head:)`; everything else is plumbing.
-final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     let settings: ListenerSettings
@@ -61,8 +60,9 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var requestBody = BodyFraming.none
     /// The client's path when response hooks run on the current request's response.
     var responseHookPath: String?
+    /// Reading from the client is off (`autoRead`): the ship's socket is full, or a pipelined
+    /// request waits its turn. Inbound-only, the handler stays out of every read NIO issues.
     var readsPaused = false
-    var pendingRead = false
     var watchdog = Watchdog()
     var draining = false
     /// Writes to the client's socket (straight to it on plain connections while it takes them).
@@ -240,15 +240,6 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
         context.close(promise: nil)
-    }
-
-    /// Holds reads from the client while the ship's socket is full.
-    func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            pendingRead = true
-        } else {
-            context.read()
-        }
     }
 
     // MARK: Requests
@@ -490,16 +481,17 @@ final class RelayServerHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    func pauseClientReads() { readsPaused = true }
+    func pauseClientReads() {
+        guard !readsPaused else { return }
+        readsPaused = true
+        context?.channel.setAutoRead(false)
+    }
 
     func resumeClientReads() {
         guard readsPaused else { return }
         if case .proxying(let exchange) = state, exchange.requestEnded, inbound != nil { return }
         readsPaused = false
-        if pendingRead, let context {
-            pendingRead = false
-            context.read()
-        }
+        context?.channel.setAutoRead(true)
     }
 
     private func becomeIdle() {
@@ -578,10 +570,16 @@ extension RelayServerHandler {
             upstream.flush()
         }
         flushClient()
-        readsPaused = false
-        if pendingRead {
-            pendingRead = false
-            context.read()
+        if readsPaused {
+            readsPaused = false
+            context.channel.setAutoRead(true)
         }
+    }
+}
+
+extension Channel {
+    /// Turns reading on or off (for backpressure); called on the channel's event loop.
+    func setAutoRead(_ on: Bool) {
+        try? syncOptions?.setOption(.autoRead, value: on)
     }
 }

@@ -5,9 +5,8 @@ import NIOHTTP1
 /// while leased it parses the ship's response (head, then body framing) and hands both to its
 /// `owner`, and it holds back reads while the client cannot take more data (backpressure). After an
 /// accepted upgrade it is one end of a byte tunnel to the client's handler.
-final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
+final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     /// The exchange using this connection now; nil while idle in the pool. Strong (a weak
@@ -21,9 +20,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client's handler once this connection is a tunnel.
     private var tunnelPeer: RelayServerHandler?
     private(set) var context: ChannelHandlerContext?
-    /// Set by the owner while the client's socket is full.
+    /// Set by the owner while the client's socket is full (reading is off: `autoRead`).
     private var readsPaused = false
-    private var pendingRead = false
 
     private enum Phase {
         case idle
@@ -227,14 +225,6 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.fireChannelWritabilityChanged()
     }
 
-    func read(context: ChannelHandlerContext) {
-        if readsPaused {
-            pendingRead = true
-        } else {
-            context.read()
-        }
-    }
-
     // MARK: Used by the owner (same event loop)
 
     func send(_ bytes: ByteBuffer) {
@@ -256,15 +246,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         phase = .tunnel
     }
 
-    func pauseReads() { readsPaused = true }
+    func pauseReads() {
+        guard !readsPaused else { return }
+        readsPaused = true
+        context?.channel.setAutoRead(false)
+    }
 
     func resumeReads() {
         guard readsPaused else { return }
         readsPaused = false
-        if pendingRead, let context {
-            pendingRead = false
-            context.read()
-        }
+        context?.channel.setAutoRead(true)
     }
 
     func close() { context?.close(promise: nil) }
