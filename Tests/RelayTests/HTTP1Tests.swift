@@ -103,6 +103,15 @@ struct HeadParserTests {
         #expect(Self.failure(text) == .malformed(reason))
     }
 
+    @Test(arguments: [0, 7, 42, 100, 999, 12_345, 1_700_000_000_000_001, Int64.max])
+    func writesDecimalsTwoDigitsAtATime(value: Int64) {
+        var buffer = ByteBufferAllocator().buffer(capacity: 0)
+        ByteWriter.write(into: &buffer, estimate: 32, source: ByteBuffer()) { writer, _ in
+            writer.appendDecimal(value)
+        }
+        #expect(String(buffer: buffer) == String(value))
+    }
+
     @Test func equalContentLengthsAreOneLength() throws {
         let head = try Self.head("POST / HTTP/1.1\r\nContent-Length: 3\r\ncontent-length: 3\r\n\r\n")
         #expect(head.contentLength == 3)

@@ -105,5 +105,19 @@ struct RequestIDTests {
         let ids = (0..<1000).map { _ in generator.next() }
         #expect(Set(ids).count == 1000)
         #expect(ids.allSatisfy { $0.utf8.count == 32 && $0.allSatisfy(\.isHexDigit) })
+        #expect(ids.allSatisfy { $0 == $0.lowercased() })
+    }
+
+    @Test(arguments: [
+        (UInt32(0x0123_abcd), "0123abcd"), (0, "00000000"), (0xFFFF_FFFF, "ffffffff"),
+        (0x9A0F_5B6E, "9a0f5b6e"),
+    ])
+    func eightHexDigitsAtOnceMostSignificantFirst(value: UInt32, text: String) {
+        let word = RequestIDGenerator.hex(value)
+        let digits = withUnsafeBytes(of: word.littleEndian) { String(decoding: $0, as: UTF8.self) }
+        #expect(digits == text)
+        #expect(
+            digits == String(repeating: "0", count: 8 - String(value, radix: 16).count)
+                + String(value, radix: 16))
     }
 }

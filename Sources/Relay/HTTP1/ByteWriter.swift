@@ -67,18 +67,34 @@ struct ByteWriter {
         text.withUTF8 { append(UnsafeRawBufferPointer($0)) }
     }
 
-    /// A non-negative integer in decimal.
+    /// A non-negative integer in decimal, two digits per division.
     mutating func appendDecimal(_ value: Int64) {
         var digits: (UInt64, UInt64, UInt64) = (0, 0, 0)  // 24 bytes of scratch, enough for Int64
         var remaining = UInt64(max(0, value))
+        let pairs = Self.digitPairs.utf8Start
         withUnsafeMutableBytes(of: &digits) { scratch in
+            let base = scratch.baseAddress!
             var index = scratch.count
-            repeat {
+            while remaining >= 100 {
+                let pair = Int(remaining % 100) &* 2
+                remaining /= 100
+                index -= 2
+                base.storeBytes(of: pairs[pair], toByteOffset: index, as: UInt8.self)
+                base.storeBytes(of: pairs[pair + 1], toByteOffset: index + 1, as: UInt8.self)
+            }
+            if remaining >= 10 {
+                let pair = Int(remaining) &* 2
+                index -= 2
+                base.storeBytes(of: pairs[pair], toByteOffset: index, as: UInt8.self)
+                base.storeBytes(of: pairs[pair + 1], toByteOffset: index + 1, as: UInt8.self)
+            } else {
                 index -= 1
-                scratch[index] = UInt8(48 + remaining % 10)
-                remaining /= 10
-            } while remaining > 0
+                base.storeBytes(of: UInt8(48 + remaining), toByteOffset: index, as: UInt8.self)
+            }
             append(UnsafeRawBufferPointer(rebasing: scratch[index...]))
         }
     }
+
+    private static let digitPairs: StaticString =
+        "00010203040506070809101112131415161718192021222324252627282930313233343536373839404142434445464748495051525354555657585960616263646566676869707172737475767778798081828384858687888990919293949596979899"
 }

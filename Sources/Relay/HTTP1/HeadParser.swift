@@ -310,7 +310,7 @@ private struct Reader {
             let field = HeaderField(
                 line: lineStart..<position, name: lineStart..<nameEnd, value: valueStart..<valueEnd,
                 kind: kindOfField, isHopByHop: kindOfField.isHopByHop)
-            if let failure = note(field, in: &head, kind: kind) { return failure }
+            if kindOfField != .other, let failure = note(field, in: &head, kind: kind) { return failure }
             head.fields.append(field)
         }
         if head.connection.contains(.names) { markNamedFields(in: &head) }
@@ -516,6 +516,15 @@ private struct Reader {
     }
 
     static func fieldKind(_ bytes: UnsafeRawBufferPointer, _ name: Range<Int>) -> FieldKind {
+        // Every name below starts with one of these letters; most headers (Accept, Date, Server,
+        // Content-Type, Cookie…) are told apart by length or first letter without a comparison.
+        switch bytes[name.lowerBound] | 0x20 {
+        case UInt8(ascii: "c"), UInt8(ascii: "e"), UInt8(ascii: "h"), UInt8(ascii: "k"), UInt8(ascii: "p"),
+            UInt8(ascii: "t"), UInt8(ascii: "u"), UInt8(ascii: "x"):
+            break
+        default:
+            return .other
+        }
         switch name.count {
         case 2: if equals(bytes, name, "te") { return .te }
         case 4: if equals(bytes, name, "host") { return .host }

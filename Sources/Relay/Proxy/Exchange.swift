@@ -27,7 +27,8 @@ final class Exchange {
     /// Whether the client connection closes after this response.
     private(set) var closeClient: Bool
     let isUpgrade: Bool
-    var isHead: Bool { method == .HEAD }
+    /// Worked out once: comparing `HTTPMethod`s compares their names as strings.
+    let isHead: Bool
     /// Whether this request is the half-open breaker's trial.
     let isTrial: Bool
     private let limits: RelayLimits
@@ -68,6 +69,7 @@ final class Exchange {
         self.breaker = breaker
         self.head = head
         self.method = method
+        self.isHead = method == .HEAD
         self.target = target
         self.clientVersion = clientVersion
         self.closeClient = closeClient
@@ -239,10 +241,14 @@ final class Exchange {
         }
         // Response modules (SPEC §7) first: they may change headers (never the framing); the cached
         // preflight, compression and the client see the edited head. The body streams untouched.
-        var response = response
         if let path = owner.responseHookPath, let edited = owner.runResponseHooks(response, path: path) {
-            response = edited
+            return writeResponseHead(edited, framing: framing)
         }
+        return writeResponseHead(response, framing: framing)
+    }
+
+    /// Writes the (possibly edited) response head for the client; says how the body is read.
+    private func writeResponseHead(_ response: MessageHead, framing: BodyFraming) -> ResponseAction {
         corsCapture?.begin(response, now: EdgeFeatures.now())
         var bytes = owner.responseHeads.take(
             capacity: response.bytes.readableBytes + 32, allocator: owner.allocator)

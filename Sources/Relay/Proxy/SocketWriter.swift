@@ -24,6 +24,9 @@ import NIOCore
 struct SocketWriter {
     /// The socket's descriptor, or -1 while every write goes through NIO.
     private(set) var descriptor: CInt = -1
+    /// The channel whose socket it is (asked whether it is still active before every send; kept
+    /// here because reaching it through the handler's context retains and releases it each time).
+    private var channel: (any Channel)?
     private var queued: [ByteBuffer] = []
     private var queuedBytes = 0
     /// NIO may still hold bytes written earlier: writes go through it until it has none.
@@ -47,6 +50,7 @@ struct SocketWriter {
     mutating func attach(to channel: any Channel) {
         guard Self.enabled, let descriptor = Self.descriptor(of: channel) else { return }
         self.descriptor = descriptor
+        self.channel = channel
         queued.reserveCapacity(4)
     }
 
@@ -54,6 +58,7 @@ struct SocketWriter {
     /// another handler owns it; call `beforeNIOWrite` first to keep them).
     mutating func stop() {
         descriptor = -1
+        channel = nil
         queued.removeAll()
         queuedBytes = 0
     }
@@ -65,8 +70,11 @@ struct SocketWriter {
             queuedBytes += buffer.readableBytes
             queued.append(buffer)
         } else {
+            // Through NIO: also before `attach` (a fresh ship connection is written to when its
+            // connect completes, before `channelActive`), so later direct writes wait for it.
             context.write(NIOAny(buffer), promise: nil)
             nioUnflushed = true
+            nioMayHold = true
         }
     }
 
@@ -102,7 +110,7 @@ struct SocketWriter {
 
     private mutating func sendQueued(context: ChannelHandlerContext) {
         var written = 0
-        if context.channel.isActive {
+        if let channel, channel.isActive {
             if queued.count == 1 {
                 written = queued[0].withUnsafeReadableBytes { bytes in
                     Self.send(descriptor, bytes.baseAddress, bytes.count)
