@@ -103,6 +103,32 @@ struct HeadParserTests {
         #expect(Self.failure(text) == .malformed(reason))
     }
 
+    @Test func findsTheFirstByteOfAWordThatIsNotALetterOrHyphen() {
+        func reference(_ bytes: [UInt8]) -> UInt64 {
+            var mask: UInt64 = 0
+            for (index, byte) in bytes.enumerated() {
+                let letter = (byte >= 65 && byte <= 90) || (byte >= 97 && byte <= 122)
+                if !(letter || byte == 45) { mask |= 0x80 << (8 * UInt64(index)) }
+            }
+            return mask
+        }
+        var generator = SystemRandomNumberGenerator()
+        // Every byte value in every position, then random words mixing letters with the rest.
+        var words: [[UInt8]] = (0..<256).flatMap { byte in
+            (0..<8).map { position in
+                var word = Array("Content-".utf8)
+                word[position] = UInt8(byte)
+                return word
+            }
+        }
+        let alphabet = Array("aZ-:09_\r\n\t @[`{".utf8) + [0x7F, 0x80, 0xC1, 0xFF, 0x2D | 0x80, 0x0D]
+        for _ in 0..<20_000 { words.append((0..<8).map { _ in alphabet.randomElement(using: &generator)! }) }
+        for word in words {
+            let value = word.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            #expect(HeadParser.notLetterOrHyphen(UInt64(littleEndian: value)) == reference(word), "\(word)")
+        }
+    }
+
     @Test(arguments: [0, 7, 42, 100, 999, 12_345, 1_700_000_000_000_001, Int64.max])
     func writesDecimalsTwoDigitsAtATime(value: Int64) {
         var buffer = ByteBufferAllocator().buffer(capacity: 0)

@@ -135,6 +135,22 @@ enum HeadParser {
     }
 }
 
+extension HeadParser {
+    /// Bit 7 set in each byte of `word` (little-endian: the first byte lowest) that is not an ASCII
+    /// letter or `-`.
+    @inline(__always)
+    static func notLetterOrHyphen(_ word: UInt64) -> UInt64 {
+        let high: UInt64 = 0x8080_8080_8080_8080
+        let low7: UInt64 = 0x7F7F_7F7F_7F7F_7F7F
+        let lowered = (word | 0x2020_2020_2020_2020) & low7
+        // 0x61 ('a') or more, and not 0x7B or more; no addition can carry out of its byte.
+        let letter = (lowered &+ 0x1F1F_1F1F_1F1F_1F1F) & ~(lowered &+ 0x0505_0505_0505_0505) & ~word & high
+        let differs = word ^ 0x2D2D_2D2D_2D2D_2D2D  // zero where the byte is '-'
+        let hyphen = ~(((differs & low7) &+ low7) | differs | low7)
+        return ~(letter | hyphen) & high
+    }
+}
+
 private let cr: UInt8 = 13
 private let lf: UInt8 = 10
 private let space: UInt8 = 32
@@ -252,6 +268,17 @@ private struct Reader {
             if first == cr && byte(position + 1) == lf { break }
             if first == space || first == tab { return .malformed("folded header line") }
             var nameEnd = position
+            // Names are mostly letters and hyphens: eight at a time, then byte by byte from the
+            // first other byte (usually the colon).
+            while nameEnd + 8 <= bytes.count {
+                let others = HeadParser.notLetterOrHyphen(
+                    base.loadUnaligned(fromByteOffset: nameEnd, as: UInt64.self))
+                if others != 0 {
+                    nameEnd += others.trailingZeroBitCount >> 3
+                    break
+                }
+                nameEnd += 8
+            }
             while Self.isToken(base.load(fromByteOffset: nameEnd, as: UInt8.self)) { nameEnd += 1 }
             guard nameEnd > position else { return .malformed("invalid header name") }
             let afterName = base.load(fromByteOffset: nameEnd, as: UInt8.self)
@@ -273,7 +300,13 @@ private struct Reader {
                 let word = base.loadUnaligned(fromByteOffset: index, as: UInt64.self)
                 let belowSpace = (word &- 0x2020_2020_2020_2020) & ~word & high
                 let delOrAbove = (word &+ 0x0101_0101_0101_0101) & high | word & high
-                if belowSpace | delOrAbove != 0 { break }
+                let special = belowSpace | delOrAbove
+                if special != 0 {
+                    // The lowest flag marks the first such byte exactly (a borrow or carry only
+                    // ever reaches bytes after a flagged one).
+                    index += special.trailingZeroBitCount >> 3
+                    break
+                }
                 index += 8
             }
             var lineFeed: Int
