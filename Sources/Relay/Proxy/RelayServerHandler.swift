@@ -67,6 +67,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     var draining = false
     /// Writes to the client's socket (straight to it on plain connections while it takes them).
     var writer = SocketWriter()
+    /// Request heads read on this connection so far (up to 2: the writer attaches on the second).
+    private var heads = 0
     private let parserLimits: HeadParser.Limits
 
     var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
@@ -93,11 +95,6 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         watchdog.cancel()
         writer.stop()
         self.context = nil
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        if !secure { writer.attach(to: context.channel) }
-        context.fireChannelActive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -261,6 +258,13 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func received(head: MessageHead, context: ChannelHandlerContext) {
         watchdog.clear()
+        if heads < 2 {
+            heads += 1
+            // Finding the socket's descriptor costs about as much as ten direct writes save: it is
+            // done once a connection shows it is kept alive (a second request), never for the
+            // usual one-request connection.
+            if heads == 2 && !secure { writer.attach(to: context.channel) }
+        }
         requestBody = BodyFraming.request(head)
         // Past an Upgrade (or CONNECT) request, unless the ship switches protocols, the bytes that
         // follow are not HTTP: the connection closes after the answer.
