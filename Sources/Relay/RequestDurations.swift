@@ -85,8 +85,6 @@ final class RequestDurationHistogram: Sendable {
         sum.wrappingAdd(nanoseconds, ordering: .relaxed)
     }
 
-    var count: Int { counts.reduce(0) { $0 + $1.value.load(ordering: .relaxed) } }
-
     func render(into text: inout String) {
         var cumulative = 0
         for (index, bound) in Self.bounds.enumerated() {

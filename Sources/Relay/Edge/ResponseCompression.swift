@@ -55,9 +55,7 @@ extension HeadWriter {
     ) {
         ByteWriter.write(into: &buffer, estimate: head.bytes.readableBytes + 128, source: head.bytes) {
             writer, source in
-            writer.append(clientVersion.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-            writer.append(source, head.statusText)
-            writer.append("\r\n")
+            appendStatusLine(of: head, clientVersion: clientVersion, from: source, into: &writer)
             for field in head.fields {
                 if field.isHopByHop { continue }
                 if coding != nil {
@@ -82,13 +80,8 @@ extension HeadWriter {
             case nil: break
             }
             if !head.variesByAcceptEncoding { writer.append("Vary: Accept-Encoding\r\n") }
-            if reframing == .chunk { writer.append("Transfer-Encoding: chunked\r\n") }
-            if closeAfter {
-                writer.append("Connection: close\r\n")
-            } else if clientVersion.minor == 0 {
-                writer.append("Connection: keep-alive\r\n")
-            }
-            writer.append("\r\n")
+            appendEnding(
+                reframing: reframing, closeAfter: closeAfter, clientVersion: clientVersion, into: &writer)
         }
     }
 }

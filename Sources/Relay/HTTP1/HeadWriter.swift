@@ -97,9 +97,7 @@ enum HeadWriter {
     ) {
         ByteWriter.write(into: &buffer, estimate: head.bytes.readableBytes + 64, source: head.bytes) {
             writer, source in
-            writer.append(clientVersion.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
-            writer.append(source, head.statusText)
-            writer.append("\r\n")
+            appendStatusLine(of: head, clientVersion: clientVersion, from: source, into: &writer)
             if head.status == 101 {
                 copyFields(of: head, from: source, into: &writer) { _ in true }
                 writer.append("\r\n")
@@ -109,14 +107,33 @@ enum HeadWriter {
                 if field.kind == .transferEncoding && reframing == .dechunk { return false }
                 return !field.isHopByHop
             }
-            if reframing == .chunk { writer.append("Transfer-Encoding: chunked\r\n") }
-            if closeAfter {
-                writer.append("Connection: close\r\n")
-            } else if clientVersion.minor == 0 {
-                writer.append("Connection: keep-alive\r\n")
-            }
-            writer.append("\r\n")
+            appendEnding(
+                reframing: reframing, closeAfter: closeAfter, clientVersion: clientVersion, into: &writer)
         }
+    }
+
+    /// `HTTP/1.x <the ship's status and reason>` in the client's version.
+    static func appendStatusLine(
+        of head: MessageHead, clientVersion: HTTPVersion, from source: UnsafeRawBufferPointer,
+        into writer: inout ByteWriter
+    ) {
+        writer.append(clientVersion.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
+        writer.append(source, head.statusText)
+        writer.append("\r\n")
+    }
+
+    /// The lines the relay adds last to a response head (chunked re-framing, the client
+    /// connection's fate), then the blank line.
+    static func appendEnding(
+        reframing: Reframing, closeAfter: Bool, clientVersion: HTTPVersion, into writer: inout ByteWriter
+    ) {
+        if reframing == .chunk { writer.append("Transfer-Encoding: chunked\r\n") }
+        if closeAfter {
+            writer.append("Connection: close\r\n")
+        } else if clientVersion.minor == 0 {
+            writer.append("Connection: keep-alive\r\n")
+        }
+        writer.append("\r\n")
     }
 
     /// How the relay changes a response body's framing on its way to the client.
