@@ -86,6 +86,7 @@ let package = Package(
             name: "Relay",
             dependencies: [
                 "ShipManifest",
+                "CMothershipSystem",
                 "DockingProtocol",
                 "CZlib",
                 "CBrotli",

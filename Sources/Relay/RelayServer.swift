@@ -21,6 +21,8 @@ public actor RelayServer {
     private let manifestDirectory: String
     private let hooks: (any RelayHooks)?
     private let connections = ConnectionRegistry()
+    /// Upgraded connections' thread, started with the first tunnel (nil: `MOTHERSHIP_TUNNEL_THREAD=0`).
+    private let tunnels = TunnelPump.enabled ? TunnelPump() : nil
     private var listeners: [(name: String, channel: any Channel)] = []
     private var contexts: LoopContexts?
     /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.
@@ -68,7 +70,8 @@ public actor RelayServer {
                     edge: EdgeFeatures.build(
                         bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
                         rateLimiter: rateLimiter,
-                        corsCache: corsCache))
+                        corsCache: corsCache),
+                    tunnels: tunnels)
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
                 let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
                 listeners.append((listener.name, channel))
@@ -83,8 +86,11 @@ public actor RelayServer {
     /// Stops accepting, asks open connections to close after their current response, waits up to
     /// `limits.drainTimeout`, then closes whatever is left.
     public func drain() async {
+        let deadline = NIODeadline.now() + limits.drainTimeout
         await closeListeners()
         await connections.drain(timeout: limits.drainTimeout)
+        // Tunnels (WebSockets) on the pump's thread get the same time, then close.
+        await tunnels?.drain(until: deadline)
         await contexts?.closeIdleConnections()
     }
 

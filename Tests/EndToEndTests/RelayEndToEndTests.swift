@@ -316,8 +316,10 @@ struct RelayEndToEndTests {
 
     // MARK: 4. Upgrade tunnel
 
-    @Test(.timeLimit(.minutes(1)))
-    func tunnelsUpgradesBothWaysAndClosesAfterADeclinedOne() async throws {
+    /// With the tunnel thread (the default) and with tunnels left on their event loops (as on TLS
+    /// binds, and with `MOTHERSHIP_TUNNEL_THREAD=0`).
+    @Test(.timeLimit(.minutes(1)), arguments: ["1", "0"])
+    func tunnelsUpgradesBothWaysAndClosesAfterADeclinedOne(tunnelThread: String) async throws {
         let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
@@ -327,7 +329,7 @@ struct RelayEndToEndTests {
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
             \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["http:/(ws|first|no-upgrade).*"]"#))
-            """)
+            """, environment: ["MOTHERSHIP_TUNNEL_THREAD": tunnelThread])
         defer { mothership.stop() }
         let upgrade = [
             "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
@@ -357,6 +359,9 @@ struct RelayEndToEndTests {
         #expect(try await later.read(until: "hello-from-ship\n") == "hello-from-ship\n")
         try await later.send(Array("pong\n".utf8))
         #expect(try await later.read(until: "pong\n") == "pong\n")
+        // The ship ends the tunnel: the client's connection closes.
+        try await later.send(Array("close\n".utf8))
+        #expect(await later.closes(within: 5))
 
         // A ship that answers an Upgrade request with a plain 200: the answer reaches the client, then
         // the connection closes (its request stream cannot be parsed past an Upgrade request).
@@ -884,10 +889,10 @@ struct RelayEndToEndTests {
     /// Writes the manifest, starts mothership and waits for `texts` in its output.
     static func launch(
         in directory: TemporaryDirectory, _ manifest: String, arguments: [String] = [],
-        waitingFor texts: [String] = ["lifecycle: Running"]
+        environment: [String: String] = [:], waitingFor texts: [String] = ["lifecycle: Running"]
     ) async throws -> RunningMothership {
         try directory.write("ship-manifest.toml", manifest)
-        let mothership = try RunningMothership(arguments, in: directory.path)
+        let mothership = try RunningMothership(arguments, in: directory.path, environment: environment)
         do {
             for text in texts {
                 try await mothership.waitUntil(
@@ -1018,7 +1023,7 @@ struct RelayEndToEndTests {
                                  + b"\r\n\r\nhello-from-ship\n")
                 while True:
                     data = self.rfile.read1(65536)
-                    if not data:
+                    if not data or data == b"close\n":
                         break
                     self.wfile.write(data)
                 self.close_connection = True

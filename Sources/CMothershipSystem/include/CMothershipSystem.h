@@ -47,6 +47,16 @@ int ms_reap(pid_t pid, int *status_out);
 int ms_epoll_create(void);
 int ms_epoll_add(int epfd, int fd, uint64_t token);
 int ms_epoll_remove(int epfd, int fd);
+/// Interest bits for `ms_epoll_set` (and the events `ms_epoll_wait` reports).
+enum {
+    MS_EPOLL_IN = 0x001,
+    MS_EPOLL_OUT = 0x004,
+    MS_EPOLL_ERR = 0x008,
+    MS_EPOLL_HUP = 0x010,
+};
+/// Adds `fd` (`add` non-zero) or changes its interest to `events` (MS_EPOLL_* bits, level-triggered;
+/// errors and hang-ups are always reported). Returns 0 or the errno.
+int ms_epoll_set(int epfd, int fd, uint64_t token, uint32_t events, int add);
 /// Waits up to `timeout_ms` (-1: forever); fills `tokens`/`events` and returns how many (EINTR: 0).
 int ms_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms);
 

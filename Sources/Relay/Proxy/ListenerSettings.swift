@@ -14,10 +14,12 @@ final class ListenerSettings: Sendable {
     let hooks: (any RelayHooks)?
     /// Static files, compression, CORS cache, rate limits (SPEC §5).
     let edge: EdgeFeatures
+    /// The thread that carries accepted upgrades on plain connections; nil: they stay on their loops.
+    let tunnels: TunnelPump?
 
     init(
         name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
-        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none
+        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none, tunnels: TunnelPump? = nil
     ) {
         self.name = name
         self.routes = routes
@@ -27,6 +29,7 @@ final class ListenerSettings: Sendable {
         self.logger = logger
         self.hooks = hooks
         self.edge = edge
+        self.tunnels = tunnels
     }
 }
 

@@ -581,6 +581,37 @@ extension RelayServerHandler {
     }
 }
 
+extension RelayServerHandler {
+    /// Hands an open tunnel's two sockets to the relay's tunnel thread (`TunnelPump`) and closes
+    /// their channels here. Only plain connections whose channels hold no unwritten bytes go (the
+    /// pump must be the only writer from the first byte on); any other tunnel stays on this loop.
+    func passTunnelToPump() {
+        guard case .tunnelled(let upstream) = state, let pump = settings.tunnels, !secure, let context,
+            let shipChannel = upstream.context?.channel, upstream.descriptor >= 0,
+            Self.holdsNoWrites(context.channel), Self.holdsNoWrites(shipChannel),
+            let clientDescriptor = writer.isOn
+                ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
+        else { return }
+        // Duplicates: closing the channels closes NIO's descriptors, not the sockets.
+        let client = fcntl(clientDescriptor, F_DUPFD_CLOEXEC, 0)
+        let ship = fcntl(upstream.descriptor, F_DUPFD_CLOEXEC, 0)
+        guard client >= 0, ship >= 0, pump.adopt(client: client, ship: ship) else {
+            if client >= 0 { Glibc.close(client) }
+            if ship >= 0 { Glibc.close(ship) }
+            return
+        }
+        state = .closed
+        writer.stop()
+        upstream.leaveTunnel()
+        upstream.close()
+        context.close(promise: nil)
+    }
+
+    private static func holdsNoWrites(_ channel: any Channel) -> Bool {
+        (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0
+    }
+}
+
 extension Channel {
     /// Turns reading on or off (for backpressure); called on the channel's event loop.
     func setAutoRead(_ on: Bool) {

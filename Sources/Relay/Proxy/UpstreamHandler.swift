@@ -153,11 +153,14 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                 break loop
             }
         }
-        if case .tunnel = phase, buffer.readableBytes > 0 {
-            // What the ship sent right after its 101 belongs to the new protocol.
-            tunnelPeer?.writeToClient(buffer)
-            tunnelPeer?.flushClient()
-            buffer.moveReaderIndex(to: buffer.writerIndex)
+        if case .tunnel = phase {
+            if buffer.readableBytes > 0 {
+                // What the ship sent right after its 101 belongs to the new protocol.
+                tunnelPeer?.writeToClient(buffer)
+                tunnelPeer?.flushClient()
+                buffer.moveReaderIndex(to: buffer.writerIndex)
+            }
+            tunnelPeer?.passTunnelToPump()
         }
         if buffer.readableBytes > 0, owner != nil {
             inbound = buffer
@@ -245,6 +248,15 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         tunnelPeer = peer
         phase = .tunnel
     }
+
+    /// The tunnel went to the pump: this channel's closing is not the tunnel's end.
+    func leaveTunnel() {
+        tunnelPeer = nil
+        phase = .idle
+    }
+
+    /// The socket's descriptor while direct writes are on, else -1.
+    var descriptor: CInt { writer.descriptor }
 
     func pauseReads() {
         guard !readsPaused else { return }
