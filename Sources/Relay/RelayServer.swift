@@ -22,7 +22,7 @@ public actor RelayServer {
     private let hooks: (any RelayHooks)?
     private let connections = ConnectionRegistry()
     /// Upgraded connections' thread, started with the first tunnel (nil: `MOTHERSHIP_TUNNEL_THREAD=0`).
-    private let tunnels = TunnelPump.enabled ? TunnelPump() : nil
+    nonisolated let tunnels = TunnelPump.enabled ? TunnelPump() : nil
     private var listeners: [(name: String, channel: any Channel)] = []
     private var contexts: LoopContexts?
     /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.

@@ -7,31 +7,41 @@ import Testing
 
 @testable import Relay
 
-/// The relay's timeouts of SPEC §4 (header read 30 s, idle keep-alive 60 s, first byte 60 s), with the
-/// same code and real sockets but limits of a fraction of a second: too long to wait for through the
-/// binary, which has no knob for them.
+/// The relay's timeouts of SPEC §4 (header read 30 s, idle keep-alive 60 s, first byte 60 s, the
+/// drain's 10 s), with the same code and real sockets but limits of a fraction of a second: too long
+/// to wait for through the binary, which has no knob for them.
 @Suite("Relay timeouts", .timeLimit(.minutes(1)))
 struct RelayTimeoutTests {
     static let limit = TimeAmount.milliseconds(300)
 
-    /// A relay on a free port: `/silent…` goes to a ship that accepts and never answers, anything
-    /// else to a ship that is not ready (answered 503 by the relay itself).
+    /// A relay on a free port: `/silent…` goes to a ship that accepts and never answers, `/ws…` to
+    /// one that switches protocols and echoes, anything else to a ship that is not ready (answered
+    /// 503 by the relay itself).
     struct Harness {
         let relay: RelayServer
         let relayPort: Int
         let silentShip: any Channel
+        let echoShip: any Channel
 
         /// Only the timeout a test is about is short: a loaded machine that delays the client's
         /// first write must not trip the header-read timeout of a test that is about another.
         static func start(
             headerRead: TimeAmount = .seconds(30), idle: TimeAmount = .seconds(30),
-            firstByte: TimeAmount = .seconds(30)
+            firstByte: TimeAmount = .seconds(30), drain: TimeAmount = .seconds(10)
         ) async throws -> Harness {
             let relayPort = ProcessInspector.freePort()
             let silentPort = ProcessInspector.freePort()
+            let echoPort = ProcessInspector.freePort()
             let downPort = ProcessInspector.freePort()
             let silentShip = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .bind(host: "127.0.0.1", port: silentPort).get()
+            let echoShip = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(SwitchingEcho())
+                    }
+                }
+                .bind(host: "127.0.0.1", port: echoPort).get()
             let text = """
                 [mothership.bind]
                 http = "127.0.0.1:\(relayPort)"
@@ -43,6 +53,12 @@ struct RelayTimeoutTests {
                 routes = [{ bind = "http", pattern = "/silent.*" }]
 
                 [[fleet.web]]
+                name = "echo"
+                command = "sleep"
+                bind = "tcp://127.0.0.1:\(echoPort)"
+                routes = [{ bind = "http", pattern = "/ws.*" }]
+
+                [[fleet.web]]
                 name = "down"
                 command = "sleep"
                 bind = "tcp://127.0.0.1:\(downPort)"
@@ -52,20 +68,23 @@ struct RelayTimeoutTests {
             let manifest = try #require(loaded.manifest, "\(loaded.diagnostics)")
             let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
             directory.set(ship: "silent", ready: true)
+            directory.set(ship: "echo", ready: true)
             var limits = RelayLimits()
             limits.headerReadTimeout = headerRead
             limits.idleTimeout = idle
             limits.firstByteTimeout = firstByte
+            limits.drainTimeout = drain
             let relay = RelayServer(
                 manifest: manifest, directory: directory, manifestDirectory: "/", limits: limits,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             try await relay.start()
-            return Harness(relay: relay, relayPort: relayPort, silentShip: silentShip)
+            return Harness(relay: relay, relayPort: relayPort, silentShip: silentShip, echoShip: echoShip)
         }
 
         func stop() async {
             await relay.drain()
             try? await silentShip.close()
+            try? await echoShip.close()
         }
 
         /// Connects, sends `text` as soon as connected, and returns what the relay sent until it
@@ -85,6 +104,28 @@ struct RelayTimeoutTests {
             let elapsed = started.duration(to: clock.now)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             return (collector.received, seconds)
+        }
+    }
+
+    /// A ship that answers the first request head with 101 and then echoes every byte.
+    final class SwitchingEcho: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var head = ""
+        private var switched = false
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            let bytes = unwrapInboundIn(data)
+            if switched {
+                context.writeAndFlush(wrapOutboundOut(bytes), promise: nil)
+                return
+            }
+            head += String(buffer: bytes)
+            guard let end = head.range(of: "\r\n\r\n") else { return }
+            switched = true
+            let answer =
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+            context.writeAndFlush(
+                wrapOutboundOut(ByteBuffer(string: answer + head[end.upperBound...])), promise: nil)
         }
     }
 
@@ -129,5 +170,42 @@ struct RelayTimeoutTests {
         #expect(received.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
         #expect(received.contains("no response within"), "\(received)")
         #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
+    }
+
+    /// Draining on shutdown (SPEC §4) is bounded for tunnels too: an open WebSocket keeps the relay
+    /// for the drain timeout, then closes. The tunnel is on the tunnel thread by then (a plain
+    /// connection), so this also shows the handover and the thread's part in the drain.
+    @Test func anOpenTunnelIsClosedWhenTheDrainTimeoutEnds() async throws {
+        let harness = try await Harness.start(drain: Self.limit)
+        let collector = Collector(
+            greeting: "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(collector)
+                }
+            }
+            .connect(host: "127.0.0.1", port: harness.relayPort).get()
+        let received = { try await channel.eventLoop.submit { collector.received }.get() }
+        #expect(try await Self.eventually { try await received().hasPrefix("HTTP/1.1 101 ") })
+        try await channel.writeAndFlush(ByteBuffer(string: "ping\n"))
+        #expect(try await Self.eventually { try await received().hasSuffix("\r\n\r\nping\n") })
+        #expect(harness.relay.tunnels?.openTunnels == 1)
+
+        let clock = ContinuousClock()
+        let started = clock.now
+        await harness.stop()
+        let elapsed = started.duration(to: clock.now)
+        #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(10), "drained in \(elapsed)")
+        #expect(try await Self.eventually { !channel.isActive }, "the tunnel's client is closed")
+        #expect(harness.relay.tunnels?.openTunnels == 0)
+    }
+
+    static func eventually(_ condition: () async throws -> Bool) async throws -> Bool {
+        for _ in 0..<250 {
+            if try await condition() { return true }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        return try await condition()
     }
 }

@@ -10,10 +10,9 @@ import Testing
 
 /// The tunnel thread against real sockets (Unix socket pairs): each tunnel's "client" and "ship"
 /// ends are handed to the pump, the test holds the other end of each pair.
-@Suite("Tunnel thread")
+@Suite("Tunnel thread", .timeLimit(.minutes(1)))
 struct TunnelPumpTests {
-    @Test(.timeLimit(.minutes(1)))
-    func carriesBytesBothWaysWholeAndInOrder() async throws {
+    @Test func carriesBytesBothWaysWholeAndInOrder() async throws {
         let pump = try #require(TunnelPump())
         let tunnel = try Tunnel(pump)
         defer { tunnel.close() }
@@ -34,8 +33,7 @@ struct TunnelPumpTests {
         await pump.drain(until: .now())
     }
 
-    @Test(.timeLimit(.minutes(1)))
-    func holdsReadsWhileTheOtherEndDoesNotTakeBytes() async throws {
+    @Test func holdsReadsWhileTheOtherEndDoesNotTakeBytes() async throws {
         let pump = try #require(TunnelPump())
         let tunnel = try Tunnel(pump)
         defer { tunnel.close() }
@@ -53,8 +51,7 @@ struct TunnelPumpTests {
         await pump.drain(until: .now())
     }
 
-    @Test(.timeLimit(.minutes(1)))
-    func deliversWhatWaitsThenClosesBothAtEndOfStream() async throws {
+    @Test func deliversWhatWaitsThenClosesBothAtEndOfStream() async throws {
         let pump = try #require(TunnelPump())
         let tunnel = try Tunnel(pump)
         // 1 MB, then the client closes: the ship gets all of it, then end of stream.
@@ -77,8 +74,7 @@ struct TunnelPumpTests {
         await pump.drain(until: .now())
     }
 
-    @Test(.timeLimit(.minutes(1)))
-    func drainWaitsThenClosesWhatIsLeftAndRefusesNewTunnels() async throws {
+    @Test func drainWaitsThenClosesWhatIsLeftAndRefusesNewTunnels() async throws {
         let pump = try #require(TunnelPump())
         let tunnel = try Tunnel(pump)
         defer { tunnel.close() }
@@ -99,8 +95,7 @@ struct TunnelPumpTests {
         #expect(fcntl(a, F_GETFD) >= 0)
     }
 
-    @Test(.timeLimit(.minutes(1)))
-    func drainEndsAtOnceWhenNoTunnelIsOpen() async throws {
+    @Test func drainEndsAtOnceWhenNoTunnelIsOpen() async throws {
         let pump = try #require(TunnelPump())
         let tunnel = try Tunnel(pump)
         tunnel.close()

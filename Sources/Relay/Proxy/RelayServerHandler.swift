@@ -588,7 +588,7 @@ extension RelayServerHandler {
     func passTunnelToPump() {
         guard case .tunnelled(let upstream) = state, let pump = settings.tunnels, !secure, let context,
             let shipChannel = upstream.context?.channel, upstream.descriptor >= 0,
-            Self.holdsNoWrites(context.channel), Self.holdsNoWrites(shipChannel),
+            context.channel.holdsNoWrites, shipChannel.holdsNoWrites,
             let clientDescriptor = writer.isOn
                 ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
         else { return }
@@ -606,10 +606,6 @@ extension RelayServerHandler {
         upstream.close()
         context.close(promise: nil)
     }
-
-    private static func holdsNoWrites(_ channel: any Channel) -> Bool {
-        (try? channel.syncOptions?.getOption(.bufferedWritableBytes)) == 0
-    }
 }
 
 extension Channel {
@@ -617,4 +613,8 @@ extension Channel {
     func setAutoRead(_ on: Bool) {
         try? syncOptions?.setOption(.autoRead, value: on)
     }
+
+    /// Whether SwiftNIO holds none of the bytes written to this channel (all are in the socket);
+    /// called on the channel's event loop.
+    var holdsNoWrites: Bool { (try? syncOptions?.getOption(.bufferedWritableBytes)) == 0 }
 }

@@ -103,9 +103,7 @@ struct SocketWriter {
 
     /// Whether NIO holds no bytes of this channel any more (then direct writes may go on).
     private mutating func nioIsEmpty(_ context: ChannelHandlerContext) -> Bool {
-        guard !nioUnflushed, let options = context.channel.syncOptions,
-            (try? options.getOption(.bufferedWritableBytes)) == 0
-        else { return false }
+        guard !nioUnflushed, context.channel.holdsNoWrites else { return false }
         nioMayHold = false
         return true
     }

@@ -160,6 +160,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                 tunnelPeer?.flushClient()
                 buffer.moveReaderIndex(to: buffer.writerIndex)
             }
+            // Only now: the tunnel thread must find both channels with nothing left to write.
             tunnelPeer?.passTunnelToPump()
         }
         if buffer.readableBytes > 0, owner != nil {
