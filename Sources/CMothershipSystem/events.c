@@ -2,8 +2,11 @@
 #include "CMothershipSystem.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 int ms_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
@@ -52,4 +55,20 @@ void ms_eventfd_drain(int fd) {
     do {
         count = read(fd, &value, sizeof value);
     } while (count < 0 && errno == EINTR);
+}
+
+ssize_t ms_send(int fd, const void *buffer, size_t length) {
+    return syscall(SYS_sendto, fd, buffer, length, MSG_NOSIGNAL, NULL, 0);
+}
+
+ssize_t ms_sendv(int fd, const struct iovec *vectors, int count) {
+    struct msghdr message;
+    memset(&message, 0, sizeof message);
+    message.msg_iov = (struct iovec *)vectors;
+    message.msg_iovlen = (size_t)count;
+    return syscall(SYS_sendmsg, fd, &message, MSG_NOSIGNAL);
+}
+
+ssize_t ms_recv(int fd, void *buffer, size_t length) {
+    return syscall(SYS_recvfrom, fd, buffer, length, 0, NULL, NULL);
 }

@@ -3,6 +3,7 @@
 
 #include <stdint.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 
 /// Which step of `ms_spawn` failed (reported through `failed_step_out`).
 enum {
@@ -59,6 +60,13 @@ enum {
 int ms_epoll_set(int epfd, int fd, uint64_t token, uint32_t events, int add);
 /// Waits up to `timeout_ms` (-1: forever); fills `tokens`/`events` and returns how many (EINTR: 0).
 int ms_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms);
+
+/// send(MSG_NOSIGNAL), sendmsg(MSG_NOSIGNAL) over `count` vectors, and recv, as direct system
+/// calls: glibc's wrappers are cancellation points and pay two atomic operations per call for it;
+/// this process never cancels a thread. Results and errno as from the libc calls.
+ssize_t ms_send(int fd, const void *buffer, size_t length);
+ssize_t ms_sendv(int fd, const struct iovec *vectors, int count);
+ssize_t ms_recv(int fd, void *buffer, size_t length);
 
 /// A non-blocking, close-on-exec eventfd.
 int ms_eventfd(void);

@@ -1,3 +1,4 @@
+import CMothershipSystem
 import NIOCore
 
 #if canImport(Glibc)
@@ -152,12 +153,9 @@ struct SocketWriter {
                         iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
             }
         }
-        return vectors.withUnsafeMutableBufferPointer { vectors in
-            var message = msghdr()
-            message.msg_iov = vectors.baseAddress
-            message.msg_iovlen = vectors.count
+        return vectors.withUnsafeBufferPointer { vectors in
             while true {
-                let result = sendmsg(descriptor, &message, CInt(MSG_NOSIGNAL))
+                let result = ms_sendv(descriptor, vectors.baseAddress, CInt(vectors.count))
                 if result >= 0 || errno != EINTR { return result }
             }
         }
@@ -165,7 +163,7 @@ struct SocketWriter {
 
     private static func send(_ descriptor: CInt, _ pointer: UnsafeRawPointer?, _ count: Int) -> Int {
         while true {
-            let result = Glibc.send(descriptor, pointer, count, CInt(MSG_NOSIGNAL))
+            let result = ms_send(descriptor, pointer, count)
             if result >= 0 || errno != EINTR { return result }
         }
     }

@@ -215,7 +215,7 @@ private final class TunnelTable {
     /// `pending`, and reading from `end` stops until it is out.
     private func receive(from end: Int, scratch: UnsafeMutableRawBufferPointer) {
         let peer = end ^ 1
-        let count = recv(ends[end].fd, scratch.baseAddress, scratch.count, 0)
+        let count = ms_recv(ends[end].fd, scratch.baseAddress, scratch.count)
         if count > 0 {
             let sent = Self.send(ends[peer].fd, scratch.baseAddress!, count)
             if sent == count { return }
@@ -304,7 +304,7 @@ private final class TunnelTable {
 
     private static func send(_ fd: CInt, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
         while true {
-            let result = Glibc.send(fd, pointer, count, CInt(MSG_NOSIGNAL))
+            let result = ms_send(fd, pointer, count)
             if result >= 0 || errno != EINTR { return result }
         }
     }
