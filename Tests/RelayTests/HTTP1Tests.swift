@@ -65,6 +65,54 @@ struct HeadParserTests {
         #expect(String(buffer: buffer) == "5\r\nhello")  // the body stays for the framing
     }
 
+    @Test func parsingIntoOneHeadReusesItsFieldListAndResetsEverythingElse() throws {
+        // A connection parses each of its heads into one variable: the second head must carry
+        // nothing of the first, and the field list's storage must be the one handed in.
+        var buffer = ByteBuffer(
+            string:
+                "POST /a HTTP/1.1\r\nHost: x\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nContent-Length: 3\r\nExpect: 100-continue\r\n\r\nabc"
+                + "GET /b HTTP/1.0\r\nHost: y\r\n\r\nGET /c HTTP/1.1\r\nHo")
+        var scanned = 0
+        var head = MessageHead(bytes: buffer)
+        head.fields.reserveCapacity(32)
+        let storage = head.fields.withUnsafeBufferPointer { $0.baseAddress }
+        guard
+            case .complete = HeadParser.next(
+                from: &buffer, kind: .request, limits: Self.limits, scanned: &scanned, into: &head)
+        else {
+            Issue.record("first head")
+            return
+        }
+        #expect(head.method == .POST && head.targetString == "/a" && head.contentLength == 3)
+        #expect(head.connection.contains(.close) && head.expectsContinue && head.fields.count == 5)
+        #expect(head.fields.withUnsafeBufferPointer { $0.baseAddress } == storage)
+        buffer.moveReaderIndex(forwardBy: 3)  // the body
+
+        guard
+            case .complete = HeadParser.next(
+                from: &buffer, kind: .request, limits: Self.limits, scanned: &scanned, into: &head)
+        else {
+            Issue.record("second head")
+            return
+        }
+        #expect(head.method == .GET && head.targetString == "/b" && head.version == .http1_0)
+        #expect(head.contentLength == nil && !head.expectsContinue && head.connection.isEmpty)
+        #expect(head.headerPairs.map(\.0) == ["Host"] && head.value(of: .host) == "y")
+        #expect(head.fields.allSatisfy { !$0.isHopByHop })
+        #expect(head.fields.withUnsafeBufferPointer { $0.baseAddress } == storage)
+
+        // An incomplete head leaves the last one as it was.
+        guard
+            case .incomplete = HeadParser.next(
+                from: &buffer, kind: .request, limits: Self.limits, scanned: &scanned, into: &head)
+        else {
+            Issue.record("incomplete third head")
+            return
+        }
+        #expect(head.targetString == "/b")
+        #expect(String(buffer: buffer) == "GET /c HTTP/1.1\r\nHo")
+    }
+
     @Test func acceptsBareLineFeedsAndHTTP10KeepAliveRules() throws {
         let bare = try Self.head("GET / HTTP/1.0\nConnection: keep-alive\n\n")
         #expect(bare.bareLineFeeds && bare.version == .http1_0 && bare.isKeepAlive)

@@ -31,6 +31,13 @@ enum HeadParser {
         case failure(Failure)
     }
 
+    /// `Outcome` without the head, which `next(from:…into:)` leaves in the caller's variable.
+    enum Status {
+        case incomplete
+        case complete
+        case failure(Failure)
+    }
+
     struct Limits {
         var maxTargetBytes: Int
         var maxHeaderBytes: Int
@@ -48,16 +55,21 @@ enum HeadParser {
     static func next(
         from buffer: inout ByteBuffer, kind: Kind, limits: Limits, scanned: inout Int
     ) -> Outcome {
-        var spare: [HeaderField] = []
-        return next(from: &buffer, kind: kind, limits: limits, scanned: &scanned, reusing: &spare)
+        var head = MessageHead(bytes: buffer.getSlice(at: buffer.readerIndex, length: 0)!)
+        switch next(from: &buffer, kind: kind, limits: limits, scanned: &scanned, into: &head) {
+        case .incomplete: return .incomplete
+        case .complete: return .complete(head)
+        case .failure(let failure): return .failure(failure)
+        }
     }
 
-    /// The same, with the field list's storage taken from `spare` (a connection hands back each
-    /// head's list when done with it, so that parsing allocates nothing in the usual case).
+    /// The same, parsing into `head`, whose field list's storage is reused (a connection keeps one
+    /// head for all its messages: no allocation, and no copy of the head on its way out, in the
+    /// usual case). `head` is changed only when a head is complete.
     static func next(
         from buffer: inout ByteBuffer, kind: Kind, limits: Limits, scanned: inout Int,
-        reusing spare: inout [HeaderField]
-    ) -> Outcome {
+        into head: inout MessageHead
+    ) -> Status {
         if scanned == 0 && kind == .request {
             // RFC 9112 §2.2: empty lines before a request line are ignored (a client's stray CRLF
             // after a body, for instance).
@@ -75,12 +87,20 @@ enum HeadParser {
             return .incomplete
         }
         scanned = 0
-        var head = MessageHead(bytes: buffer.readSlice(length: end)!)
-        head.fields = spare
-        spare = []
-        head.fields.removeAll(keepingCapacity: true)
-        if let failure = fill(&head, kind: kind, limits: limits) { return .failure(failure) }
-        return .complete(head)
+        var fields: [HeaderField] = []
+        swap(&fields, &head.fields)
+        fields.removeAll(keepingCapacity: true)
+        head = MessageHead(bytes: buffer.getSlice(at: buffer.readerIndex, length: end)!)
+        swap(&head.fields, &fields)  // moved, not copied: the list must stay uniquely referenced
+        // Parsed from `buffer`, which holds the same bytes: reading them through `head.bytes` while
+        // `head` changes would take a reference to its storage for the duration.
+        let failure = buffer.withUnsafeReadableBytes { raw in
+            var reader = Reader(bytes: UnsafeRawBufferPointer(rebasing: raw[..<end]), limits: limits)
+            return reader.parse(into: &head, kind: kind)
+        }
+        buffer.moveReaderIndex(forwardBy: end)
+        if let failure { return .failure(failure) }
+        return .complete
     }
 
     /// The offset just past the blank line that ends a head, if `bytes` hold one.
@@ -123,15 +143,6 @@ enum HeadParser {
             if count > limits.maxHeaderBytes + 8 * 1024 { return .malformed("response head too large") }
         }
         return nil
-    }
-
-    /// Parses `head.bytes` into the rest of `head`.
-    private static func fill(_ head: inout MessageHead, kind: Kind, limits: Limits) -> Failure? {
-        let bytes = head.bytes
-        return bytes.withUnsafeReadableBytes { raw in
-            var reader = Reader(bytes: raw, limits: limits)
-            return reader.parse(into: &head, kind: kind)
-        }
     }
 }
 

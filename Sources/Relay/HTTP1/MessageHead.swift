@@ -105,3 +105,14 @@ struct ConnectionTokens: OptionSet {
     /// Some other token: a header name to drop.
     static let names = ConnectionTokens(rawValue: 8)
 }
+
+extension HTTPMethod {
+    /// `==` on `HTTPMethod` compares the methods' names as strings; these compare cases.
+    var isHead: Bool {
+        if case .HEAD = self { true } else { false }
+    }
+
+    var isConnect: Bool {
+        if case .CONNECT = self { true } else { false }
+    }
+}

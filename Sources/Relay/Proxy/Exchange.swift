@@ -32,8 +32,9 @@ final class Exchange {
     /// Whether this request is the half-open breaker's trial.
     let isTrial: Bool
     private let limits: RelayLimits
-    private let eventLoop: any EventLoop
     private let started = NIODeadline.now()
+    /// When the response ended (recorded once, also the start of the client's idle timeout).
+    private(set) var endedAt: NIODeadline?
 
     private(set) var upstream: UpstreamHandler?
     /// Body bytes that arrived before the upstream connection was ready.
@@ -69,7 +70,7 @@ final class Exchange {
         self.breaker = breaker
         self.head = head
         self.method = method
-        self.isHead = method == .HEAD
+        self.isHead = method.isHead
         self.target = target
         self.clientVersion = clientVersion
         self.closeClient = closeClient
@@ -77,7 +78,6 @@ final class Exchange {
         self.requestEnded = bodyless
         self.isTrial = isTrial
         self.limits = owner.settings.limits
-        self.eventLoop = owner.context!.eventLoop
     }
 
     func start() {
@@ -121,6 +121,11 @@ final class Exchange {
     // MARK: Connecting
 
     private func connect() {
+        // The client's loop, asked for only here (not per request): gone means the client is.
+        guard let eventLoop = owner.context?.eventLoop else {
+            abandon()
+            return
+        }
         var bootstrap = ClientBootstrap(group: eventLoop)
             .connectTimeout(limits.connectTimeout)
             .channelOption(.recvAllocator, value: RelayLimits.upstreamReceiveBuffers)
@@ -172,7 +177,8 @@ final class Exchange {
         pending.removeAll()
         handler.flush()
         if handler.isWritable { owner.resumeClientReads() } else { owner.pauseClientReads() }
-        owner.watch(for: limits.firstByteTimeout)
+        // A pooled connection is attached as the exchange starts: its clock reading serves.
+        owner.watch(until: (reused ? started : .now()) + limits.firstByteTimeout)
     }
 
     private func connectFailed(_ error: any Error) {
@@ -434,8 +440,9 @@ final class Exchange {
 
     private func record(success: Bool) {
         entry.requests.increment()
-        entry.duration.record(
-            nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
+        let now = NIODeadline.now()
+        endedAt = now
+        entry.duration.record(nanoseconds: Int64(now.uptimeNanoseconds - started.uptimeNanoseconds))
         if success {
             breaker.recordSuccess()
         } else {

@@ -11,8 +11,15 @@ final class LoopContext {
     /// This loop's request and response modules (their instances), when the manifest has any.
     var hooks: (any LoopHooks)?
 
-    func pool(ship index: Int, address: BindAddress) -> UpstreamPool {
+    /// The pool of `entry`'s ship (a ship route's entry).
+    func pool(for entry: RouteEntry) -> UpstreamPool {
+        let index = entry.shipIndex
         if index < pools.count, let pool = pools[index] { return pool }
+        guard case .ship(_, let address, _) = entry.target else { preconditionFailure("not a ship route") }
+        return makePool(ship: index, address: address)
+    }
+
+    private func makePool(ship index: Int, address: BindAddress) -> UpstreamPool {
         let pool: UpstreamPool
         switch address {
         case .tcp(let host, let port): pool = UpstreamPool(address: .tcp(host: host, port: port))

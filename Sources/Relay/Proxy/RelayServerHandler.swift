@@ -71,12 +71,19 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private var heads = 0
     private let parserLimits: HeadParser.Limits
 
-    var allocator: ByteBufferAllocator { context?.channel.allocator ?? ByteBufferAllocator() }
+    /// The channel's allocator, taken once (asking the channel for it costs reference counting
+    /// through SwiftNIO's lifecycle state on every request).
+    private(set) var allocator = ByteBufferAllocator()
+    /// The client channel's writability, kept from its change events (as `UpstreamHandler`'s).
+    private var clientWritable = false
+    /// The logger's level, read once per connection (the level is set at start-up).
+    private let logsRequests: Bool
 
     init(settings: ListenerSettings, loop: LoopContext) {
         self.settings = settings
         self.loop = loop
         self.secure = settings.scheme == "https"
+        self.logsRequests = settings.logger.logLevel <= .debug
         self.parserLimits = HeadParser.Limits(
             maxTargetBytes: settings.limits.maxRequestLineBytes,
             maxHeaderBytes: settings.limits.maxHeaderBytes,
@@ -87,6 +94,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        allocator = context.channel.allocator
+        clientWritable = context.channel.isWritable
         clientAddress = context.channel.remoteAddress?.ipAddress
         watch(for: settings.limits.headerReadTimeout)
     }
@@ -118,19 +127,23 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             switch state {
             case .idle:
                 if buffer.readableBytes == 0 { break loop }
+                // Parsed into a local (the buffer stands in until a head is complete), with the
+                // last head's field list: no copy of the head on its way here.
+                var head = MessageHead(bytes: buffer)
+                swap(&head.fields, &spareFields)
                 switch HeadParser.next(
-                    from: &buffer, kind: .request, limits: parserLimits, scanned: &scanned,
-                    reusing: &spareFields)
+                    from: &buffer, kind: .request, limits: parserLimits, scanned: &scanned, into: &head)
                 {
                 case .incomplete:
+                    swap(&head.fields, &spareFields)
                     break loop
                 case .failure(let failure):
                     refuse(failure, context: context)
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
-                case .complete(let head):
+                case .complete:
                     received(head: head, context: context)
-                    spareFields = head.fields
+                    swap(&head.fields, &spareFields)
                 }
             case .answered(let close):
                 if !requestBody.isNone {
@@ -207,13 +220,15 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         default: break
         }
         state = .closed
+        clientWritable = false
         watchdog.cancel()
         writer.stop()
         context.fireChannelInactive()
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        clientWritable = context.channel.isWritable
+        if clientWritable {
             switch state {
             case .proxying(let exchange): exchange.upstream?.resumeReads()
             case .tunnelled(let upstream): upstream.resumeReads()
@@ -269,7 +284,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         // Past an Upgrade (or CONNECT) request, unless the ship switches protocols, the bytes that
         // follow are not HTTP: the connection closes after the answer.
         let isUpgrade = head.isUpgrade
-        let close = !head.isKeepAlive || draining || isUpgrade || head.method == .CONNECT
+        let close = !head.isKeepAlive || draining || isUpgrade || head.method.isConnect
         // SPEC §4, in order. The PROXY header and the client address come first, per connection
         // (`clientAddress`: the PROXY protocol's address when one was sent). Each step costs a nil
         // check when the manifest leaves its feature off, and returns true when it answered.
@@ -311,7 +326,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             answer(.notFound(), head: head, close: close, context: context)
             return
         }
-        if settings.logger.logLevel <= .debug {
+        if logsRequests {
             let agentKind = kind ?? UserAgentKind(userAgent: head.value(of: .userAgent))
             settings.logger.debug(
                 "request",
@@ -320,7 +335,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                     "ja4h": "\(JA4H(head))", "route": "\(entry.route.pattern)", "ship": "\(entry.ship)",
                 ])
         }
-        guard case .ship(let index, let address, let gate) = entry.target else {
+        guard let gate = entry.shipGate else {
             if case .bay(let berth) = entry.target {
                 boardBay(berth, head: head, entry: entry, close: close, context: context)
             }
@@ -330,7 +345,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             answer(.notReady(ship: entry.ship), head: head, close: close, context: context, entry: entry)
             return
         }
-        let breaker = settings.breakers.breaker(index)
+        let breaker = settings.breakers.breaker(entry.shipIndex)
         let admission = breaker.admit()
         if case .reject(let retryAfter) = admission {
             answer(
@@ -339,7 +354,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             return
         }
         var upstreamHead = requestHeads.take(
-            capacity: head.bytes.readableBytes + 256, allocator: context.channel.allocator)
+            capacity: head.bytes.readableBytes + 256, allocator: allocator)
         HeadWriter.upstreamRequest(
             head, target: entry.stripsPrefix ? forwardedTarget(target, path: path, route: entry.route) : nil,
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
@@ -348,7 +363,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             into: &upstreamHead)
         requestHeads.keep(upstreamHead)
         let exchange = Exchange(
-            owner: self, entry: entry, pool: loop.pool(ship: index, address: address), breaker: breaker,
+            owner: self, entry: entry, pool: loop.pool(for: entry), breaker: breaker,
             head: upstreamHead, method: head.method, target: target, clientVersion: head.version,
             closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone,
             isTrial: admission == .trial)
@@ -360,7 +375,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             // The relay takes the expectation on (the ship never sees it): the client sends its
             // body now instead of after its own timeout.
             sendNow(
-                context.channel.allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"),
+                allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"),
                 context: context)
         }
         exchange.start()
@@ -385,7 +400,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         entry?.requests.increment()
         state = .answered(close: close)
         writeLocal(
-            response, version: head.version, close: close, isHead: head.method == .HEAD, context: context)
+            response, version: head.version, close: close, isHead: head.method.isHead, context: context)
     }
 
     /// Answers and closes (malformed request, oversized head).
@@ -409,7 +424,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         _ response: LocalResponse, version: HTTPVersion, close: Bool, isHead: Bool,
         context: ChannelHandlerContext
     ) {
-        var bytes = context.channel.allocator.buffer(capacity: 256)
+        var bytes = allocator.buffer(capacity: 256)
         HeadWriter.local(response, version: version, close: close, isHead: isHead, into: &bytes)
         sendNow(bytes, context: context)
     }
@@ -430,7 +445,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// Sends what was queued; while the client's socket is full the ship's reads are held.
     func flushClient() {
-        guard let context, writer.flush(context: context), !context.channel.isWritable else { return }
+        guard let context, writer.flush(context: context), !clientWritable else { return }
         switch state {
         case .proxying(let exchange): exchange.upstream?.pauseReads()
         case .tunnelled(let upstream): upstream.pauseReads()
@@ -448,7 +463,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         // Settled before the flush, so that nothing the flush sets off finds the connection still
         // busy with the finished exchange.
-        settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
+        settle(close: exchange.closeClient, requestEnded: exchange.requestEnded, at: exchange.endedAt)
         writer.flush(context: context)
     }
 
@@ -473,15 +488,16 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// After a response has been written: the rest of the request body, if any is still coming, is
     /// read and dropped (an early answer, a 413 before the upload ended); then the connection closes
-    /// or takes the next request.
-    func settle(close: Bool, requestEnded: Bool) {
+    /// or takes the next request. `now`, when the caller has just read the clock, starts the idle
+    /// timeout.
+    func settle(close: Bool, requestEnded: Bool, at now: NIODeadline? = nil) {
         if !requestEnded {
             state = .answered(close: close)
             resumeClientReads()
         } else if close {
             closeAfterWrites()
         } else {
-            becomeIdle()
+            becomeIdle(at: now)
         }
     }
 
@@ -498,7 +514,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         context?.channel.setAutoRead(true)
     }
 
-    private func becomeIdle() {
+    private func becomeIdle(at now: NIODeadline? = nil) {
         state = .idle
         requestBody = .none
         if draining {
@@ -511,7 +527,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.eventLoop.execute { bound.value.processInbound() }
         }
         resumeClientReads()
-        watch(for: settings.limits.idleTimeout)
+        watch(until: (now ?? .now()) + settings.limits.idleTimeout)
     }
 
     private func processInbound() {
@@ -527,7 +543,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func unwatch() { watchdog.clear() }
 
-    private func watch(until deadline: NIODeadline) {
+    func watch(until deadline: NIODeadline) {
         if watchdog.move(to: deadline) { return }
         guard let context else { return }
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)

@@ -24,6 +24,10 @@ final class RouteEntry: Sendable {
     let matchesEveryPath: Bool
     let hasUserAgentFilter: Bool
     let stripsPrefix: Bool
+    /// A ship target's gate and index, flat for the same reason (matching on `target` copies the
+    /// address's strings out per request); nil and -1 for a bay.
+    let shipGate: ShipGate?
+    let shipIndex: Int
 
     init(
         route: Route, ship: String, target: RouteTarget, requests: Counter, duration: RequestDurationHistogram
@@ -36,6 +40,11 @@ final class RouteEntry: Sendable {
         self.matchesEveryPath = route.pattern.matchesEveryPath
         self.hasUserAgentFilter = route.userAgentFilter != nil
         self.stripsPrefix = route.stripPrefix != nil
+        if case .ship(let index, _, let gate) = target {
+            (self.shipGate, self.shipIndex) = (gate, index)
+        } else {
+            (self.shipGate, self.shipIndex) = (nil, -1)
+        }
     }
 }
 

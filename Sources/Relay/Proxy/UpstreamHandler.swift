@@ -35,7 +35,10 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The last head's field list, for the next head to parse into.
     private var spareFields: [HeaderField] = []
 
-    var isWritable: Bool { context?.channel.isWritable ?? false }
+    /// The channel's writability, kept from its change events (SwiftNIO fires them as a write
+    /// crosses the high water mark and as a flush drains below the low one): asking the channel
+    /// costs reference counting on the hot path.
+    private(set) var isWritable = false
     /// Open: set when the handler joins an active channel, cleared when it goes inactive (cheaper
     /// than asking the channel on every lease).
     private(set) var isActive = false
@@ -45,10 +48,12 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isActive = context.channel.isActive
+        isWritable = context.channel.isWritable
     }
 
     func channelActive(context: ChannelHandlerContext) {
         isActive = true
+        isWritable = context.channel.isWritable
         writer.attach(to: context.channel)
         context.fireChannelActive()
     }
@@ -96,22 +101,26 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                 buffer.moveReaderIndex(to: buffer.writerIndex)
                 break loop
             case .head:
+                // As in the client's handler: parsed into a local with the last head's field list.
+                var head = MessageHead(bytes: buffer)
+                swap(&head.fields, &spareFields)
                 switch HeadParser.next(
-                    from: &buffer, kind: .response, limits: .response, scanned: &scanned,
-                    reusing: &spareFields)
+                    from: &buffer, kind: .response, limits: .response, scanned: &scanned, into: &head)
                 {
                 case .incomplete:
+                    swap(&head.fields, &spareFields)
                     break loop
                 case .failure(let failure):
                     owner.upstreamMalformed(self, reason: Self.describe(failure))
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
-                case .complete(let head):
+                case .complete:
                     if head.status >= 100 && head.status < 200 && head.status != 101 {
+                        swap(&head.fields, &spareFields)
                         continue loop  // informational: the final head follows
                     }
                     let action = owner.responseHead(head, from: self)
-                    spareFields = head.fields
+                    swap(&head.fields, &spareFields)
                     switch action {
                     case .read(let framing, let dechunk):
                         if framing.isNone {
@@ -191,6 +200,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isActive = false
+        isWritable = false
         writer.stop()
         pool?.remove(self)
         pool = nil
@@ -219,7 +229,8 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable {
+        isWritable = context.channel.isWritable
+        if isWritable {
             if case .tunnel = phase {
                 tunnelPeer?.resumeClientReads()
             } else {
@@ -241,7 +252,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     @discardableResult
     func flush() -> Bool {
         guard let context else { return false }
-        return writer.flush(context: context) && !context.channel.isWritable
+        return writer.flush(context: context) && !isWritable
     }
 
     /// Turns this connection into the ship's end of a tunnel to `peer`.
