@@ -189,6 +189,39 @@ struct RelayEndToEndTests {
     // MARK: 2. A ship on a Unix socket
 
     @Test(.timeLimit(.minutes(1)))
+    func aShipThatReadsSlowlyHoldsBackTheClientsUpload() async throws {
+        // The other direction of backpressure from the stalled-client check above: while the ship
+        // does not read, the relay stops reading the client (its memory stays flat under a 32 MB
+        // upload: without backpressure it grows by about 25 MB), and once the ship reads the whole
+        // body arrives intact.
+        let relay = LoopbackPorts.free()
+        let ship = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        let mothership = try await Self.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(Self.ship("web", port: ship, routes: #"["http:/.*"]"#))
+            """)
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        #expect(try await connection.exchange(RawConnection.request("GET", "/warm")).status == 200)
+        let size = 32_000_000
+        let request = RawConnection.request("POST", "/slow-read?s=2", body: RawConnection.pattern(size))
+        let residentBefore = try #require(Self.residentKilobytes(of: mothership.pid))
+        let upload = Task { try await connection.send(request) }
+        try await Task.sleep(for: .milliseconds(1500))
+        let residentHeld = try #require(Self.residentKilobytes(of: mothership.pid))
+        #expect(residentHeld - residentBefore < 12_000, "\(residentBefore) kB → \(residentHeld) kB")
+        try await upload.value
+        let answer = try ShipEcho(try await connection.response(timeout: 30))
+        #expect(answer.bodyLength == size)
+        #expect(answer.bodyOK)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func proxiesToAShipListeningOnAUnixSocket() async throws {
         let relay = LoopbackPorts.free()
         let directory = try Self.directory()
@@ -782,7 +815,9 @@ struct RelayEndToEndTests {
         let idle = try RawConnection(port: relay)
         #expect(try await idle.exchange(RawConnection.request("GET", "/idle")).status == 200)
         let busy = try RawConnection(port: relay)
-        try await busy.send(RawConnection.request("GET", "/sleep?s=1.5"))
+        // The ship answers after 3 s: the drain must reach this connection before the answer does,
+        // which under a loaded machine (the whole suite in parallel) once took over 1.2 s.
+        try await busy.send(RawConnection.request("GET", "/sleep?s=3"))
         try await Task.sleep(for: .milliseconds(300))
         mothership.signal(SIGTERM)
         // The idle keep-alive connection is closed, new connections are refused…
@@ -792,7 +827,7 @@ struct RelayEndToEndTests {
         // …and the request in flight gets its whole answer, then the connection closes.
         let answer = try await busy.response()
         #expect(answer.status == 200)
-        #expect(try ShipEcho(answer).path == "/sleep?s=1.5")
+        #expect(try ShipEcho(answer).path == "/sleep?s=3")
         #expect(answer.header("connection")?.lowercased() == "close")
         #expect(await busy.closes(within: 5))
         #expect(try await mothership.waitForExit() == 0)
@@ -1031,6 +1066,9 @@ struct RelayEndToEndTests {
             def handle_any(self):
                 if self.headers.get("Upgrade") and self.path.startswith("/ws"):
                     return self.upgrade()
+                if self.path.startswith("/slow-read"):
+                    # Reads the body only after a pause: the relay must hold the client back.
+                    time.sleep(float(self.path.split("s=")[1]))
                 if self.path.startswith("/early"):
                     # Answers before reading the body (an early 413), then reads it.
                     self.reply(413, b"too large", "text/plain")
