@@ -19,17 +19,9 @@ struct RelayEndToEndTests {
 
     @Test(.timeLimit(.minutes(1)))
     func proxiesOverTCPWithForwardingHeadersHopByHopRemovalAndStreamedBodies() async throws {
-        let relay = LoopbackPorts.free()
-        let ship = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            \(Self.ship("web", port: ship, routes: #"["http:/.*"]"#))
-            """)
+        let (relay, mothership) = try await Self.launchWithOneShip(in: directory)
         defer { mothership.stop() }
         let connection = try RawConnection(port: relay)
 
@@ -194,17 +186,9 @@ struct RelayEndToEndTests {
         // does not read, the relay stops reading the client (its memory stays flat under a 32 MB
         // upload: without backpressure it grows by about 25 MB), and once the ship reads the whole
         // body arrives intact.
-        let relay = LoopbackPorts.free()
-        let ship = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            \(Self.ship("web", port: ship, routes: #"["http:/.*"]"#))
-            """)
+        let (relay, mothership) = try await Self.launchWithOneShip(in: directory)
         defer { mothership.stop() }
         let connection = try RawConnection(port: relay)
         #expect(try await connection.exchange(RawConnection.request("GET", "/warm")).status == 200)
@@ -590,16 +574,9 @@ struct RelayEndToEndTests {
 
     @Test(.timeLimit(.minutes(1)))
     func malformedAndOversizedRequestsAreRefusedWithoutDisturbingOtherConnections() async throws {
-        let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
-            """)
+        let (relay, mothership) = try await Self.launchWithOneShip(in: directory)
         defer { mothership.stop() }
         let steady = try RawConnection(port: relay)
         #expect(try await steady.exchange(RawConnection.request("GET", "/before")).status == 200)
@@ -801,16 +778,9 @@ struct RelayEndToEndTests {
 
     @Test(.timeLimit(.minutes(1)))
     func sigtermLetsAnInFlightRequestFinishAndStopsAccepting() async throws {
-        let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
-            """)
+        let (relay, mothership) = try await Self.launchWithOneShip(in: directory)
         defer { mothership.stop() }
         let idle = try RawConnection(port: relay)
         #expect(try await idle.exchange(RawConnection.request("GET", "/idle")).status == 200)
@@ -888,16 +858,10 @@ struct RelayEndToEndTests {
     /// request is the one curl really sent (see JA4HTests), fingerprinted independently.
     @Test(.timeLimit(.minutes(1)))
     func logsEachRequestsJA4HFingerprintAtDebug() async throws {
-        let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
-            """, arguments: ["--log-level", "debug"])
+        let (relay, mothership) = try await Self.launchWithOneShip(
+            in: directory, arguments: ["--log-level", "debug"])
         defer { mothership.stop() }
         let connection = try RawConnection(port: relay)
         let captured =
@@ -944,6 +908,21 @@ struct RelayEndToEndTests {
             throw error
         }
         return mothership
+    }
+
+    /// A relay on a free port in front of one ship, `web` (`ship.py http`), routed `/.*`.
+    static func launchWithOneShip(
+        in directory: TemporaryDirectory, arguments: [String] = []
+    ) async throws -> (relay: Int, mothership: RunningMothership) {
+        let relay = LoopbackPorts.free()
+        let mothership = try await launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
+            """, arguments: arguments)
+        return (relay, mothership)
     }
 
     /// A `[[fleet.GROUP]]` ship running `ship.py MODE NAME PORT`.
