@@ -11,12 +11,7 @@
 
 int ms_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
-int ms_epoll_add(int epfd, int fd, uint64_t token) {
-    struct epoll_event event;
-    event.events = EPOLLIN;
-    event.data.u64 = token;
-    return epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : errno;
-}
+int ms_epoll_add(int epfd, int fd, uint64_t token) { return ms_epoll_set(epfd, fd, token, EPOLLIN, 1); }
 
 int ms_epoll_set(int epfd, int fd, uint64_t token, uint32_t events, int add) {
     struct epoll_event event;
@@ -58,7 +53,11 @@ void ms_eventfd_drain(int fd) {
 }
 
 ssize_t ms_send(int fd, const void *buffer, size_t length) {
-    return syscall(SYS_sendto, fd, buffer, length, MSG_NOSIGNAL, NULL, 0);
+    ssize_t result;
+    do {
+        result = syscall(SYS_sendto, fd, buffer, length, MSG_NOSIGNAL, NULL, 0);
+    } while (result < 0 && errno == EINTR);
+    return result;
 }
 
 ssize_t ms_sendv(int fd, const struct iovec *vectors, int count) {
@@ -66,9 +65,17 @@ ssize_t ms_sendv(int fd, const struct iovec *vectors, int count) {
     memset(&message, 0, sizeof message);
     message.msg_iov = (struct iovec *)vectors;
     message.msg_iovlen = (size_t)count;
-    return syscall(SYS_sendmsg, fd, &message, MSG_NOSIGNAL);
+    ssize_t result;
+    do {
+        result = syscall(SYS_sendmsg, fd, &message, MSG_NOSIGNAL);
+    } while (result < 0 && errno == EINTR);
+    return result;
 }
 
 ssize_t ms_recv(int fd, void *buffer, size_t length) {
-    return syscall(SYS_recvfrom, fd, buffer, length, 0, NULL, NULL);
+    ssize_t result;
+    do {
+        result = syscall(SYS_recvfrom, fd, buffer, length, 0, NULL, NULL);
+    } while (result < 0 && errno == EINTR);
+    return result;
 }

@@ -14,13 +14,15 @@ import Testing
 struct RelayTimeoutTests {
     static let limit = TimeAmount.milliseconds(300)
 
-    /// A relay on a free port: `/silent…` goes to a ship that accepts and never answers, `/ws…` to
-    /// one that switches protocols and echoes, anything else to a ship that is not ready (answered
-    /// 503 by the relay itself).
+    /// A relay on a free port: `/silent…` goes to a ship that accepts and never answers, `/once…`
+    /// to one that answers the first request on a connection and no other, `/ws…` to one that
+    /// switches protocols and echoes, anything else to a ship that is not ready (answered 503 by the
+    /// relay itself).
     struct Harness {
         let relay: RelayServer
         let relayPort: Int
         let silentShip: any Channel
+        let onceShip: any Channel
         let echoShip: any Channel
 
         /// Only the timeout a test is about is short: a loaded machine that delays the client's
@@ -31,10 +33,18 @@ struct RelayTimeoutTests {
         ) async throws -> Harness {
             let relayPort = ProcessInspector.freePort()
             let silentPort = ProcessInspector.freePort()
+            let oncePort = ProcessInspector.freePort()
             let echoPort = ProcessInspector.freePort()
             let downPort = ProcessInspector.freePort()
             let silentShip = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .bind(host: "127.0.0.1", port: silentPort).get()
+            let onceShip = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .childChannelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(AnswersOnce())
+                    }
+                }
+                .bind(host: "127.0.0.1", port: oncePort).get()
             let echoShip = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -53,6 +63,12 @@ struct RelayTimeoutTests {
                 routes = [{ bind = "http", pattern = "/silent.*" }]
 
                 [[fleet.web]]
+                name = "once"
+                command = "sleep"
+                bind = "tcp://127.0.0.1:\(oncePort)"
+                routes = [{ bind = "http", pattern = "/once.*" }]
+
+                [[fleet.web]]
                 name = "echo"
                 command = "sleep"
                 bind = "tcp://127.0.0.1:\(echoPort)"
@@ -68,6 +84,7 @@ struct RelayTimeoutTests {
             let manifest = try #require(loaded.manifest, "\(loaded.diagnostics)")
             let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
             directory.set(ship: "silent", ready: true)
+            directory.set(ship: "once", ready: true)
             directory.set(ship: "echo", ready: true)
             var limits = RelayLimits()
             limits.headerReadTimeout = headerRead
@@ -78,12 +95,15 @@ struct RelayTimeoutTests {
                 manifest: manifest, directory: directory, manifestDirectory: "/", limits: limits,
                 logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
             try await relay.start()
-            return Harness(relay: relay, relayPort: relayPort, silentShip: silentShip, echoShip: echoShip)
+            return Harness(
+                relay: relay, relayPort: relayPort, silentShip: silentShip, onceShip: onceShip,
+                echoShip: echoShip)
         }
 
         func stop() async {
             await relay.drain()
             try? await silentShip.close()
+            try? await onceShip.close()
             try? await echoShip.close()
         }
 
@@ -104,6 +124,23 @@ struct RelayTimeoutTests {
             let elapsed = started.duration(to: clock.now)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             return (collector.received, seconds)
+        }
+    }
+
+    /// A ship that answers the first request head on a connection and ignores everything after it.
+    final class AnswersOnce: ChannelInboundHandler, @unchecked Sendable {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        private var head = ""
+        private var answered = false
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            guard !answered else { return }
+            head += String(buffer: unwrapInboundIn(data))
+            guard head.contains("\r\n\r\n") else { return }
+            answered = true
+            context.writeAndFlush(
+                wrapOutboundOut(ByteBuffer(string: "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")),
+                promise: nil)
         }
     }
 
@@ -169,6 +206,21 @@ struct RelayTimeoutTests {
         await harness.stop()
         #expect(received.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
         #expect(received.contains("no response within"), "\(received)")
+        #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
+    }
+
+    /// The usual case: the second request on a client connection goes over the ship connection the
+    /// first one left in the pool, and its first-byte timeout counts from the request too.
+    @Test func aPooledShipConnectionThatGoesSilentGets504AfterTheFirstByteTimeout() async throws {
+        let harness = try await Harness.start(firstByte: Self.limit)
+        let (received, seconds) = try await harness.untilClosed(
+            after:
+                "GET /once HTTP/1.1\r\nHost: a\r\n\r\nGET /once-more HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+        )
+        await harness.stop()
+        // The first answer, then the 504 for the second (a new ship connection would have answered).
+        #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
+        #expect(received.contains("\r\n\r\nokHTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
         #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
     }
 

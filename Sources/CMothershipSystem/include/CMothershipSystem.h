@@ -63,7 +63,8 @@ int ms_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, in
 
 /// send(MSG_NOSIGNAL), sendmsg(MSG_NOSIGNAL) over `count` vectors, and recv, as direct system
 /// calls: glibc's wrappers are cancellation points and pay two atomic operations per call for it;
-/// this process never cancels a thread. Results and errno as from the libc calls.
+/// this process never cancels a thread. Results and errno as from the libc calls, except that an
+/// interrupted call (EINTR) is made again.
 ssize_t ms_send(int fd, const void *buffer, size_t length);
 ssize_t ms_sendv(int fd, const struct iovec *vectors, int count);
 ssize_t ms_recv(int fd, void *buffer, size_t length);

@@ -55,7 +55,7 @@ enum HeadParser {
     static func next(
         from buffer: inout ByteBuffer, kind: Kind, limits: Limits, scanned: inout Int
     ) -> Outcome {
-        var head = MessageHead(bytes: buffer.getSlice(at: buffer.readerIndex, length: 0)!)
+        var head = MessageHead(bytes: buffer)
         switch next(from: &buffer, kind: kind, limits: limits, scanned: &scanned, into: &head) {
         case .incomplete: return .incomplete
         case .complete: return .complete(head)

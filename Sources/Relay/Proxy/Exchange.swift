@@ -33,8 +33,6 @@ final class Exchange {
     let isTrial: Bool
     private let limits: RelayLimits
     private let started = NIODeadline.now()
-    /// When the response ended (recorded once, also the start of the client's idle timeout).
-    private(set) var endedAt: NIODeadline?
 
     private(set) var upstream: UpstreamHandler?
     /// Body bytes that arrived before the upstream connection was ready.
@@ -440,9 +438,8 @@ final class Exchange {
 
     private func record(success: Bool) {
         entry.requests.increment()
-        let now = NIODeadline.now()
-        endedAt = now
-        entry.duration.record(nanoseconds: Int64(now.uptimeNanoseconds - started.uptimeNanoseconds))
+        entry.duration.record(
+            nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
         if success {
             breaker.recordSuccess()
         } else {

@@ -463,7 +463,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         guard case .proxying(let current) = state, current === exchange, let context else { return }
         // Settled before the flush, so that nothing the flush sets off finds the connection still
         // busy with the finished exchange.
-        settle(close: exchange.closeClient, requestEnded: exchange.requestEnded, at: exchange.endedAt)
+        settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
         writer.flush(context: context)
     }
 
@@ -488,16 +488,15 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// After a response has been written: the rest of the request body, if any is still coming, is
     /// read and dropped (an early answer, a 413 before the upload ended); then the connection closes
-    /// or takes the next request. `now`, when the caller has just read the clock, starts the idle
-    /// timeout.
-    func settle(close: Bool, requestEnded: Bool, at now: NIODeadline? = nil) {
+    /// or takes the next request.
+    func settle(close: Bool, requestEnded: Bool) {
         if !requestEnded {
             state = .answered(close: close)
             resumeClientReads()
         } else if close {
             closeAfterWrites()
         } else {
-            becomeIdle(at: now)
+            becomeIdle()
         }
     }
 
@@ -514,7 +513,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         context?.channel.setAutoRead(true)
     }
 
-    private func becomeIdle(at now: NIODeadline? = nil) {
+    private func becomeIdle() {
         state = .idle
         requestBody = .none
         if draining {
@@ -527,7 +526,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             context.eventLoop.execute { bound.value.processInbound() }
         }
         resumeClientReads()
-        watch(until: (now ?? .now()) + settings.limits.idleTimeout)
+        watch(for: settings.limits.idleTimeout)
     }
 
     private func processInbound() {

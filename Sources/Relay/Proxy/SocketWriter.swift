@@ -114,7 +114,7 @@ struct SocketWriter {
         if let channel, channel.isActive {
             if queued.count == 1 {
                 written = queued[0].withUnsafeReadableBytes { bytes in
-                    Self.send(descriptor, bytes.baseAddress, bytes.count)
+                    ms_send(descriptor, bytes.baseAddress, bytes.count)
                 }
             } else if queued.count <= Self.maxVectors {
                 written = sendVectors()
@@ -153,19 +153,7 @@ struct SocketWriter {
                         iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
             }
         }
-        return vectors.withUnsafeBufferPointer { vectors in
-            while true {
-                let result = ms_sendv(descriptor, vectors.baseAddress, CInt(vectors.count))
-                if result >= 0 || errno != EINTR { return result }
-            }
-        }
-    }
-
-    private static func send(_ descriptor: CInt, _ pointer: UnsafeRawPointer?, _ count: Int) -> Int {
-        while true {
-            let result = ms_send(descriptor, pointer, count)
-            if result >= 0 || errno != EINTR { return result }
-        }
+        return vectors.withUnsafeBufferPointer { ms_sendv(descriptor, $0.baseAddress, CInt($0.count)) }
     }
 
     // MARK: Finding the descriptor

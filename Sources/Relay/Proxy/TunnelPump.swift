@@ -217,7 +217,7 @@ private final class TunnelTable {
         let peer = end ^ 1
         let count = ms_recv(ends[end].fd, scratch.baseAddress, scratch.count)
         if count > 0 {
-            let sent = Self.send(ends[peer].fd, scratch.baseAddress!, count)
+            let sent = ms_send(ends[peer].fd, scratch.baseAddress!, count)
             if sent == count { return }
             if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
                 close(tunnelOf: end)
@@ -235,7 +235,7 @@ private final class TunnelTable {
             } else {
                 close(tunnelOf: end)
             }
-        } else if errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR {
+        } else if errno != EAGAIN && errno != EWOULDBLOCK {
             close(tunnelOf: end)
         }
     }
@@ -247,7 +247,7 @@ private final class TunnelTable {
         let start = ends[end].pendingStart
         let fd = ends[end].fd
         let sent = ends[end].pending.withUnsafeBytes { bytes in
-            Self.send(fd, bytes.baseAddress! + start, bytes.count - start)
+            ms_send(fd, bytes.baseAddress! + start, bytes.count - start)
         }
         if sent < 0 {
             if errno != EAGAIN && errno != EWOULDBLOCK { close(tunnelOf: end) }
@@ -300,12 +300,5 @@ private final class TunnelTable {
 
     func closeAll() {
         for end in stride(from: 0, to: ends.count, by: 2) { close(tunnelOf: end) }
-    }
-
-    private static func send(_ fd: CInt, _ pointer: UnsafeRawPointer, _ count: Int) -> Int {
-        while true {
-            let result = ms_send(fd, pointer, count)
-            if result >= 0 || errno != EINTR { return result }
-        }
     }
 }

@@ -53,7 +53,6 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         isActive = true
-        isWritable = context.channel.isWritable
         writer.attach(to: context.channel)
         context.fireChannelActive()
     }
