@@ -2,10 +2,15 @@
 #include "CMothershipSystem.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/un.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
@@ -78,4 +83,55 @@ ssize_t ms_recv(int fd, void *buffer, size_t length) {
         result = syscall(SYS_recvfrom, fd, buffer, length, 0, NULL, NULL);
     } while (result < 0 && errno == EINTR);
     return result;
+}
+
+int ms_connect_stream(const char *host, int port, const char *path) {
+    if (path != NULL) {
+        struct sockaddr_un address;
+        memset(&address, 0, sizeof address);
+        address.sun_family = AF_UNIX;
+        if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
+        strcpy(address.sun_path, path);
+        const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -errno;
+        if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0 && errno != EINPROGRESS &&
+            errno != EAGAIN) {
+            const int error = errno;
+            close(fd);
+            return -error;
+        }
+        return fd;
+    }
+    struct addrinfo hints, *found = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    if (getaddrinfo(host, service, &hints, &found) != 0 || found == NULL) return -EHOSTUNREACH;
+    int result = -ECONNREFUSED;
+    for (struct addrinfo *candidate = found; candidate != NULL; candidate = candidate->ai_next) {
+        const int fd = socket(candidate->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) {
+            result = -errno;
+            continue;
+        }
+        const int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(fd, candidate->ai_addr, candidate->ai_addrlen) == 0 || errno == EINPROGRESS) {
+            result = fd;
+            break;
+        }
+        result = -errno;
+        close(fd);
+    }
+    freeaddrinfo(found);
+    return result;
+}
+
+int ms_socket_error(int fd) {
+    int error = 0;
+    socklen_t length = sizeof error;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
+    return error;
 }

@@ -23,6 +23,8 @@ public actor RelayServer {
     private let connections = ConnectionRegistry()
     /// Upgraded connections' thread, started with the first tunnel (nil: `MOTHERSHIP_TUNNEL_THREAD=0`).
     nonisolated let tunnels = TunnelPump.enabled ? TunnelPump() : nil
+    /// Kept-alive plain connections' thread (nil: `MOTHERSHIP_LANE=0`, or before `start`).
+    private var lane: ProxyLane?
     private var listeners: [(name: String, channel: any Channel)] = []
     private var contexts: LoopContexts?
     /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.
@@ -58,6 +60,14 @@ public actor RelayServer {
             SharedRateLimiter($0, now: EdgeFeatures.now())
         }
         let corsCache = manifest.settings.corsCache.map(CorsPreflightCache.init)
+        let group = self.group
+        let connections = self.connections
+        let lane =
+            ProxyLane.enabled
+            ? ProxyLane { arrival, bytes in
+                Self.resume(arrival, bytes: bytes, group: group, connections: connections, contexts: contexts)
+            } : nil
+        self.lane = lane
         do {
             for listener in manifest.settings.listeners {
                 let settings = ListenerSettings(
@@ -71,7 +81,8 @@ public actor RelayServer {
                         bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
                         rateLimiter: rateLimiter,
                         corsCache: corsCache),
-                    tunnels: tunnels)
+                    tunnels: tunnels
+                ).joining(lane)
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
                 let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
                 listeners.append((listener.name, channel))
@@ -88,7 +99,9 @@ public actor RelayServer {
     public func drain() async {
         let deadline = NIODeadline.now() + limits.drainTimeout
         await closeListeners()
+        lane?.startDraining(until: deadline)
         await connections.drain(timeout: limits.drainTimeout)
+        await lane?.drained()
         // Tunnels (WebSockets) on the pump's thread get the same time, then close.
         await tunnels?.drain(until: deadline)
         await contexts?.closeIdleConnections()
@@ -100,6 +113,31 @@ public actor RelayServer {
             if case .unix(let path) = listener.address { unlink(path) }
         }
         listeners.removeAll()
+    }
+
+    /// A connection the lane gives back goes on on an event loop, as an accepted one would.
+    private nonisolated static func resume(
+        _ arrival: ProxyLane.Arrival, bytes: ByteBuffer, group: any EventLoopGroup,
+        connections: ConnectionRegistry, contexts: LoopContexts
+    ) {
+        ClientBootstrap(group: group)
+            .channelOption(.maxMessagesPerRead, value: 16)
+            .channelOption(.recvAllocator, value: RelayLimits.receiveBuffers)
+            .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    connections.add(channel)
+                    let handler = RelayServerHandler(
+                        settings: arrival.settings, loop: contexts.context(for: channel.eventLoop))
+                    handler.resume(from: arrival, bytes: bytes)
+                    try channel.pipeline.syncOperations.addHandler(handler)
+                }
+            }
+            .withConnectedSocket(arrival.fd)
+            .whenFailure { error in
+                arrival.settings.logger.warning(
+                    "a connection the lane gave back could not join an event loop: \(error)")
+            }
     }
 
     private func makeTLSContext(_ files: TLSFiles, listener: String) throws -> NIOSSLContext {

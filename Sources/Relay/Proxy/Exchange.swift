@@ -368,6 +368,7 @@ final class Exchange {
         upstream = nil
         if upstreamKeepAlive && requestEnded && reusable {
             pool.release(handler)
+            owner.releasedUpstream = (handler, entry.shipIndex)
         } else {
             handler.owner = nil
             handler.close()

@@ -16,10 +16,15 @@ final class ListenerSettings: Sendable {
     let edge: EdgeFeatures
     /// The thread that carries accepted upgrades on plain connections; nil: they stay on their loops.
     let tunnels: TunnelPump?
+    /// The thread that serves kept-alive connections after their first request; nil: they stay on
+    /// their loops (set only for listeners the lane serves, `ProxyLane.serves`).
+    let lane: ProxyLane?
 
     init(
         name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
-        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none, tunnels: TunnelPump? = nil
+        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none,
+        tunnels: TunnelPump? = nil,
+        lane: ProxyLane? = nil
     ) {
         self.name = name
         self.routes = routes
@@ -30,6 +35,15 @@ final class ListenerSettings: Sendable {
         self.hooks = hooks
         self.edge = edge
         self.tunnels = tunnels
+        self.lane = lane
+    }
+
+    /// The same listener with `lane`, when the lane may serve it.
+    func joining(_ lane: ProxyLane?) -> ListenerSettings {
+        guard let lane, ProxyLane.serves(self) else { return self }
+        return ListenerSettings(
+            name: name, routes: routes, scheme: scheme, limits: limits, breakers: breakers, logger: logger,
+            hooks: hooks, edge: edge, tunnels: tunnels, lane: lane)
     }
 }
 

@@ -69,6 +69,11 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     var writer = SocketWriter()
     /// Request heads read on this connection so far (up to 2: the writer attaches on the second).
     private var heads = 0
+    /// Came back from the lane (`ProxyLane`) with a request it does not take: stays here.
+    private var resumed = false
+    /// The ship connection the last exchange returned to its pool (and its ship's index): it goes
+    /// to the lane with this connection, so that the client keeps meeting the same one.
+    var releasedUpstream: (handler: UpstreamHandler, shipIndex: Int)?
     private let parserLimits: HeadParser.Limits
 
     /// The channel's allocator, taken once (asking the channel for it costs reference counting
@@ -96,8 +101,23 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.context = context
         allocator = context.channel.allocator
         clientWritable = context.channel.isWritable
-        clientAddress = context.channel.remoteAddress?.ipAddress
+        if !resumed { clientAddress = context.channel.remoteAddress?.ipAddress }
         watch(for: settings.limits.headerReadTimeout)
+    }
+
+    /// A connection the lane gives back: its client's address and the bytes it read and did not
+    /// take (from the head of a request it leaves to the event loop); call before adding the handler.
+    func resume(from arrival: ProxyLane.Arrival, bytes: ByteBuffer) {
+        resumed = true
+        heads = 1
+        clientAddress = arrival.address
+        clientPort = arrival.port
+        if bytes.readableBytes > 0 { inbound = bytes }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if resumed, inbound != nil { processInbound() }
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -273,6 +293,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func received(head: MessageHead, context: ChannelHandlerContext) {
         watchdog.clear()
+        releasedUpstream = nil
         if heads < 2 {
             heads += 1
             // Finding the socket's descriptor costs about as much as ten direct writes save: it is
@@ -356,7 +377,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         var upstreamHead = requestHeads.take(
             capacity: head.bytes.readableBytes + 256, allocator: allocator)
         HeadWriter.upstreamRequest(
-            head, target: entry.stripsPrefix ? forwardedTarget(target, path: path, route: entry.route) : nil,
+            head,
+            target: entry.stripsPrefix ? Self.forwardedTarget(target, path: path, route: entry.route) : nil,
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
             requestID: { self.loop.requestIDs.write(into: &$0) },
             startMicroseconds: Self.microsecondsSinceEpoch(),
@@ -383,7 +405,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     /// The target sent upstream when `strip_prefix` changes it: the shorter path with the original
     /// query; nil when the target goes as it came.
-    private func forwardedTarget(_ target: String, path: Substring, route: Route) -> String? {
+    static func forwardedTarget(_ target: String, path: Substring, route: Route) -> String? {
         guard route.stripPrefix != nil else { return nil }
         let forwarded = route.forwardedPath(for: path)
         if forwarded.count == path.count { return nil }
@@ -465,6 +487,50 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         // busy with the finished exchange.
         settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
         writer.flush(context: context)
+        if let lane = settings.lane, case .idle = state, inbound == nil, !resumed, !draining {
+            passToLane(lane, context: context)
+        }
+    }
+
+    /// A kept-alive plain connection between requests goes to the lane (`ProxyLane`), once
+    /// everything written to it is out: the lane owns its socket (a duplicate) from here.
+    private func passToLane(_ lane: ProxyLane, context: ChannelHandlerContext) {
+        guard writer.isIdle, context.channel.holdsNoWrites,
+            let descriptor = writer.isOn ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
+        else { return }
+        let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+        guard duplicate >= 0 else { return }
+        // The ship connection that served the last request, if it is idle in its pool and holds
+        // nothing unwritten, goes along.
+        var ship: (fd: CInt, index: Int, handler: UpstreamHandler)?
+        if let (handler, index) = releasedUpstream, handler.owner == nil, handler.isActive,
+            let channel = handler.context?.channel, channel.holdsNoWrites,
+            let shipDescriptor = handler.descriptor >= 0
+                ? handler.descriptor : SocketWriter.descriptor(of: channel)
+        {
+            let shipDuplicate = fcntl(shipDescriptor, F_DUPFD_CLOEXEC, 0)
+            if shipDuplicate >= 0 { ship = (shipDuplicate, index, handler) }
+        }
+        releasedUpstream = nil
+        guard
+            lane.adopt(
+                ProxyLane.Arrival(
+                    fd: duplicate, settings: settings, address: clientAddress, port: clientPort,
+                    ship: ship?.fd ?? -1, shipIndex: ship?.index ?? -1))
+        else {
+            Glibc.close(duplicate)
+            if let ship { Glibc.close(ship.fd) }
+            return
+        }
+        if let ship {
+            ship.handler.pool?.remove(ship.handler)
+            ship.handler.pool = nil
+            ship.handler.close()
+        }
+        state = .closed
+        watchdog.cancel()
+        writer.stop()
+        context.close(promise: nil)
     }
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.

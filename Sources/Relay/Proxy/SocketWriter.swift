@@ -48,6 +48,8 @@ struct SocketWriter {
     private static let maxVectors = 64
 
     var isOn: Bool { descriptor >= 0 }
+    /// Holds no bytes of its own (all it was given has been sent or handed to SwiftNIO).
+    var isIdle: Bool { queued.isEmpty }
 
     /// Starts writing directly to `channel`'s socket when its descriptor can be found and checked.
     mutating func attach(to channel: any Channel) {

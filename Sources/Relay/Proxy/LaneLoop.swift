@@ -1,0 +1,978 @@
+import CMothershipSystem
+import NIOCore
+import NIOHTTP1
+import ShipManifest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// The lane's thread (`ProxyLane`): its client connections, its ship connections and their pools,
+/// confined to it. Every socket has a slot; a slot's index is its epoll token.
+///
+/// The rules are the event loops' (`RelayServerHandler`, `Exchange`, `UpstreamHandler`): the same
+/// head parser and writer, route table, breakers, metrics, retries and timeouts. Timeouts are
+/// checked every `sweepInterval`, so they fire up to that much late.
+final class LaneLoop {
+    static let sweepInterval: UInt64 = 100_000_000
+    /// The largest read from a client (a head, or pipelined heads) and from a ship.
+    static let clientReadSize = 16 * 1024
+    static let shipReadSize = 64 * 1024
+
+    private enum Slot {
+        case client(LaneClient)
+        case ship(LaneShip)
+    }
+
+    private let lane: ProxyLane
+    private let epoll: CInt
+    private var slots: [Slot?] = []
+    private var freeSlots: [Int] = []
+    private var clients = 0
+    /// Idle keep-alive connections by ship index.
+    private var pools: [[LaneShip]] = []
+    private var requestIDs = RequestIDGenerator()
+    private let allocator = ByteBufferAllocator()
+    /// Every read lands here first; only what is left over (a partial head) is copied out.
+    private var readBuffer: ByteBuffer
+    /// What goes to a client after one read from its ship: the rewritten head and body slices.
+    private var parts: [ByteBuffer] = []
+    private var vectors: [iovec] = []
+    private var responseHead: ByteBuffer
+    private var draining = false
+    private var drainDeadline = NIODeadline.distantFuture
+    private var nextSweep: UInt64 = 0
+
+    init(lane: ProxyLane) {
+        self.lane = lane
+        self.epoll = lane.epoll
+        readBuffer = allocator.buffer(capacity: Self.shipReadSize)
+        responseHead = allocator.buffer(capacity: 1024)
+    }
+
+    // MARK: The loop
+
+    func run() {
+        var tokens = [UInt64](repeating: 0, count: 64)
+        var events = [UInt32](repeating: 0, count: 64)
+        nextSweep = Self.now() + Self.sweepInterval
+        while true {
+            let now = Self.now()
+            let wait = nextSweep > now ? Int32((nextSweep - now) / 1_000_000) + 1 : 0
+            let count = ms_epoll_wait(epoll, &tokens, &events, Int32(tokens.count), wait)
+            var woken = false
+            for index in 0..<Int(max(count, 0)) {
+                if tokens[index] == ProxyLane.wakeupToken {
+                    woken = true
+                } else {
+                    handle(slot: Int(tokens[index]), events: events[index])
+                }
+            }
+            if woken {
+                ms_eventfd_drain(lane.wakeup)
+                let (arrivals, stopping, deadline) = lane.takeArrivals()
+                for arrival in arrivals { add(arrival) }
+                if stopping && !draining { startDraining(until: deadline) }
+            }
+            if Self.now() >= nextSweep { sweep() }
+            if draining && clients == 0 {
+                closeAll()
+                return
+            }
+        }
+    }
+
+    private func handle(slot index: Int, events: UInt32) {
+        guard index < slots.count, let slot = slots[index] else { return }  // closed earlier in the batch
+        switch slot {
+        case .client(let client):
+            if client.interest == 0 {
+                park(fd: client.fd, &client.parked)
+                return
+            }
+            if events & UInt32(MS_EPOLL_OUT) != 0 { clientWritable(client) }
+            if client.fd >= 0, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
+                clientReadable(client)
+            }
+        case .ship(let ship):
+            if ship.connecting {
+                if events & UInt32(MS_EPOLL_OUT | MS_EPOLL_ERR | MS_EPOLL_HUP) != 0 { connected(ship) }
+                return
+            }
+            if ship.interest == 0 {
+                park(fd: ship.fd, &ship.parked)
+                return
+            }
+            if events & UInt32(MS_EPOLL_OUT) != 0 { shipWritable(ship) }
+            if ship.fd >= 0, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
+                shipReadable(ship)
+            }
+        }
+    }
+
+    private func add(_ arrival: ProxyLane.Arrival) {
+        if arrival.ship >= 0 { pool(ship: arrival.ship, index: arrival.shipIndex) }
+        let client = LaneClient(arrival: arrival)
+        client.slot = take(.client(client))
+        clients += 1
+        guard ms_epoll_set(epoll, arrival.fd, UInt64(client.slot), UInt32(MS_EPOLL_IN), 1) == 0 else {
+            close(client)
+            return
+        }
+        client.interest = UInt32(MS_EPOLL_IN)
+        if draining {
+            close(client)
+            return
+        }
+        becomeIdle(client)
+    }
+
+    /// An idle connection to a ship, from an event loop, for the pool.
+    private func pool(ship fd: CInt, index: Int) {
+        let ship = LaneShip(fd: fd, shipIndex: index)
+        ship.slot = take(.ship(ship))
+        guard !draining, ms_epoll_set(epoll, fd, UInt64(ship.slot), UInt32(MS_EPOLL_IN), 1) == 0 else {
+            ship.parked = true
+            close(ship)
+            return
+        }
+        ship.interest = UInt32(MS_EPOLL_IN)
+        while pools.count <= index { pools.append([]) }
+        pools[index].append(ship)
+    }
+
+    private func take(_ slot: Slot) -> Int {
+        if let index = freeSlots.popLast() {
+            slots[index] = slot
+            return index
+        }
+        slots.append(slot)
+        return slots.count - 1
+    }
+
+    private func release(slot index: Int) {
+        slots[index] = nil
+        freeSlots.append(index)
+    }
+
+    // MARK: Clients
+
+    private func clientReadable(_ client: LaneClient) {
+        // A response on its way holds further requests (pipelined) until it is out; they wait in
+        // `pending`, up to one read's worth.
+        if client.exchange != nil || client.unsent != nil,
+            let pending = client.pending, pending.readableBytes >= Self.clientReadSize
+        {
+            setInterest(client, UInt32(client.unsent != nil ? MS_EPOLL_OUT : 0))
+            return
+        }
+        readBuffer.clear()
+        if var pending = client.pending {
+            client.pending = nil
+            readBuffer.writeBuffer(&pending)
+        }
+        let count = receive(client.fd, Self.clientReadSize)
+        if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+            close(client)  // gone; an exchange in progress is abandoned
+            return
+        }
+        if client.exchange != nil || client.unsent != nil {
+            keepPending(client)
+            return
+        }
+        process(client)
+    }
+
+    /// Requests from `readBuffer`, one after another while each is answered at once.
+    private func process(_ client: LaneClient) {
+        client.processing = true
+        defer { client.processing = false }
+        while client.exchange == nil, client.unsent == nil, !client.closeAfterWrites,
+            readBuffer.readableBytes > 0
+        {
+            let start = readBuffer.readerIndex
+            var head = MessageHead(bytes: readBuffer)
+            swap(&head.fields, &client.fields)
+            var scanned = 0
+            let status = HeadParser.next(
+                from: &readBuffer, kind: .request, limits: client.limits, scanned: &scanned, into: &head)
+            switch status {
+            case .incomplete:
+                swap(&head.fields, &client.fields)
+                keepPending(client)
+                return
+            case .failure:
+                // The event loop answers it (400, 414, 431) as it answers any.
+                swap(&head.fields, &client.fields)
+                readBuffer.moveReaderIndex(to: start)
+                handBack(client)
+                return
+            case .complete:
+                let handled = received(head, client: client)
+                swap(&head.fields, &client.fields)
+                if !handled {
+                    readBuffer.moveReaderIndex(to: start)
+                    handBack(client)
+                    return
+                }
+            }
+        }
+        keepPending(client)
+    }
+
+    /// Keeps what is left of `readBuffer` for the client's next turn.
+    private func keepPending(_ client: LaneClient) {
+        guard readBuffer.readableBytes > 0 else { return }
+        if var pending = client.pending {
+            pending.writeBuffer(&readBuffer)
+            client.pending = pending
+        } else {
+            var copy = allocator.buffer(capacity: readBuffer.readableBytes)
+            copy.writeBuffer(&readBuffer)
+            client.pending = copy
+        }
+    }
+
+    /// One request head: answered here, or proxied. False: the event loop takes the connection.
+    private func received(_ head: MessageHead, client: LaneClient) -> Bool {
+        guard !head.isUpgrade, !head.method.isConnect, !head.expectsContinue, !head.hasTransferEncoding,
+            (head.contentLength ?? 0) == 0
+        else { return false }
+        let settings = client.settings
+        let close = !head.isKeepAlive || draining
+        let target = head.targetString
+        let path = RelayServerHandler.path(of: target)
+        let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil
+        guard let (entry, _) = settings.routes.match(path: path, userAgent: userAgent) else {
+            answer(client, .notFound(), head: head, close: close, entry: nil)
+            return true
+        }
+        guard let gate = entry.shipGate else { return false }  // a bay
+        guard gate.isOpen else {
+            answer(client, .notReady(ship: entry.ship), head: head, close: close, entry: entry)
+            return true
+        }
+        let breaker = settings.breakers.breaker(entry.shipIndex)
+        let admission = breaker.admit()
+        if case .reject(let retryAfter) = admission {
+            answer(
+                client,
+                .circuitOpen(ship: entry.ship, retryAfter: CircuitBreaker.retryAfterSeconds(retryAfter)),
+                head: head, close: close, entry: entry)
+            return true
+        }
+        client.requestHead.clear()
+        HeadWriter.upstreamRequest(
+            head,
+            target: entry.stripsPrefix
+                ? RelayServerHandler.forwardedTarget(target, path: path, route: entry.route) : nil,
+            client: HeadWriter.Client(addressBytes: client.addressBytes, secure: false),
+            requestID: { requestIDs.write(into: &$0) },
+            startMicroseconds: RelayServerHandler.microsecondsSinceEpoch(),
+            into: &client.requestHead)
+        let exchange = LaneExchange(
+            entry: entry, breaker: breaker, isTrial: admission == .trial, method: head.method, target: target,
+            clientVersion: head.version, closeClient: close, started: Self.now())
+        client.exchange = exchange
+        if entry.shipIndex < pools.count, let ship = pools[entry.shipIndex].popLast() {
+            attach(ship, to: client, exchange, reused: true)
+        } else {
+            connect(client, exchange)
+        }
+        return true
+    }
+
+    private func answer(
+        _ client: LaneClient, _ response: LocalResponse, head: MessageHead, close: Bool, entry: RouteEntry?
+    ) {
+        entry?.requests.increment()
+        var bytes = allocator.buffer(capacity: 256)
+        HeadWriter.local(
+            response, version: head.version, close: close, isHead: head.method.isHead, into: &bytes)
+        if close { client.closeAfterWrites = true }
+        write([bytes], to: client)
+        if client.fd >= 0 && client.unsent == nil && close { self.close(client) }
+    }
+
+    private func becomeIdle(_ client: LaneClient) {
+        client.deadline = Self.now() + UInt64(client.settings.limits.idleTimeout.nanoseconds)
+    }
+
+    /// Sends `buffers` to the client; what its socket does not take waits for it to be writable,
+    /// and the ship is not read meanwhile.
+    private func write(_ buffers: [ByteBuffer], to client: LaneClient) {
+        guard client.fd >= 0, !buffers.isEmpty else { return }
+        if var unsent = client.unsent {
+            for var buffer in buffers { unsent.writeBuffer(&buffer) }
+            client.unsent = unsent
+            return
+        }
+        let total = buffers.reduce(0) { $0 + $1.readableBytes }
+        let sent = send(client.fd, buffers)
+        if sent == total { return }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+            close(client)
+            return
+        }
+        var skip = max(sent, 0)
+        var unsent = allocator.buffer(capacity: total - skip)
+        for var buffer in buffers {
+            let dropped = min(skip, buffer.readableBytes)
+            buffer.moveReaderIndex(forwardBy: dropped)
+            skip -= dropped
+            unsent.writeBuffer(&buffer)
+        }
+        client.unsent = unsent
+        setInterest(client, UInt32(MS_EPOLL_OUT))
+        if let ship = client.exchange?.ship { setInterest(ship, 0) }
+    }
+
+    private func clientWritable(_ client: LaneClient) {
+        guard var unsent = client.unsent else { return }
+        let sent = unsent.withUnsafeReadableBytes { ms_send(client.fd, $0.baseAddress, $0.count) }
+        if sent < 0 {
+            if errno != EAGAIN && errno != EWOULDBLOCK { close(client) }
+            return
+        }
+        unsent.moveReaderIndex(forwardBy: sent)
+        if unsent.readableBytes > 0 {
+            client.unsent = unsent
+            return
+        }
+        client.unsent = nil
+        if client.closeAfterWrites && client.exchange == nil {
+            close(client)
+            return
+        }
+        setInterest(client, UInt32(MS_EPOLL_IN))
+        if let ship = client.exchange?.ship {
+            setInterest(ship, UInt32(MS_EPOLL_IN))
+        } else if client.pending != nil {
+            readBuffer.clear()
+            if var pending = client.pending {
+                client.pending = nil
+                readBuffer.writeBuffer(&pending)
+            }
+            process(client)
+        }
+    }
+
+    /// Gives the connection to an event loop with `readBuffer`'s bytes (from the head it did not take).
+    private func handBack(_ client: LaneClient) {
+        var bytes = allocator.buffer(capacity: readBuffer.readableBytes)
+        bytes.writeBuffer(&readBuffer)
+        if !client.parked { _ = ms_epoll_remove(epoll, client.fd) }
+        let arrival = client.arrival
+        client.fd = -1
+        release(slot: client.slot)
+        clients -= 1
+        lane.left()
+        lane.handBack(arrival, bytes)
+    }
+
+    private func close(_ client: LaneClient) {
+        guard client.fd >= 0 else { return }
+        if let exchange = client.exchange {
+            client.exchange = nil
+            if exchange.isTrial && !exchange.finished { exchange.breaker.abandonTrial() }
+            if let ship = exchange.ship { close(ship) }
+        }
+        if !client.parked { _ = ms_epoll_remove(epoll, client.fd) }
+        Glibc.close(client.fd)
+        client.fd = -1
+        client.unsent = nil
+        client.pending = nil
+        release(slot: client.slot)
+        clients -= 1
+        lane.left()
+    }
+
+    // MARK: Ships
+
+    private func connect(_ client: LaneClient, _ exchange: LaneExchange) {
+        let address: BindAddress
+        guard case .ship(_, let shipAddress, _) = exchange.entry.target else { return }
+        address = shipAddress
+        let fd: CInt
+        switch address {
+        case .tcp(let host, let port): fd = ms_connect_stream(host, CInt(port), nil)
+        case .unix(let path): fd = ms_connect_stream(nil, 0, path)
+        }
+        guard fd >= 0 else {
+            connectFailed(client, exchange, error: -fd)
+            return
+        }
+        let ship = LaneShip(fd: fd, shipIndex: exchange.entry.shipIndex)
+        ship.slot = take(.ship(ship))
+        ship.connecting = true
+        ship.client = client
+        exchange.ship = ship
+        guard ms_epoll_set(epoll, fd, UInt64(ship.slot), UInt32(MS_EPOLL_OUT), 1) == 0 else {
+            exchange.ship = nil
+            close(ship)
+            connectFailed(client, exchange, error: ENOMEM)
+            return
+        }
+        ship.interest = UInt32(MS_EPOLL_OUT)
+        client.deadline = Self.now() + UInt64(client.settings.limits.connectTimeout.nanoseconds)
+    }
+
+    private func connected(_ ship: LaneShip) {
+        let error = ms_socket_error(ship.fd)
+        guard let client = ship.client, let exchange = client.exchange, exchange.ship === ship else {
+            close(ship)
+            return
+        }
+        exchange.ship = nil
+        guard error == 0 else {
+            close(ship)
+            connectFailed(client, exchange, error: error)
+            return
+        }
+        ship.connecting = false
+        attach(ship, to: client, exchange, reused: false)
+    }
+
+    /// As the event loops: retried on a fresh connection while attempts remain, then 502.
+    private func connectFailed(_ client: LaneClient, _ exchange: LaneExchange, error: CInt) {
+        let limits = client.settings.limits
+        if exchange.attempts <= limits.retries {
+            exchange.attempts += 1
+            connect(client, exchange)
+        } else {
+            fail(
+                client, exchange,
+                .badGateway(ship: exchange.entry.ship, reason: String(cString: strerror(error)).lowercased()))
+        }
+    }
+
+    private func attach(_ ship: LaneShip, to client: LaneClient, _ exchange: LaneExchange, reused: Bool) {
+        exchange.ship = ship
+        exchange.reused = reused
+        ship.client = client
+        ship.phase = .head
+        let limits = client.settings.limits
+        client.deadline =
+            (reused ? exchange.started : Self.now()) + UInt64(limits.firstByteTimeout.nanoseconds)
+        let total = client.requestHead.readableBytes
+        let sent = client.requestHead.withUnsafeReadableBytes { ms_send(ship.fd, $0.baseAddress, $0.count) }
+        if sent == total {
+            setInterest(ship, UInt32(MS_EPOLL_IN))
+            return
+        }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+            shipClosed(ship, error: errno)
+            return
+        }
+        var unsent = client.requestHead
+        unsent.moveReaderIndex(forwardBy: max(sent, 0))
+        ship.unsent = unsent
+        setInterest(ship, UInt32(MS_EPOLL_IN | MS_EPOLL_OUT))
+    }
+
+    private func shipWritable(_ ship: LaneShip) {
+        guard var unsent = ship.unsent else { return }
+        let sent = unsent.withUnsafeReadableBytes { ms_send(ship.fd, $0.baseAddress, $0.count) }
+        if sent < 0 {
+            if errno != EAGAIN && errno != EWOULDBLOCK { shipClosed(ship, error: errno) }
+            return
+        }
+        unsent.moveReaderIndex(forwardBy: sent)
+        if unsent.readableBytes > 0 {
+            ship.unsent = unsent
+        } else {
+            ship.unsent = nil
+            setInterest(ship, UInt32(MS_EPOLL_IN))
+        }
+    }
+
+    private func shipReadable(_ ship: LaneShip) {
+        guard let client = ship.client, let exchange = client.exchange, exchange.ship === ship else {
+            // An idle pooled connection: the ship closed it (or sent what nobody asked for).
+            removeFromPool(ship)
+            close(ship)
+            return
+        }
+        readBuffer.clear()
+        if var pending = ship.pending {
+            ship.pending = nil
+            readBuffer.writeBuffer(&pending)
+        }
+        let count = receive(ship.fd, Self.shipReadSize)
+        if count == 0 {
+            shipClosed(ship, error: nil)
+            return
+        }
+        if count < 0 {
+            if errno != EAGAIN && errno != EWOULDBLOCK { shipClosed(ship, error: errno) }
+            return
+        }
+        parts.removeAll(keepingCapacity: true)
+        let outcome = takeResponse(from: ship, client: client, exchange)
+        write(parts, to: client)
+        parts.removeAll(keepingCapacity: true)
+        // A client that failed to take the bytes is closed, with its exchange and this connection.
+        guard client.fd >= 0 else { return }
+        switch outcome {
+        case .more:
+            if readBuffer.readableBytes > 0 {
+                var copy = allocator.buffer(capacity: readBuffer.readableBytes)
+                copy.writeBuffer(&readBuffer)
+                ship.pending = copy
+            }
+        case .ended(let reusable):
+            finish(client, exchange, ship: ship, reusable: reusable && readBuffer.readableBytes == 0)
+        case .malformed(let reason):
+            exchange.ship = nil
+            close(ship)
+            if exchange.responseStarted {
+                broke(client, exchange)
+            } else {
+                fail(
+                    client, exchange,
+                    .badGateway(ship: exchange.entry.ship, reason: "invalid response: \(reason)"))
+            }
+        }
+    }
+
+    private enum ResponseProgress {
+        case more
+        case ended(reusable: Bool)
+        case malformed(String)
+    }
+
+    /// Reads the response off `readBuffer` into `parts`.
+    private func takeResponse(from ship: LaneShip, client: LaneClient, _ exchange: LaneExchange)
+        -> ResponseProgress
+    {
+        while true {
+            switch ship.phase {
+            case .head:
+                var head = MessageHead(bytes: readBuffer)
+                swap(&head.fields, &ship.fields)
+                var scanned = 0
+                let status = HeadParser.next(
+                    from: &readBuffer, kind: .response, limits: .response, scanned: &scanned, into: &head)
+                defer { swap(&head.fields, &ship.fields) }
+                switch status {
+                case .incomplete:
+                    return .more
+                case .failure(let failure):
+                    switch failure {
+                    case .malformed(let reason): return .malformed(reason)
+                    case .uriTooLong, .headersTooLarge: return .malformed("response head too large")
+                    }
+                case .complete:
+                    if head.status >= 100 && head.status < 200 {
+                        if head.status == 101 {
+                            return .malformed("101 Switching Protocols to a request that did not ask")
+                        }
+                        continue  // informational: the final head follows
+                    }
+                    startResponse(head, client: client, exchange, ship: ship)
+                    if case .head = ship.phase { return .ended(reusable: true) }  // no body
+                }
+            case .body(var framing, let reframing):
+                if readBuffer.readableBytes == 0 { return .more }
+                let ended: Bool
+                do {
+                    if reframing == .dechunk {
+                        ended = try framing.takeDechunked(from: &readBuffer) { parts.append($0) }
+                    } else {
+                        let (slice, done) = try framing.take(from: &readBuffer)
+                        if let slice { emit(slice, reframing: reframing) }
+                        ended = done
+                    }
+                } catch {
+                    return .malformed("invalid chunked body")
+                }
+                if ended {
+                    if reframing == .chunk { parts.append(ByteBuffer(staticString: "0\r\n\r\n")) }
+                    ship.phase = .head
+                    return .ended(reusable: true)
+                }
+                ship.phase = .body(framing, reframing)
+            }
+        }
+    }
+
+    private func emit(_ body: ByteBuffer, reframing: HeadWriter.Reframing) {
+        if reframing == .chunk {
+            var size = allocator.buffer(capacity: 12)
+            HeadWriter.writeChunkSize(body.readableBytes, into: &size)
+            parts.append(size)
+            parts.append(body)
+            parts.append(ByteBuffer(staticString: "\r\n"))
+        } else {
+            parts.append(body)
+        }
+    }
+
+    /// The final response head: rewritten for the client into `parts`; the ship's phase says how
+    /// its body is read (still `.head` when there is none).
+    private func startResponse(
+        _ response: MessageHead, client: LaneClient, _ exchange: LaneExchange, ship: LaneShip
+    ) {
+        exchange.responseStarted = true
+        client.deadline = 0
+        exchange.shipKeepAlive = response.isKeepAlive
+        if draining { exchange.closeClient = true }
+        let framing = BodyFraming.response(response, answeringHEAD: exchange.isHead)
+        if exchange.clientVersion == .http1_0 && response.contentLength == nil && !framing.isNone {
+            exchange.closeClient = true
+        }
+        var reframing = HeadWriter.Reframing.none
+        if case .untilClose = framing, exchange.clientVersion == .http1_1 {
+            reframing = .chunk
+        } else if case .chunked = framing, exchange.clientVersion == .http1_0 {
+            reframing = .dechunk
+        }
+        responseHead.clear()
+        HeadWriter.clientResponse(
+            response, clientVersion: exchange.clientVersion, closeAfter: exchange.closeClient,
+            reframing: reframing, into: &responseHead)
+        parts.append(responseHead)
+        if !framing.isNone { ship.phase = .body(framing, reframing) }
+    }
+
+    /// The ship's connection ended (or failed) while `ship` served an exchange.
+    private func shipClosed(_ ship: LaneShip, error: CInt?) {
+        guard let client = ship.client, let exchange = client.exchange, exchange.ship === ship else {
+            removeFromPool(ship)
+            close(ship)
+            return
+        }
+        exchange.ship = nil
+        let phase = ship.phase
+        close(ship)
+        if case .body(.untilClose, let reframing) = phase {
+            // The body that ends with the connection has ended.
+            parts.removeAll(keepingCapacity: true)
+            if reframing == .chunk { parts.append(ByteBuffer(staticString: "0\r\n\r\n")) }
+            write(parts, to: client)
+            parts.removeAll(keepingCapacity: true)
+            guard client.fd >= 0 else { return }
+            finish(client, exchange, ship: nil, reusable: false)
+        } else if exchange.responseStarted {
+            broke(client, exchange)
+        } else if exchange.reused && exchange.method.isIdempotent
+            && exchange.attempts <= client.settings.limits.retries
+        {
+            // A pooled connection the ship had closed while idle (as the event loops decide).
+            exchange.attempts += 1
+            connect(client, exchange)
+        } else {
+            fail(
+                client, exchange,
+                .badGateway(
+                    ship: exchange.entry.ship,
+                    reason: error.map { String(cString: strerror($0)).lowercased() }
+                        ?? "connection closed before a response"))
+        }
+    }
+
+    private func close(_ ship: LaneShip) {
+        guard ship.fd >= 0 else { return }
+        if !ship.parked { _ = ms_epoll_remove(epoll, ship.fd) }
+        Glibc.close(ship.fd)
+        ship.fd = -1
+        ship.client = nil
+        release(slot: ship.slot)
+    }
+
+    private func removeFromPool(_ ship: LaneShip) {
+        guard ship.shipIndex < pools.count,
+            let index = pools[ship.shipIndex].firstIndex(where: { $0 === ship })
+        else { return }
+        pools[ship.shipIndex].remove(at: index)
+    }
+
+    // MARK: Endings
+
+    private func finish(_ client: LaneClient, _ exchange: LaneExchange, ship: LaneShip?, reusable: Bool) {
+        record(exchange, success: true)
+        client.exchange = nil
+        if let ship {
+            exchange.ship = nil
+            if exchange.shipKeepAlive && reusable && !draining {
+                ship.client = nil
+                if ship.interest != UInt32(MS_EPOLL_IN) { setInterest(ship, UInt32(MS_EPOLL_IN)) }
+                while pools.count <= ship.shipIndex { pools.append([]) }
+                pools[ship.shipIndex].append(ship)
+            } else {
+                close(ship)
+            }
+        }
+        settle(client, close: exchange.closeClient || draining)
+    }
+
+    /// After a response: the connection closes once it is out, or takes its next request.
+    private func settle(_ client: LaneClient, close: Bool) {
+        guard client.fd >= 0 else { return }
+        if close {
+            client.closeAfterWrites = true
+            if client.unsent == nil { self.close(client) }
+            return
+        }
+        becomeIdle(client)
+        // Inside `process` (an answer given while taking a request) the loop there goes on.
+        guard !client.processing, client.unsent == nil else { return }
+        setInterest(client, UInt32(MS_EPOLL_IN))
+        if client.pending != nil {
+            readBuffer.clear()
+            if var pending = client.pending {
+                client.pending = nil
+                readBuffer.writeBuffer(&pending)
+            }
+            process(client)
+        }
+    }
+
+    /// The response started and cannot finish: what was read goes out, then the client closes.
+    private func broke(_ client: LaneClient, _ exchange: LaneExchange) {
+        record(exchange, success: false)
+        client.exchange = nil
+        settle(client, close: true)
+    }
+
+    private func fail(_ client: LaneClient, _ exchange: LaneExchange, _ response: LocalResponse) {
+        record(exchange, success: false)
+        client.exchange = nil
+        client.settings.logger.warning(
+            "\(response.status.code) for \(exchange.method) \(exchange.target): \(response.message)")
+        var bytes = allocator.buffer(capacity: 256)
+        HeadWriter.local(
+            response, version: exchange.clientVersion, close: exchange.closeClient, isHead: exchange.isHead,
+            into: &bytes)
+        write([bytes], to: client)
+        settle(client, close: exchange.closeClient)
+    }
+
+    private func record(_ exchange: LaneExchange, success: Bool) {
+        exchange.finished = true
+        exchange.entry.requests.increment()
+        exchange.entry.duration.record(nanoseconds: Int64(Self.now() &- exchange.started))
+        if success {
+            exchange.breaker.recordSuccess()
+        } else {
+            exchange.breaker.recordFailure()
+        }
+    }
+
+    // MARK: Timeouts and landing
+
+    /// Idle connections past their idle timeout close; exchanges without a connection or a first
+    /// byte in time get 504.
+    private func sweep() {
+        let now = Self.now()
+        nextSweep = now + Self.sweepInterval
+        let landed = draining && NIODeadline.now() >= drainDeadline
+        for slot in slots {
+            guard case .client(let client) = slot, client.fd >= 0 else { continue }
+            if landed {
+                close(client)
+                continue
+            }
+            guard client.deadline != 0, now >= client.deadline else { continue }
+            client.deadline = 0
+            guard let exchange = client.exchange else {
+                close(client)
+                continue
+            }
+            guard !exchange.responseStarted, let ship = exchange.ship else { continue }
+            let limits = client.settings.limits
+            let reason =
+                ship.connecting
+                ? "no connection within \(DurationText.format(.nanoseconds(limits.connectTimeout.nanoseconds)))"
+                : "no response within \(DurationText.format(.nanoseconds(limits.firstByteTimeout.nanoseconds)))"
+            exchange.ship = nil
+            close(ship)
+            fail(client, exchange, .gatewayTimeout(ship: exchange.entry.ship, reason: reason))
+        }
+    }
+
+    private func startDraining(until deadline: NIODeadline) {
+        draining = true
+        drainDeadline = deadline
+        for slot in slots {
+            guard case .client(let client) = slot, client.fd >= 0 else { continue }
+            if client.exchange == nil && client.unsent == nil {
+                close(client)
+            } else if let exchange = client.exchange, !exchange.responseStarted {
+                exchange.closeClient = true
+            }
+        }
+    }
+
+    private func closeAll() {
+        for slot in slots {
+            switch slot {
+            case .client(let client): close(client)
+            case .ship(let ship): close(ship)
+            case nil: break
+            }
+        }
+        pools.removeAll()
+    }
+
+    // MARK: System calls
+
+    private func setInterest(_ client: LaneClient, _ interest: UInt32) {
+        guard client.fd >= 0, client.interest != interest else { return }
+        client.interest = interest
+        setInterest(fd: client.fd, slot: client.slot, interest, parked: &client.parked)
+    }
+
+    private func setInterest(_ ship: LaneShip, _ interest: UInt32) {
+        guard ship.fd >= 0, ship.interest != interest else { return }
+        ship.interest = interest
+        setInterest(fd: ship.fd, slot: ship.slot, interest, parked: &ship.parked)
+    }
+
+    private func setInterest(fd: CInt, slot: Int, _ interest: UInt32, parked: inout Bool) {
+        if parked {
+            guard interest != 0 else { return }
+            parked = false
+            _ = ms_epoll_set(epoll, fd, UInt64(slot), interest, 1)
+        } else {
+            _ = ms_epoll_set(epoll, fd, UInt64(slot), interest, 0)
+        }
+    }
+
+    /// A hang-up (or error) reported while nothing is wanted from the socket: out of epoll until
+    /// something is, so that it is not reported again on every wait.
+    private func park(fd: CInt, _ parked: inout Bool) {
+        guard fd >= 0, !parked else { return }
+        parked = true
+        _ = ms_epoll_remove(epoll, fd)
+    }
+
+    /// One `recv` into `readBuffer` after what it holds.
+    private func receive(_ fd: CInt, _ size: Int) -> Int {
+        readBuffer.reserveCapacity(minimumWritableBytes: size)
+        let count = readBuffer.withUnsafeMutableWritableBytes {
+            ms_recv(fd, $0.baseAddress, min(size, $0.count))
+        }
+        if count > 0 { readBuffer.moveWriterIndex(forwardBy: count) }
+        return count
+    }
+
+    /// One `sendmsg` of `buffers` (they are held by the caller for the call).
+    private func send(_ fd: CInt, _ buffers: [ByteBuffer]) -> Int {
+        if buffers.count == 1 {
+            return buffers[0].withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
+        }
+        vectors.removeAll(keepingCapacity: true)
+        for buffer in buffers {
+            buffer.withUnsafeReadableBytes { bytes in
+                vectors.append(
+                    iovec(
+                        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+            }
+        }
+        return vectors.withUnsafeBufferPointer { ms_sendv(fd, $0.baseAddress, CInt($0.count)) }
+    }
+
+    static func now() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
+    }
+}
+
+/// A client connection on the lane.
+final class LaneClient {
+    let arrival: ProxyLane.Arrival
+    var fd: CInt
+    var slot = -1
+    let settings: ListenerSettings
+    let addressBytes: [UInt8]?
+    let limits: HeadParser.Limits
+    /// Bytes read and not yet taken (a partial head, or requests waiting for a response).
+    var pending: ByteBuffer?
+    /// Bytes the socket has not taken yet.
+    var unsent: ByteBuffer?
+    var fields: [HeaderField] = []
+    /// The head sent to the ship (kept for a retry).
+    var requestHead = ByteBuffer()
+    var exchange: LaneExchange?
+    var closeAfterWrites = false
+    /// Monotonic nanoseconds; 0: none. Idle: closes; in an exchange: 504.
+    var deadline: UInt64 = 0
+    var interest: UInt32 = 0
+    /// Out of epoll: hung up while nothing was wanted from it (epoll reports a hang-up whatever
+    /// the interest); added again when something is.
+    var parked = false
+    /// Inside `process`: what it calls must not start it again.
+    var processing = false
+
+    init(arrival: ProxyLane.Arrival) {
+        self.arrival = arrival
+        self.fd = arrival.fd
+        self.settings = arrival.settings
+        self.addressBytes = arrival.address.map { Array($0.utf8) }
+        let limits = arrival.settings.limits
+        self.limits = HeadParser.Limits(
+            maxTargetBytes: limits.maxRequestLineBytes, maxHeaderBytes: limits.maxHeaderBytes,
+            maxFieldCount: limits.maxHeaderCount)
+    }
+}
+
+/// A connection to a ship, serving one exchange or idle in its pool.
+final class LaneShip {
+    enum Phase {
+        case head
+        case body(BodyFraming, HeadWriter.Reframing)
+    }
+
+    var fd: CInt
+    var slot = -1
+    let shipIndex: Int
+    var connecting = false
+    var phase = Phase.head
+    var client: LaneClient?
+    var unsent: ByteBuffer?
+    var pending: ByteBuffer?
+    var fields: [HeaderField] = []
+    var interest: UInt32 = 0
+    var parked = false
+
+    init(fd: CInt, shipIndex: Int) {
+        self.fd = fd
+        self.shipIndex = shipIndex
+    }
+}
+
+/// One proxied request on the lane.
+final class LaneExchange {
+    let entry: RouteEntry
+    let breaker: ShipBreaker
+    let isTrial: Bool
+    let method: HTTPMethod
+    let isHead: Bool
+    let target: String
+    let clientVersion: HTTPVersion
+    var closeClient: Bool
+    let started: UInt64
+    var ship: LaneShip?
+    var attempts = 1
+    var reused = false
+    var responseStarted = false
+    var shipKeepAlive = true
+    var finished = false
+
+    init(
+        entry: RouteEntry, breaker: ShipBreaker, isTrial: Bool, method: HTTPMethod, target: String,
+        clientVersion: HTTPVersion, closeClient: Bool, started: UInt64
+    ) {
+        self.entry = entry
+        self.breaker = breaker
+        self.isTrial = isTrial
+        self.method = method
+        self.isHead = method.isHead
+        self.target = target
+        self.clientVersion = clientVersion
+        self.closeClient = closeClient
+        self.started = started
+    }
+}

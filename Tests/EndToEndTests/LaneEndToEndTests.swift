@@ -1,0 +1,164 @@
+import Foundation
+import MothershipTestSupport
+import Testing
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// Kept-alive connections after their first request are served by the lane's thread
+/// (`ProxyLane`), not by the event loops: the same behaviour, checked through the binary on
+/// connections that have had a first request (the lane never sees a connection before).
+@Suite("Lane end to end")
+struct LaneEndToEndTests {
+    typealias Relay = RelayEndToEndTests
+
+    /// The names of the process's threads.
+    static func threadNames(of pid: Int32) -> [String] {
+        let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+        return tasks.compactMap {
+            try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8)
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+        }
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func keptAliveConnectionsMoveToTheLaneAndAreServedTheSame() async throws {
+        let directory = try Relay.directory()
+        defer { directory.remove() }
+        let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
+        defer { mothership.stop() }
+        #expect(!Self.threadNames(of: mothership.pid).contains("mothership-lane"))
+        let connection = try RawConnection(port: relay)
+        let first = try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/first")))
+        // From the second request on, the lane's thread (started by the first connection it takes).
+        let second = try ShipEcho(
+            try await connection.exchange(
+                RawConnection.request("GET", "/second?x=1", ["X-Forwarded-For: 198.51.100.1", "Foo: bar"])))
+        #expect(Self.threadNames(of: mothership.pid).contains("mothership-lane"))
+        #expect(second.path == "/second?x=1")
+        #expect(second.all("x-forwarded-for") == ["198.51.100.1, 127.0.0.1"])
+        #expect(second.header("x-forwarded-proto") == "http")
+        let requestID = try #require(second.header("x-request-id"))
+        #expect(requestID.count == 32 && requestID != first.header("x-request-id"))
+        // The ship connection went along with the client's: the ship sees one connection.
+        #expect(second.peer == first.peer)
+
+        // Lengths, chunks, HEAD, bodiless statuses, a body that ends with the ship's connection.
+        let size = 5_000_000
+        let big = try await connection.exchange(RawConnection.request("GET", "/big?n=\(size)"))
+        #expect(big.header("content-length") == "\(size)" && big.body == RawConnection.pattern(size))
+        let head = try await connection.exchange(RawConnection.request("HEAD", "/big?n=\(size)"))
+        #expect(head.status == 200 && head.header("content-length") == "\(size)" && head.body.isEmpty)
+        let chunked = try await connection.exchange(RawConnection.request("GET", "/chunked"))
+        #expect(String(decoding: chunked.body, as: UTF8.self) == "first,second,third")
+        for code in [204, 304] {
+            let bodiless = try await connection.exchange(RawConnection.request("GET", "/status/\(code)"))
+            #expect(bodiless.status == code && bodiless.body.isEmpty)
+        }
+        let closeDelimited = try await connection.exchange(RawConnection.request("GET", "/raw10"))
+        #expect(closeDelimited.header("transfer-encoding") == "chunked")
+        #expect(closeDelimited.text == "close-delimited body")
+
+        // Pipelined requests are answered in order.
+        try await connection.send(
+            RawConnection.request("GET", "/pipelined-1") + RawConnection.request("GET", "/pipelined-2"))
+        let pipelined = [try await connection.response(), try await connection.response()]
+        #expect(try pipelined.map { try ShipEcho($0).path } == ["/pipelined-1", "/pipelined-2"])
+
+        // A request with a body goes back to an event loop with the connection, which goes on there.
+        let upload = RawConnection.pattern(300_000)
+        let posted = try ShipEcho(
+            try await connection.exchange(RawConnection.request("POST", "/upload", body: upload)))
+        #expect(posted.bodyLength == upload.count && posted.bodyOK)
+        #expect(
+            try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after"))).path
+                == "/after")
+
+        // A malformed head on a lane connection is refused as the event loops refuse it.
+        let malformed = try RawConnection(port: relay)
+        #expect(try await malformed.exchange(RawConnection.request("GET", "/warm")).status == 200)
+        let refused = try await malformed.exchange(
+            Array("GET /x HTTP/1.1\r\nHost: a\r\nno colon\r\n\r\n".utf8))
+        #expect(refused.status == 400)
+        #expect(await malformed.closes(within: 5))
+
+        // An HTTP/1.0 client that keeps its connection: a chunked answer arrives as data, then closes.
+        let old = try RawConnection(port: relay)
+        let keepAlive = Array("GET /old HTTP/1.0\r\nHost: relay.test\r\nConnection: keep-alive\r\n\r\n".utf8)
+        #expect(try await old.exchange(keepAlive).status == 200)
+        let dechunked = try await old.exchange(
+            Array("GET /chunked HTTP/1.0\r\nHost: relay.test\r\nConnection: keep-alive\r\n\r\n".utf8))
+        #expect(dechunked.version == "HTTP/1.0" && dechunked.header("transfer-encoding") == nil)
+        #expect(String(decoding: dechunked.body, as: UTF8.self) == "first,second,third")
+        #expect(await old.closes(within: 5))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aClientThatStopsReadingHoldsTheShipBackOnTheLane() async throws {
+        let directory = try Relay.directory()
+        defer { directory.remove() }
+        let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
+        defer { mothership.stop() }
+        let stalled = try RawConnection(port: relay)
+        #expect(try await stalled.exchange(RawConnection.request("GET", "/warm")).status == 200)
+        let residentBefore = try #require(Relay.residentKilobytes(of: mothership.pid))
+        try await stalled.send(RawConnection.request("GET", "/big?n=100000000"))
+        try await Task.sleep(for: .milliseconds(1500))
+        let residentStalled = try #require(Relay.residentKilobytes(of: mothership.pid))
+        // Without backpressure the relay would hold most of the 100 MB.
+        #expect(residentStalled - residentBefore < 20_000, "\(residentBefore) kB → \(residentStalled) kB")
+        // Reading again, nothing is lost; the connection serves the next request.
+        let size = 20_000_000
+        let slow = try RawConnection(port: relay)
+        #expect(try await slow.exchange(RawConnection.request("GET", "/warm")).status == 200)
+        try await slow.send(RawConnection.request("GET", "/big?n=\(size)"))
+        try await Task.sleep(for: .milliseconds(700))
+        let whole = try await slow.response(timeout: 30)
+        #expect(whole.body.count == size && whole.body == RawConnection.pattern(size))
+        #expect(try ShipEcho(try await slow.exchange(RawConnection.request("GET", "/next"))).path == "/next")
+        stalled.close()
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func sigtermClosesIdleLaneConnectionsAndLetsABusyOneFinish() async throws {
+        let directory = try Relay.directory()
+        defer { directory.remove() }
+        let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
+        defer { mothership.stop() }
+        let idle = try RawConnection(port: relay)
+        #expect(try await idle.exchange(RawConnection.request("GET", "/idle-1")).status == 200)
+        #expect(try await idle.exchange(RawConnection.request("GET", "/idle-2")).status == 200)
+        let busy = try RawConnection(port: relay)
+        #expect(try await busy.exchange(RawConnection.request("GET", "/warm")).status == 200)
+        try await busy.send(RawConnection.request("GET", "/sleep?s=3"))
+        try await Task.sleep(for: .milliseconds(300))
+        mothership.signal(SIGTERM)
+        #expect(await idle.closes(within: 5))
+        let answer = try await busy.response()
+        #expect(try ShipEcho(answer).path == "/sleep?s=3")
+        #expect(answer.header("connection")?.lowercased() == "close")
+        #expect(await busy.closes(within: 5))
+        #expect(try await mothership.waitForExit() == 0)
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func withTheLaneOffEveryRequestStaysOnTheEventLoops() async throws {
+        let directory = try Relay.directory()
+        defer { directory.remove() }
+        let relay = LoopbackPorts.free()
+        let mothership = try await Relay.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(Relay.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
+            """, environment: ["MOTHERSHIP_LANE": "0"])
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        for index in 1...3 {
+            #expect(try await connection.exchange(RawConnection.request("GET", "/\(index)")).status == 200)
+        }
+        #expect(!Self.threadNames(of: mothership.pid).contains("mothership-lane"))
+    }
+}
