@@ -166,11 +166,7 @@ final class LaneLoop {
             setInterest(client, UInt32(client.unsent != nil ? MS_EPOLL_OUT : 0))
             return
         }
-        readBuffer.clear()
-        if var pending = client.pending {
-            client.pending = nil
-            readBuffer.writeBuffer(&pending)
-        }
+        startRead(after: &client.pending)
         let count = receive(client.fd, Self.clientReadSize)
         if count == 0 || (count < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
             close(client)  // gone; an exchange in progress is abandoned
@@ -348,11 +344,7 @@ final class LaneLoop {
         if let ship = client.exchange?.ship {
             setInterest(ship, UInt32(MS_EPOLL_IN))
         } else if client.pending != nil {
-            readBuffer.clear()
-            if var pending = client.pending {
-                client.pending = nil
-                readBuffer.writeBuffer(&pending)
-            }
+            startRead(after: &client.pending)
             process(client)
         }
     }
@@ -493,11 +485,7 @@ final class LaneLoop {
             close(ship)
             return
         }
-        readBuffer.clear()
-        if var pending = ship.pending {
-            ship.pending = nil
-            readBuffer.writeBuffer(&pending)
-        }
+        startRead(after: &ship.pending)
         let count = receive(ship.fd, Self.shipReadSize)
         if count == 0 {
             shipClosed(ship, error: nil)
@@ -719,11 +707,7 @@ final class LaneLoop {
         guard !client.processing, client.unsent == nil else { return }
         setInterest(client, UInt32(MS_EPOLL_IN))
         if client.pending != nil {
-            readBuffer.clear()
-            if var pending = client.pending {
-                client.pending = nil
-                readBuffer.writeBuffer(&pending)
-            }
+            startRead(after: &client.pending)
             process(client)
         }
     }
@@ -847,6 +831,15 @@ final class LaneLoop {
         _ = ms_epoll_remove(epoll, fd)
     }
 
+    /// Empties `readBuffer` for a read, with what was left over from the last one first.
+    private func startRead(after pending: inout ByteBuffer?) {
+        readBuffer.clear()
+        if var bytes = pending {
+            pending = nil
+            readBuffer.writeBuffer(&bytes)
+        }
+    }
+
     /// One `recv` into `readBuffer` after what it holds.
     private func receive(_ fd: CInt, _ size: Int) -> Int {
         readBuffer.reserveCapacity(minimumWritableBytes: size)
@@ -862,15 +855,7 @@ final class LaneLoop {
         if buffers.count == 1 {
             return buffers[0].withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
         }
-        vectors.removeAll(keepingCapacity: true)
-        for buffer in buffers {
-            buffer.withUnsafeReadableBytes { bytes in
-                vectors.append(
-                    iovec(
-                        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
-            }
-        }
-        return vectors.withUnsafeBufferPointer { ms_sendv(fd, $0.baseAddress, CInt($0.count)) }
+        return SocketWriter.send(buffers, to: fd, vectors: &vectors)
     }
 
     static func now() -> UInt64 {

@@ -62,16 +62,23 @@ final class ProxyLane: Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
     init?(handBack: @escaping HandBack) {
+        guard let (epoll, wakeup) = Self.makeEpoll(wakeupToken: Self.wakeupToken) else { return nil }
+        self.epoll = epoll
+        self.wakeup = wakeup
+        self.handBack = handBack
+    }
+
+    /// An epoll instance with an eventfd in it under `wakeupToken` (the lane's and the tunnel
+    /// pump's threads are woken through it); nil when either cannot be made.
+    static func makeEpoll(wakeupToken: UInt64) -> (epoll: CInt, wakeup: CInt)? {
         let epoll = ms_epoll_create()
         let wakeup = ms_eventfd()
-        guard epoll >= 0, wakeup >= 0, ms_epoll_add(epoll, wakeup, Self.wakeupToken) == 0 else {
+        guard epoll >= 0, wakeup >= 0, ms_epoll_add(epoll, wakeup, wakeupToken) == 0 else {
             if epoll >= 0 { close(epoll) }
             if wakeup >= 0 { close(wakeup) }
             return nil
         }
-        self.epoll = epoll
-        self.wakeup = wakeup
-        self.handBack = handBack
+        return (epoll, wakeup)
     }
 
     deinit {

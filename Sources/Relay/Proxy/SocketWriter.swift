@@ -145,17 +145,20 @@ struct SocketWriter {
     }
 
     /// One `sendmsg` over every queued buffer; the bytes written, or -1.
-    private mutating func sendVectors() -> Int {
+    private mutating func sendVectors() -> Int { Self.send(queued, to: descriptor, vectors: &vectors) }
+
+    /// One `sendmsg` of `buffers` to `fd` (`vectors` is scratch space); the bytes written, or -1.
+    /// The caller holds the buffers until the call returns: their storage outlives the pointers.
+    static func send(_ buffers: [ByteBuffer], to fd: CInt, vectors: inout [iovec]) -> Int {
         vectors.removeAll(keepingCapacity: true)
-        for buffer in queued {
-            // The queue holds each buffer until the call returns: its storage outlives the pointer.
+        for buffer in buffers {
             buffer.withUnsafeReadableBytes { bytes in
                 vectors.append(
                     iovec(
                         iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
             }
         }
-        return vectors.withUnsafeBufferPointer { ms_sendv(descriptor, $0.baseAddress, CInt($0.count)) }
+        return vectors.withUnsafeBufferPointer { ms_sendv(fd, $0.baseAddress, CInt($0.count)) }
     }
 
     // MARK: Finding the descriptor

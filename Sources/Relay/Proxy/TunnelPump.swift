@@ -46,13 +46,7 @@ final class TunnelPump: Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
     init?() {
-        let epoll = ms_epoll_create()
-        let wakeup = ms_eventfd()
-        guard epoll >= 0, wakeup >= 0, ms_epoll_add(epoll, wakeup, Self.wakeupToken) == 0 else {
-            if epoll >= 0 { close(epoll) }
-            if wakeup >= 0 { close(wakeup) }
-            return nil
-        }
+        guard let (epoll, wakeup) = ProxyLane.makeEpoll(wakeupToken: Self.wakeupToken) else { return nil }
         self.epoll = epoll
         self.wakeup = wakeup
     }
