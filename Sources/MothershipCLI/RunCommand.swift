@@ -62,6 +62,9 @@ struct RunCommand: AsyncParsableCommand {
         let outputLog = OutputLog()
         // From here on mothership's own lines go to the dashboard's "mothership" entry, never over it.
         if terminal != nil { console.divert(to: outputLog) }
+        // The code that parsed the command line and the manifest leaves the resident set before
+        // the fleet's start-up brings in its own (the start-up peak is the two together otherwise).
+        _ = ms_release_startup_code()
         let outcome = await Launch(
             manifest: parsed, file: file, console: console, logger: logger, outputLog: outputLog,
             terminal: terminal

@@ -95,6 +95,57 @@ struct LaneEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
+    func theLaneAnswers404And503ItselfAnd502WhenAShipRefusesThenOpensTheBreaker() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Relay.directory()
+        defer { directory.remove() }
+        let mothership = try await Relay.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(Relay.ship("web", port: LoopbackPorts.free(), routes: #"["http:/api.*"]"#))
+            \(Relay.ship("gone", port: LoopbackPorts.free(), routes: #"["http:/refused.*"]"#, mode: "refuse", healthcheck: false))
+            [[fleet.web]]
+            name = "down"
+            command = "sleep"
+            args = ["300"]
+            bind = "127.0.0.1:\(LoopbackPorts.free())"
+            healthcheck = "/"
+            critical = false
+            routes = ["http:/down.*"]
+            """, waitingFor: ["listening on", "listener-closed"])
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        // The first proxied answer moves the connection to the lane (the web ship may still be
+        // starting: its 503s are answered on the event loop).
+        let deadline = ContinuousClock.now + .seconds(20)
+        while try await connection.exchange(RawConnection.request("GET", "/api/warm")).status != 200 {
+            #expect(ContinuousClock.now < deadline, "web never became ready")
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        let missing = try await connection.exchange(RawConnection.request("GET", "/nothing"))
+        #expect(missing.status == 404)
+        let down = try await connection.exchange(RawConnection.request("GET", "/down/1"))
+        #expect(down.status == 503 && down.header("retry-after") == "1", "\(down.text)")
+        #expect(down.text.contains("ship 'down' is not ready"), "\(down.text)")
+        for attempt in 1...5 {
+            let (response, elapsed) = try await connection.timedExchange(
+                RawConnection.request("GET", "/refused-\(attempt)"))
+            #expect(response.status == 502, "attempt \(attempt): \(response.text)")
+            #expect(response.text.contains("ship 'gone'"), "\(response.text)")
+            #expect(elapsed < .seconds(2), "attempt \(attempt): \(elapsed)")
+        }
+        let open = try await connection.exchange(RawConnection.request("GET", "/refused-6"))
+        #expect(open.status == 503 && open.text.contains("circuit open"), "\(open.text)")
+        // The connection is still in step and still served.
+        #expect(
+            try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/api/after"))).path
+                == "/api/after")
+        #expect(Self.threadNames(of: mothership.pid).contains("mothership-lane"))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
     func aClientThatStopsReadingHoldsTheShipBackOnTheLane() async throws {
         let directory = try Relay.directory()
         defer { directory.remove() }

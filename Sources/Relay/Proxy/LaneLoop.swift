@@ -28,6 +28,9 @@ final class LaneLoop {
     private let epoll: CInt
     private var slots: [Slot?] = []
     private var freeSlots: [Int] = []
+    /// Slots freed while a batch of events is handled: reused only after it, so that an event of
+    /// a closed socket still in the batch never reaches a new one.
+    private var retiredSlots: [Int] = []
     private var clients = 0
     /// Idle keep-alive connections by ship index.
     private var pools: [[LaneShip]] = []
@@ -75,6 +78,8 @@ final class LaneLoop {
                 if stopping && !draining { startDraining(until: deadline) }
             }
             if Self.now() >= nextSweep { sweep() }
+            freeSlots.append(contentsOf: retiredSlots)
+            retiredSlots.removeAll(keepingCapacity: true)
             if draining && clients == 0 {
                 closeAll()
                 return
@@ -152,7 +157,7 @@ final class LaneLoop {
 
     private func release(slot index: Int) {
         slots[index] = nil
-        freeSlots.append(index)
+        retiredSlots.append(index)
     }
 
     // MARK: Clients
@@ -682,7 +687,7 @@ final class LaneLoop {
         client.exchange = nil
         if let ship {
             exchange.ship = nil
-            if exchange.shipKeepAlive && reusable && !draining {
+            if exchange.shipKeepAlive && reusable && ship.unsent == nil && !draining {
                 ship.client = nil
                 if ship.interest != UInt32(MS_EPOLL_IN) { setInterest(ship, UInt32(MS_EPOLL_IN)) }
                 while pools.count <= ship.shipIndex { pools.append([]) }
