@@ -85,7 +85,7 @@ ssize_t ms_recv(int fd, void *buffer, size_t length) {
     return result;
 }
 
-int ms_connect_stream(const char *host, int port, const char *path) {
+int ms_connect_stream(const char *host, int port, const char *path, int attempt) {
     if (path != NULL) {
         struct sockaddr_un address;
         memset(&address, 0, sizeof address);
@@ -109,8 +109,13 @@ int ms_connect_stream(const char *host, int port, const char *path) {
     char service[16];
     snprintf(service, sizeof service, "%d", port);
     if (getaddrinfo(host, service, &hints, &found) != 0 || found == NULL) return -EHOSTUNREACH;
+    int count = 0;
+    for (struct addrinfo *candidate = found; candidate != NULL; candidate = candidate->ai_next) count++;
     int result = -ECONNREFUSED;
-    for (struct addrinfo *candidate = found; candidate != NULL; candidate = candidate->ai_next) {
+    for (int tried = 0; tried < count; tried++) {
+        const int index = ((attempt < 0 ? 0 : attempt) + tried) % count;
+        struct addrinfo *candidate = found;
+        for (int step = 0; step < index; step++) candidate = candidate->ai_next;
         const int fd = socket(candidate->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) {
             result = -errno;

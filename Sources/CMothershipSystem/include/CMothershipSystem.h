@@ -70,10 +70,12 @@ ssize_t ms_sendv(int fd, const struct iovec *vectors, int count);
 ssize_t ms_recv(int fd, void *buffer, size_t length);
 
 /// Starts a non-blocking connection to `host`:`port` (numeric or a name from the resolver), or to
-/// the Unix socket `path` when it is not NULL. Returns the close-on-exec, non-blocking socket (the
-/// connection may still be in progress: wait until writable, then `ms_socket_error`), or -errno
-/// (-EAI_* values are mapped to -EHOSTUNREACH).
-int ms_connect_stream(const char *host, int port, const char *path);
+/// the Unix socket `path` when it is not NULL. A name with several addresses (`localhost`: ::1 and
+/// 127.0.0.1) is tried from its address number `attempt` (modulo their count) on, so that retries
+/// reach the others. Returns the close-on-exec, non-blocking socket (the connection may still be
+/// in progress: wait until writable, then `ms_socket_error`), or -errno (a name that does not
+/// resolve: -EHOSTUNREACH).
+int ms_connect_stream(const char *host, int port, const char *path, int attempt);
 /// The pending error of a socket (SO_ERROR): 0 when its connection was made.
 int ms_socket_error(int fd);
 

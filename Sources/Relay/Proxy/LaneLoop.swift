@@ -392,8 +392,9 @@ final class LaneLoop {
         address = shipAddress
         let fd: CInt
         switch address {
-        case .tcp(let host, let port): fd = ms_connect_stream(host, CInt(port), nil)
-        case .unix(let path): fd = ms_connect_stream(nil, 0, path)
+        case .tcp(let host, let port):
+            fd = ms_connect_stream(host, CInt(port), nil, CInt(exchange.attempts - 1))
+        case .unix(let path): fd = ms_connect_stream(nil, 0, path, 0)
         }
         guard fd >= 0 else {
             connectFailed(client, exchange, error: -fd)
@@ -787,6 +788,8 @@ final class LaneLoop {
             guard case .client(let client) = slot, client.fd >= 0 else { continue }
             if client.exchange == nil && client.unsent == nil {
                 close(client)
+            } else if client.exchange == nil {
+                client.closeAfterWrites = true  // once its last response is out
             } else if let exchange = client.exchange, !exchange.responseStarted {
                 exchange.closeClient = true
             }
