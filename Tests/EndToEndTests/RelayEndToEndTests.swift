@@ -539,8 +539,7 @@ struct RelayEndToEndTests {
         // The backlog ship's one-connection listen queue is full (the readiness probe sits in it and
         // it never accepts), so connecting cannot complete.
         let backlog = try RawConnection(port: relay)
-        try await backlog.send(RawConnection.request("GET", "/backlog"))
-        let backlogSent = ContinuousClock.now
+        let backlogSent = try await backlog.sendTimed(RawConnection.request("GET", "/backlog"))
 
         let silent = try RawConnection(port: relay)
         try await silent.send(RawConnection.request("GET", "/silent"))
@@ -1333,6 +1332,15 @@ final class RawConnection: @unchecked Sendable {
 
     func send(_ bytes: [UInt8]) async throws {
         try await Self.offPool { try self.sendNow(bytes) }
+    }
+
+    /// Sends, and says when the bytes were sent, read on the thread that sent them (a busy
+    /// cooperative pool can resume the caller much later).
+    func sendTimed(_ bytes: [UInt8]) async throws -> ContinuousClock.Instant {
+        try await Self.offPool {
+            try self.sendNow(bytes)
+            return ContinuousClock.now
+        }
     }
 
     /// Sends a request and reads its response (`HEAD` is recognised from the bytes).

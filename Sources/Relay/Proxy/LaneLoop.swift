@@ -18,6 +18,8 @@ final class LaneLoop {
     /// The largest read from a client (a head, or pipelined heads) and from a ship.
     static let clientReadSize = 16 * 1024
     static let shipReadSize = 64 * 1024
+    /// Idle connections kept per ship (as each event loop's `UpstreamPool`); more are closed.
+    static let poolCapacity = 128
 
     private enum Slot {
         case client(LaneClient)
@@ -134,6 +136,10 @@ final class LaneLoop {
 
     /// An idle connection to a ship, from an event loop, for the pool.
     private func pool(ship fd: CInt, index: Int) {
+        guard index >= 0, index >= pools.count || pools[index].count < Self.poolCapacity else {
+            Glibc.close(fd)
+            return
+        }
         let ship = LaneShip(fd: fd, shipIndex: index)
         ship.slot = take(.ship(ship))
         guard !draining, ms_epoll_set(epoll, fd, UInt64(ship.slot), UInt32(MS_EPOLL_IN), 1) == 0 else {
@@ -688,7 +694,9 @@ final class LaneLoop {
         client.exchange = nil
         if let ship {
             exchange.ship = nil
-            if exchange.shipKeepAlive && reusable && ship.unsent == nil && !draining {
+            if exchange.shipKeepAlive && reusable && ship.unsent == nil && !draining
+                && (ship.shipIndex >= pools.count || pools[ship.shipIndex].count < Self.poolCapacity)
+            {
                 ship.client = nil
                 if ship.interest != UInt32(MS_EPOLL_IN) { setInterest(ship, UInt32(MS_EPOLL_IN)) }
                 while pools.count <= ship.shipIndex { pools.append([]) }
