@@ -199,6 +199,17 @@ struct RelayTimeoutTests {
         #expect(seconds >= 0.25 && seconds < 10, "closed after \(seconds) s")
     }
 
+    /// After a proxied answer the connection is on the lane's thread (`ProxyLane`), which keeps the
+    /// same idle timeout.
+    @Test func anIdleConnectionOnTheLaneIsClosedAfterTheIdleTimeout() async throws {
+        let harness = try await Harness.start(idle: Self.limit)
+        let (received, seconds) = try await harness.untilClosed(
+            after: "GET /once HTTP/1.1\r\nHost: a\r\n\r\n")
+        await harness.stop()
+        #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n") && received.hasSuffix("\r\n\r\nok"), "\(received)")
+        #expect(seconds >= 0.25 && seconds < 10, "closed after \(seconds) s")
+    }
+
     @Test func aShipThatNeverAnswersGets504AfterTheFirstByteTimeout() async throws {
         let harness = try await Harness.start(firstByte: Self.limit)
         let (received, seconds) = try await harness.untilClosed(
