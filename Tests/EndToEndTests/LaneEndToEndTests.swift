@@ -66,11 +66,24 @@ struct LaneEndToEndTests {
         let pipelined = [try await connection.response(), try await connection.response()]
         #expect(try pipelined.map { try ShipEcho($0).path } == ["/pipelined-1", "/pipelined-2"])
 
-        // A request with a body goes back to an event loop with the connection, which goes on there.
-        let upload = RawConnection.pattern(300_000)
+        // Bodies with a length stream through the lane; a ship that answers before the body has
+        // all arrived gets the rest dropped, and the connection goes on.
+        let upload = RawConnection.pattern(1 << 20)
         let posted = try ShipEcho(
             try await connection.exchange(RawConnection.request("POST", "/upload", body: upload)))
-        #expect(posted.bodyLength == upload.count && posted.bodyOK)
+        #expect(posted.method == "POST" && posted.bodyLength == upload.count && posted.bodyOK)
+        let early = try await connection.exchange(
+            RawConnection.request("POST", "/early", body: RawConnection.pattern(8_000_000)))
+        #expect(early.status == 413)
+        #expect(
+            try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after-early"))).path
+                == "/after-early")
+
+        // A chunked body goes back to an event loop with the connection, which goes on there.
+        var chunkedUpload = RawConnection.request("POST", "/upload-chunked", ["Transfer-Encoding: chunked"])
+        chunkedUpload += Array("5\r\nhello\r\n0\r\n\r\n".utf8)
+        let postedChunked = try ShipEcho(try await connection.exchange(chunkedUpload))
+        #expect(postedChunked.bodyLength == 5)
         #expect(
             try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after"))).path
                 == "/after")

@@ -169,12 +169,8 @@ final class LaneLoop {
     // MARK: Clients
 
     private func clientReadable(_ client: LaneClient) {
-        // A response on its way holds further requests (pipelined) until it is out; they wait in
-        // `pending`, up to one read's worth.
-        if client.exchange != nil || client.unsent != nil,
-            let pending = client.pending, pending.readableBytes >= Self.clientReadSize
-        {
-            setInterest(client, UInt32(client.unsent != nil ? MS_EPOLL_OUT : 0))
+        guard wantsToRead(client) else {
+            updateInterest(client)
             return
         }
         startRead(after: &client.pending)
@@ -183,20 +179,104 @@ final class LaneLoop {
             close(client)  // gone; an exchange in progress is abandoned
             return
         }
-        if client.exchange != nil || client.unsent != nil {
+        if client.exchange == nil || client.exchange?.bodyRemaining ?? 0 > 0 || client.discard > 0 {
+            process(client)
+        } else {
+            // A response on its way holds further requests (pipelined) until it is out.
             keepPending(client)
+            updateInterest(client)
+        }
+    }
+
+    /// Whether the client is read now: not while its socket holds back our bytes; during an
+    /// exchange, its body while the ship takes it (one read's worth may wait), or pipelined
+    /// requests up to one read's worth.
+    private func wantsToRead(_ client: LaneClient) -> Bool {
+        guard client.unsent == nil else { return false }
+        guard let exchange = client.exchange else { return true }
+        if exchange.bodyRemaining > 0 && client.discard == 0 {
+            if let ship = exchange.ship, !ship.connecting { return ship.unsent == nil }
+            return (exchange.bodyWaiting?.readableBytes ?? 0) < Self.shipReadSize
+        }
+        return (client.pending?.readableBytes ?? 0) < Self.clientReadSize
+    }
+
+    /// Reads while `wantsToRead`; writes while something waits for the socket.
+    private func updateInterest(_ client: LaneClient) {
+        guard client.fd >= 0 else { return }
+        let wanted =
+            (wantsToRead(client) ? UInt32(MS_EPOLL_IN) : 0)
+            | (client.unsent != nil ? UInt32(MS_EPOLL_OUT) : 0)
+        setInterest(client, wanted)
+    }
+
+    /// Connecting: until writable. Then reads, unless its client's socket holds back what was
+    /// read; writes while request bytes wait.
+    private func updateInterest(_ ship: LaneShip) {
+        guard ship.fd >= 0 else { return }
+        if ship.connecting {
+            setInterest(ship, UInt32(MS_EPOLL_OUT))
             return
         }
-        process(client)
+        let held = ship.client?.unsent != nil
+        setInterest(ship, (held ? 0 : UInt32(MS_EPOLL_IN)) | (ship.unsent != nil ? UInt32(MS_EPOLL_OUT) : 0))
+    }
+
+    /// Sends request bytes to a ship; what its socket does not take waits for it to be writable,
+    /// and the client's body is not read meanwhile.
+    private func send(_ buffers: [ByteBuffer], toShip ship: LaneShip) {
+        guard ship.fd >= 0 else { return }
+        if var unsent = ship.unsent {
+            for buffer in buffers { unsent.writeImmutableBuffer(buffer) }
+            ship.unsent = unsent
+            return
+        }
+        let total = buffers.reduce(0) { $0 + $1.readableBytes }
+        let sent = send(ship.fd, buffers)
+        if sent == total {
+            updateInterest(ship)
+            return
+        }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+            shipClosed(ship, error: errno)
+            return
+        }
+        ship.unsent = Self.rest(of: buffers, after: max(sent, 0), allocator: allocator)
+        updateInterest(ship)
+        if let client = ship.client { updateInterest(client) }
+    }
+
+    /// What `buffers` hold after their first `skip` bytes, in one buffer.
+    private static func rest(of buffers: [ByteBuffer], after skip: Int, allocator: ByteBufferAllocator)
+        -> ByteBuffer
+    {
+        var skip = skip
+        var rest = allocator.buffer(capacity: buffers.reduce(0) { $0 + $1.readableBytes } - skip)
+        for var buffer in buffers {
+            let dropped = min(skip, buffer.readableBytes)
+            buffer.moveReaderIndex(forwardBy: dropped)
+            skip -= dropped
+            rest.writeBuffer(&buffer)
+        }
+        return rest
     }
 
     /// Requests from `readBuffer`, one after another while each is answered at once.
     private func process(_ client: LaneClient) {
         client.processing = true
         defer { client.processing = false }
-        while client.exchange == nil, client.unsent == nil, !client.closeAfterWrites,
-            readBuffer.readableBytes > 0
-        {
+        while client.fd >= 0, readBuffer.readableBytes > 0 {
+            if client.discard > 0 {
+                let dropped = min(client.discard, readBuffer.readableBytes)
+                readBuffer.moveReaderIndex(forwardBy: dropped)
+                client.discard -= dropped
+                continue
+            }
+            if let exchange = client.exchange {
+                if exchange.bodyRemaining > 0 { takeBody(client, exchange) }
+                break
+            }
+            guard client.unsent == nil, !client.closeAfterWrites else { break }
             let start = readBuffer.readerIndex
             var head = MessageHead(bytes: readBuffer)
             swap(&head.fields, &client.fields)
@@ -207,6 +287,7 @@ final class LaneLoop {
             case .incomplete:
                 swap(&head.fields, &client.fields)
                 keepPending(client)
+                updateInterest(client)
                 return
             case .failure:
                 // The event loop answers it (400, 414, 431) as it answers any.
@@ -224,7 +305,25 @@ final class LaneLoop {
                 }
             }
         }
-        keepPending(client)
+        if client.fd >= 0 { keepPending(client) }
+        updateInterest(client)
+    }
+
+    /// Request body bytes from `readBuffer`, on their way to the ship (or waiting for it).
+    private func takeBody(_ client: LaneClient, _ exchange: LaneExchange) {
+        let slice = readBuffer.readSlice(length: min(exchange.bodyRemaining, readBuffer.readableBytes))!
+        exchange.bodyRemaining -= slice.readableBytes
+        if let ship = exchange.ship, !ship.connecting {
+            exchange.bodySent = true
+            send([slice], toShip: ship)
+        } else if var waiting = exchange.bodyWaiting {
+            waiting.writeImmutableBuffer(slice)
+            exchange.bodyWaiting = waiting
+        } else {
+            var waiting = allocator.buffer(capacity: slice.readableBytes)
+            waiting.writeImmutableBuffer(slice)
+            exchange.bodyWaiting = waiting
+        }
     }
 
     /// Keeps what is left of `readBuffer` for the client's next turn.
@@ -242,8 +341,7 @@ final class LaneLoop {
 
     /// One request head: answered here, or proxied. False: the event loop takes the connection.
     private func received(_ head: MessageHead, client: LaneClient) -> Bool {
-        guard !head.isUpgrade, !head.method.isConnect, !head.expectsContinue, !head.hasTransferEncoding,
-            (head.contentLength ?? 0) == 0
+        guard !head.isUpgrade, !head.method.isConnect, !head.expectsContinue, !head.hasTransferEncoding
         else { return false }
         let settings = client.settings
         let close = !head.isKeepAlive || draining
@@ -280,6 +378,7 @@ final class LaneLoop {
         let exchange = LaneExchange(
             entry: entry, breaker: breaker, isTrial: admission == .trial, method: head.method, target: target,
             clientVersion: head.version, closeClient: close, started: Self.now())
+        exchange.bodyRemaining = head.contentLength ?? 0
         client.exchange = exchange
         if entry.shipIndex < pools.count, let ship = pools[entry.shipIndex].popLast() {
             attach(ship, to: client, exchange, reused: true)
@@ -296,6 +395,8 @@ final class LaneLoop {
         var bytes = allocator.buffer(capacity: 256)
         HeadWriter.local(
             response, version: head.version, close: close, isHead: head.method.isHead, into: &bytes)
+        // The request's body, if any, is read and dropped; then the next request.
+        client.discard = head.contentLength ?? 0
         if close { client.closeAfterWrites = true }
         write([bytes], to: client)
         if client.fd >= 0 && client.unsent == nil && close { self.close(client) }
@@ -321,17 +422,9 @@ final class LaneLoop {
             close(client)
             return
         }
-        var skip = max(sent, 0)
-        var unsent = allocator.buffer(capacity: total - skip)
-        for var buffer in buffers {
-            let dropped = min(skip, buffer.readableBytes)
-            buffer.moveReaderIndex(forwardBy: dropped)
-            skip -= dropped
-            unsent.writeBuffer(&buffer)
-        }
-        client.unsent = unsent
-        setInterest(client, UInt32(MS_EPOLL_OUT))
-        if let ship = client.exchange?.ship { setInterest(ship, 0) }
+        client.unsent = Self.rest(of: buffers, after: max(sent, 0), allocator: allocator)
+        updateInterest(client)
+        if let ship = client.exchange?.ship { updateInterest(ship) }
     }
 
     private func clientWritable(_ client: LaneClient) {
@@ -351,9 +444,9 @@ final class LaneLoop {
             close(client)
             return
         }
-        setInterest(client, UInt32(MS_EPOLL_IN))
+        updateInterest(client)
         if let ship = client.exchange?.ship {
-            setInterest(ship, UInt32(MS_EPOLL_IN))
+            updateInterest(ship)
         } else if client.pending != nil {
             startRead(after: &client.pending)
             process(client)
@@ -458,20 +551,15 @@ final class LaneLoop {
         let limits = client.settings.limits
         client.deadline =
             (reused ? exchange.started : Self.now()) + UInt64(limits.firstByteTimeout.nanoseconds)
-        let total = client.requestHead.readableBytes
-        let sent = client.requestHead.withUnsafeReadableBytes { ms_send(ship.fd, $0.baseAddress, $0.count) }
-        if sent == total {
-            setInterest(ship, UInt32(MS_EPOLL_IN))
-            return
+        // The head, with the body bytes that came before the connection was ready.
+        if let waiting = exchange.bodyWaiting {
+            exchange.bodyWaiting = nil
+            exchange.bodySent = true
+            send([client.requestHead, waiting], toShip: ship)
+        } else {
+            send([client.requestHead], toShip: ship)
         }
-        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
-            shipClosed(ship, error: errno)
-            return
-        }
-        var unsent = client.requestHead
-        unsent.moveReaderIndex(forwardBy: max(sent, 0))
-        ship.unsent = unsent
-        setInterest(ship, UInt32(MS_EPOLL_IN | MS_EPOLL_OUT))
+        if client.fd >= 0 { updateInterest(client) }
     }
 
     private func shipWritable(_ ship: LaneShip) {
@@ -486,7 +574,8 @@ final class LaneLoop {
             ship.unsent = unsent
         } else {
             ship.unsent = nil
-            setInterest(ship, UInt32(MS_EPOLL_IN))
+            updateInterest(ship)
+            if let client = ship.client { updateInterest(client) }  // its body may go on
         }
     }
 
@@ -655,7 +744,7 @@ final class LaneLoop {
             finish(client, exchange, ship: nil, reusable: false)
         } else if exchange.responseStarted {
             broke(client, exchange)
-        } else if exchange.reused && exchange.method.isIdempotent
+        } else if exchange.reused && !exchange.bodySent && exchange.method.isIdempotent
             && exchange.attempts <= client.settings.limits.retries
         {
             // A pooled connection the ship had closed while idle (as the event loops decide).
@@ -694,17 +783,21 @@ final class LaneLoop {
         client.exchange = nil
         if let ship {
             exchange.ship = nil
-            if exchange.shipKeepAlive && reusable && ship.unsent == nil && !draining
+            if exchange.shipKeepAlive && reusable && ship.unsent == nil && exchange.bodyRemaining == 0
+                && exchange.bodyWaiting == nil && !draining
                 && (ship.shipIndex >= pools.count || pools[ship.shipIndex].count < Self.poolCapacity)
             {
                 ship.client = nil
-                if ship.interest != UInt32(MS_EPOLL_IN) { setInterest(ship, UInt32(MS_EPOLL_IN)) }
+                updateInterest(ship)
                 while pools.count <= ship.shipIndex { pools.append([]) }
                 pools[ship.shipIndex].append(ship)
             } else {
                 close(ship)
             }
         }
+        // A ship that answered before the body's end: the rest is read and dropped (the event
+        // loops do the same), then the next request.
+        client.discard = exchange.bodyRemaining
         settle(client, close: exchange.closeClient || draining)
     }
 
@@ -719,7 +812,7 @@ final class LaneLoop {
         becomeIdle(client)
         // Inside `process` (an answer given while taking a request) the loop there goes on.
         guard !client.processing, client.unsent == nil else { return }
-        setInterest(client, UInt32(MS_EPOLL_IN))
+        updateInterest(client)
         if client.pending != nil {
             startRead(after: &client.pending)
             process(client)
@@ -738,12 +831,13 @@ final class LaneLoop {
         client.exchange = nil
         client.settings.logger.warning(
             "\(response.status.code) for \(exchange.method) \(exchange.target): \(response.message)")
+        // With its body still coming, the connection closes after the answer (as on the loops).
+        let close = exchange.closeClient || exchange.bodyRemaining > 0
         var bytes = allocator.buffer(capacity: 256)
         HeadWriter.local(
-            response, version: exchange.clientVersion, close: exchange.closeClient, isHead: exchange.isHead,
-            into: &bytes)
+            response, version: exchange.clientVersion, close: close, isHead: exchange.isHead, into: &bytes)
         write([bytes], to: client)
-        settle(client, close: exchange.closeClient)
+        settle(client, close: close)
     }
 
     private func record(_ exchange: LaneExchange, success: Bool) {
@@ -906,6 +1000,8 @@ final class LaneClient {
     var parked = false
     /// Inside `process`: what it calls must not start it again.
     var processing = false
+    /// Body bytes of an answered request still to come, dropped (the ship answered early).
+    var discard = 0
 
     init(arrival: ProxyLane.Arrival) {
         self.arrival = arrival
@@ -961,6 +1057,12 @@ final class LaneExchange {
     var responseStarted = false
     var shipKeepAlive = true
     var finished = false
+    /// Request body bytes (Content-Length) still to come from the client.
+    var bodyRemaining = 0
+    /// Body bytes read before a ship connection was ready for them.
+    var bodyWaiting: ByteBuffer?
+    /// Some body bytes went to a ship: the request is not retried from here.
+    var bodySent = false
 
     init(
         entry: RouteEntry, breaker: ShipBreaker, isTrial: Bool, method: HTTPMethod, target: String,
