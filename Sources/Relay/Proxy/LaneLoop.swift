@@ -224,15 +224,19 @@ final class LaneLoop {
 
     /// Sends request bytes to a ship; what its socket does not take waits for it to be writable,
     /// and the client's body is not read meanwhile.
-    private func send(_ buffers: [ByteBuffer], toShip ship: LaneShip) {
+    private func send(_ bytes: ByteBuffer, then more: ByteBuffer? = nil, toShip ship: LaneShip) {
         guard ship.fd >= 0 else { return }
         if var unsent = ship.unsent {
-            for buffer in buffers { unsent.writeImmutableBuffer(buffer) }
+            unsent.writeImmutableBuffer(bytes)
+            if let more { unsent.writeImmutableBuffer(more) }
             ship.unsent = unsent
             return
         }
-        let total = buffers.reduce(0) { $0 + $1.readableBytes }
-        let sent = send(ship.fd, buffers)
+        // One buffer (the usual case) without an array.
+        let total = bytes.readableBytes + (more?.readableBytes ?? 0)
+        let sent =
+            more.map { send(ship.fd, [bytes, $0]) }
+            ?? bytes.withUnsafeReadableBytes { ms_send(ship.fd, $0.baseAddress, $0.count) }
         if sent == total {
             updateInterest(ship)
             return
@@ -241,7 +245,8 @@ final class LaneLoop {
             shipClosed(ship, error: errno)
             return
         }
-        ship.unsent = Self.rest(of: buffers, after: max(sent, 0), allocator: allocator)
+        ship.unsent = Self.rest(
+            of: more.map { [bytes, $0] } ?? [bytes], after: max(sent, 0), allocator: allocator)
         updateInterest(ship)
         if let client = ship.client { updateInterest(client) }
     }
@@ -315,7 +320,7 @@ final class LaneLoop {
         exchange.bodyRemaining -= slice.readableBytes
         if let ship = exchange.ship, !ship.connecting {
             exchange.bodySent = true
-            send([slice], toShip: ship)
+            send(slice, toShip: ship)
         } else if var waiting = exchange.bodyWaiting {
             waiting.writeImmutableBuffer(slice)
             exchange.bodyWaiting = waiting
@@ -555,9 +560,9 @@ final class LaneLoop {
         if let waiting = exchange.bodyWaiting {
             exchange.bodyWaiting = nil
             exchange.bodySent = true
-            send([client.requestHead, waiting], toShip: ship)
+            send(client.requestHead, then: waiting, toShip: ship)
         } else {
-            send([client.requestHead], toShip: ship)
+            send(client.requestHead, toShip: ship)
         }
         if client.fd >= 0 { updateInterest(client) }
     }
