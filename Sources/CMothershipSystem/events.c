@@ -16,6 +16,19 @@
 
 int ms_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
 
+int ms_epoll_create_with_wakeup(uint64_t token, int *wakeup_out) {
+    const int epfd = ms_epoll_create();
+    if (epfd < 0) return -1;
+    const int wakeup = ms_eventfd();
+    if (wakeup < 0 || ms_epoll_add(epfd, wakeup, token) != 0) {
+        if (wakeup >= 0) close(wakeup);
+        close(epfd);
+        return -1;
+    }
+    *wakeup_out = wakeup;
+    return epfd;
+}
+
 int ms_epoll_add(int epfd, int fd, uint64_t token) { return ms_epoll_set(epfd, fd, token, EPOLLIN, 1); }
 
 int ms_epoll_set(int epfd, int fd, uint64_t token, uint32_t events, int add) {

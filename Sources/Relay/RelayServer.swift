@@ -81,8 +81,7 @@ public actor RelayServer {
                         bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
                         rateLimiter: rateLimiter,
                         corsCache: corsCache),
-                    tunnels: tunnels
-                ).joining(lane)
+                    tunnels: tunnels, lane: lane)
                 let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
                 let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
                 listeners.append((listener.name, channel))

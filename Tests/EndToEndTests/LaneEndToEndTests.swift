@@ -196,9 +196,9 @@ struct LaneEndToEndTests {
         #expect(try await idle.exchange(RawConnection.request("GET", "/idle-2")).status == 200)
         let busy = try RawConnection(port: relay)
         #expect(try await busy.exchange(RawConnection.request("GET", "/warm")).status == 200)
-        try await busy.send(RawConnection.request("GET", "/sleep?s=3"))
-        try await Task.sleep(for: .milliseconds(300))
-        mothership.signal(SIGTERM)
+        try await busy.send(RawConnection.request("GET", "/sleep?s=3"), thenAfter: 0.3) {
+            mothership.signal(SIGTERM)
+        }
         #expect(await idle.closes(within: 5))
         let answer = try await busy.response()
         #expect(try ShipEcho(answer).path == "/sleep?s=3")

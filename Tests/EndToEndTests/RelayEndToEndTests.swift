@@ -556,6 +556,8 @@ struct RelayEndToEndTests {
             let response = try await other.exchange(RawConnection.request("GET", "/meanwhile-\(index)"))
             #expect(try ShipEcho(response).ship == "web")
         }
+        // `other` is on the lane now (kept alive after a proxied answer): its connect times out too.
+        let laneSent = try await other.sendTimed(RawConnection.request("GET", "/backlog"))
         #expect(await silent.isSilent(for: 1.0), "the relay answered a request the ship never answered")
 
         let timedOut = try await backlog.response(timeout: 15)
@@ -563,6 +565,11 @@ struct RelayEndToEndTests {
         #expect(timedOut.status == 504, "\(timedOut.text)")
         #expect(timedOut.text.contains("no connection within 5s"), "\(timedOut.text)")
         #expect(elapsed > .seconds(4) && elapsed < .seconds(10), "\(elapsed)")
+        let laneTimedOut = try await other.response(timeout: 15)
+        let laneElapsed = ContinuousClock.now - laneSent
+        #expect(laneTimedOut.status == 504, "\(laneTimedOut.text)")
+        #expect(laneTimedOut.text.contains("no connection within 5s"), "\(laneTimedOut.text)")
+        #expect(laneElapsed > .seconds(4) && laneElapsed < .seconds(10), "\(laneElapsed)")
 
         // The client gives up: the relay closes its connection to the ship.
         silent.close()
@@ -785,10 +792,11 @@ struct RelayEndToEndTests {
         #expect(try await idle.exchange(RawConnection.request("GET", "/idle")).status == 200)
         let busy = try RawConnection(port: relay)
         // The ship answers after 3 s: the drain must reach this connection before the answer does,
-        // which under a loaded machine (the whole suite in parallel) once took over 1.2 s.
-        try await busy.send(RawConnection.request("GET", "/sleep?s=3"))
-        try await Task.sleep(for: .milliseconds(300))
-        mothership.signal(SIGTERM)
+        // which under a loaded machine (the whole suite in parallel) once took over 1.2 s. The signal
+        // goes from the sending thread: resuming this task after the send could take longer.
+        try await busy.send(RawConnection.request("GET", "/sleep?s=3"), thenAfter: 0.3) {
+            mothership.signal(SIGTERM)
+        }
         // The idle keep-alive connection is closed, new connections are refused…
         #expect(await idle.closes(within: 5))
         try await Task.sleep(for: .milliseconds(200))
@@ -1332,6 +1340,18 @@ final class RawConnection: @unchecked Sendable {
 
     func send(_ bytes: [UInt8]) async throws {
         try await Self.offPool { try self.sendNow(bytes) }
+    }
+
+    /// Sends, waits `seconds`, then runs `action`, all on the thread that sends: a busy cooperative
+    /// pool can resume a caller seconds late, which a timed action must not wait for.
+    func send(_ bytes: [UInt8], thenAfter seconds: Double, _ action: @escaping @Sendable () -> Void)
+        async throws
+    {
+        try await Self.offPool {
+            try self.sendNow(bytes)
+            Thread.sleep(forTimeInterval: seconds)
+            action()
+        }
     }
 
     /// Sends, and says when the bytes were sent, read on the thread that sent them (a busy

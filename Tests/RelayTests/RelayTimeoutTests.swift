@@ -109,8 +109,10 @@ struct RelayTimeoutTests {
 
         /// Connects, sends `text` as soon as connected, and returns what the relay sent until it
         /// closed the connection, with how long that took.
-        func untilClosed(after text: String) async throws -> (received: String, seconds: Double) {
-            let collector = Collector(greeting: text)
+        func untilClosed(after text: String, followUp: (after: String, text: String)? = nil) async throws -> (
+            received: String, seconds: Double
+        ) {
+            let collector = Collector(greeting: text, followUp: followUp)
             let clock = ContinuousClock()
             let started = clock.now
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
@@ -166,19 +168,28 @@ struct RelayTimeoutTests {
         }
     }
 
-    /// Sends its greeting on connect (on the event loop, no hop) and keeps everything received.
+    /// Sends its greeting on connect (on the event loop, no hop) and keeps everything received;
+    /// sends `followUp`, if any, once what it received ends with `after`.
     final class Collector: ChannelInboundHandler, @unchecked Sendable {
         typealias InboundIn = ByteBuffer
         typealias OutboundOut = ByteBuffer
         let greeting: String
+        private var followUp: (after: String, text: String)?
         private(set) var received = ""
-        init(greeting: String) { self.greeting = greeting }
+        init(greeting: String, followUp: (after: String, text: String)? = nil) {
+            self.greeting = greeting
+            self.followUp = followUp
+        }
         func channelActive(context: ChannelHandlerContext) {
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: greeting)), promise: nil)
             context.fireChannelActive()
         }
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             received += String(buffer: unwrapInboundIn(data))
+            if let followUp, received.hasSuffix(followUp.after) {
+                self.followUp = nil
+                context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: followUp.text)), promise: nil)
+            }
         }
     }
 
@@ -232,6 +243,22 @@ struct RelayTimeoutTests {
         // The first answer, then the 504 for the second (a new ship connection would have answered).
         #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
         #expect(received.contains("\r\n\r\nokHTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
+        #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
+    }
+
+    /// The same on the lane: the second request, sent once the first is answered, is the lane's
+    /// (the connection moved there with the pooled ship connection, which goes silent).
+    @Test func aPooledShipConnectionOnTheLaneThatGoesSilentGets504AfterTheFirstByteTimeout() async throws {
+        let harness = try await Harness.start(firstByte: Self.limit)
+        let (received, seconds) = try await harness.untilClosed(
+            after: "GET /once HTTP/1.1\r\nHost: a\r\n\r\n",
+            followUp: (
+                after: "\r\n\r\nok", text: "GET /once-more HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
+            ))
+        await harness.stop()
+        #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
+        #expect(received.contains("\r\n\r\nokHTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
+        #expect(received.contains("no response within"), "\(received)")
         #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
     }
 

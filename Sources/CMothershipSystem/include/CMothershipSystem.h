@@ -46,6 +46,9 @@ int ms_reap(pid_t pid, int *status_out);
 
 /// epoll helpers: plain integers in and out, so Swift never sees the packed `struct epoll_event`.
 int ms_epoll_create(void);
+/// An epoll instance with a new eventfd (`*wakeup_out`) in it under `token`, for a helper thread
+/// that other threads wake; -1 (nothing left open) when either cannot be made.
+int ms_epoll_create_with_wakeup(uint64_t token, int *wakeup_out);
 int ms_epoll_add(int epfd, int fd, uint64_t token);
 int ms_epoll_remove(int epfd, int fd);
 /// Interest bits for `ms_epoll_set` (and the events `ms_epoll_wait` reports).

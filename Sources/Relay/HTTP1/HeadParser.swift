@@ -598,3 +598,12 @@ private struct Reader {
         return .other
     }
 }
+
+extension HeadParser.Limits {
+    /// A listener's limits for request heads (SPEC §4).
+    init(_ limits: RelayLimits) {
+        self.init(
+            maxTargetBytes: limits.maxRequestLineBytes, maxHeaderBytes: limits.maxHeaderBytes,
+            maxFieldCount: limits.maxHeaderCount)
+    }
+}

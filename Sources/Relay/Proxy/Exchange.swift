@@ -27,7 +27,7 @@ final class Exchange {
     /// Whether the client connection closes after this response.
     private(set) var closeClient: Bool
     let isUpgrade: Bool
-    /// Worked out once: comparing `HTTPMethod`s compares their names as strings.
+    /// Stored: reading it from `method` copies the enum (a retain for a non-standard method).
     let isHead: Bool
     /// Whether this request is the half-open breaker's trial.
     let isTrial: Bool
@@ -368,7 +368,8 @@ final class Exchange {
         upstream = nil
         if upstreamKeepAlive && requestEnded && reusable {
             pool.release(handler)
-            owner.releasedUpstream = (handler, entry.shipIndex)
+            // Goes to the lane with the client's connection, if the connection goes there.
+            if owner.settings.lane != nil { owner.releasedUpstream = (handler, entry.shipIndex) }
         } else {
             handler.owner = nil
             handler.close()

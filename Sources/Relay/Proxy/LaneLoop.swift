@@ -14,7 +14,7 @@ import ShipManifest
 /// head parser and writer, route table, breakers, metrics, retries and timeouts. Timeouts are
 /// checked every `sweepInterval`, so they fire up to that much late.
 final class LaneLoop {
-    static let sweepInterval: UInt64 = 100_000_000
+    static let sweepInterval = TimeAmount.milliseconds(100)
     /// The largest read from a client (a head, or pipelined heads) and from a ship.
     static let clientReadSize = 16 * 1024
     static let shipReadSize = 64 * 1024
@@ -46,7 +46,7 @@ final class LaneLoop {
     private var responseHead: ByteBuffer
     private var draining = false
     private var drainDeadline = NIODeadline.distantFuture
-    private var nextSweep: UInt64 = 0
+    private var nextSweep = NIODeadline.now()
 
     init(lane: ProxyLane) {
         self.lane = lane
@@ -60,10 +60,9 @@ final class LaneLoop {
     func run() {
         var tokens = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
-        nextSweep = Self.now() + Self.sweepInterval
+        nextSweep = .now() + Self.sweepInterval
         while true {
-            let now = Self.now()
-            let wait = nextSweep > now ? Int32((nextSweep - now) / 1_000_000) + 1 : 0
+            let wait = Int32(max(0, (nextSweep - .now()).nanoseconds / 1_000_000 + 1))
             let count = ms_epoll_wait(epoll, &tokens, &events, Int32(tokens.count), wait)
             var woken = false
             for index in 0..<Int(max(count, 0)) {
@@ -79,7 +78,7 @@ final class LaneLoop {
                 for arrival in arrivals { add(arrival) }
                 if stopping && !draining { startDraining(until: deadline) }
             }
-            if Self.now() >= nextSweep { sweep() }
+            if NIODeadline.now() >= nextSweep { sweep() }
             freeSlots.append(contentsOf: retiredSlots)
             retiredSlots.removeAll(keepingCapacity: true)
             if draining && clients == 0 {
@@ -94,7 +93,7 @@ final class LaneLoop {
         switch slot {
         case .client(let client):
             if client.interest == 0 {
-                park(fd: client.fd, &client.parked)
+                park(client)
                 return
             }
             if events & UInt32(MS_EPOLL_OUT) != 0 { clientWritable(client) }
@@ -107,7 +106,7 @@ final class LaneLoop {
                 return
             }
             if ship.interest == 0 {
-                park(fd: ship.fd, &ship.parked)
+                park(ship)
                 return
             }
             if events & UInt32(MS_EPOLL_OUT) != 0 { shipWritable(ship) }
@@ -136,20 +135,27 @@ final class LaneLoop {
 
     /// An idle connection to a ship, from an event loop, for the pool.
     private func pool(ship fd: CInt, index: Int) {
-        guard index >= 0, index >= pools.count || pools[index].count < Self.poolCapacity else {
+        guard !draining, index >= 0, poolHasRoom(index) else {
             Glibc.close(fd)
             return
         }
         let ship = LaneShip(fd: fd, shipIndex: index)
+        ship.parked = true  // not in epoll yet: `keepIdle` adds it
         ship.slot = take(.ship(ship))
-        guard !draining, ms_epoll_set(epoll, fd, UInt64(ship.slot), UInt32(MS_EPOLL_IN), 1) == 0 else {
-            ship.parked = true
-            close(ship)
-            return
-        }
-        ship.interest = UInt32(MS_EPOLL_IN)
-        while pools.count <= index { pools.append([]) }
-        pools[index].append(ship)
+        keepIdle(ship)
+    }
+
+    /// Whether the pool of ship `index` takes one more idle connection.
+    private func poolHasRoom(_ index: Int) -> Bool {
+        index >= pools.count || pools[index].count < Self.poolCapacity
+    }
+
+    /// An idle connection (nothing unsent) in its ship's pool, read only to notice it closing.
+    private func keepIdle(_ ship: LaneShip) {
+        ship.client = nil
+        setInterest(ship, UInt32(MS_EPOLL_IN))
+        while pools.count <= ship.shipIndex { pools.append([]) }
+        pools[ship.shipIndex].append(ship)
     }
 
     private func take(_ slot: Slot) -> Int {
@@ -222,48 +228,16 @@ final class LaneLoop {
         setInterest(ship, (held ? 0 : UInt32(MS_EPOLL_IN)) | (ship.unsent != nil ? UInt32(MS_EPOLL_OUT) : 0))
     }
 
-    /// Sends request bytes to a ship; what its socket does not take waits for it to be writable,
-    /// and the client's body is not read meanwhile.
+    /// Sends `bytes` (then `more`) to a ship; what its socket does not take waits for it to be
+    /// writable, and the client's body is not read meanwhile.
     private func send(_ bytes: ByteBuffer, then more: ByteBuffer? = nil, toShip ship: LaneShip) {
-        guard ship.fd >= 0 else { return }
-        if var unsent = ship.unsent {
-            unsent.writeImmutableBuffer(bytes)
-            if let more { unsent.writeImmutableBuffer(more) }
-            ship.unsent = unsent
-            return
-        }
-        // One buffer (the usual case) without an array.
-        let total = bytes.readableBytes + (more?.readableBytes ?? 0)
-        let sent =
-            more.map { send(ship.fd, [bytes, $0]) }
-            ?? bytes.withUnsafeReadableBytes { ms_send(ship.fd, $0.baseAddress, $0.count) }
-        if sent == total {
-            updateInterest(ship)
-            return
-        }
-        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+        let sent = more.map { send([bytes, $0], on: ship) } ?? send(bytes, on: ship)
+        guard sent else {
             shipClosed(ship, error: errno)
             return
         }
-        ship.unsent = Self.rest(
-            of: more.map { [bytes, $0] } ?? [bytes], after: max(sent, 0), allocator: allocator)
         updateInterest(ship)
-        if let client = ship.client { updateInterest(client) }
-    }
-
-    /// What `buffers` hold after their first `skip` bytes, in one buffer.
-    private static func rest(of buffers: [ByteBuffer], after skip: Int, allocator: ByteBufferAllocator)
-        -> ByteBuffer
-    {
-        var skip = skip
-        var rest = allocator.buffer(capacity: buffers.reduce(0) { $0 + $1.readableBytes } - skip)
-        for var buffer in buffers {
-            let dropped = min(skip, buffer.readableBytes)
-            buffer.moveReaderIndex(forwardBy: dropped)
-            skip -= dropped
-            rest.writeBuffer(&buffer)
-        }
-        return rest
+        if ship.unsent != nil, let client = ship.client { updateInterest(client) }
     }
 
     /// Requests from `readBuffer`, one after another while each is answered at once.
@@ -321,68 +295,52 @@ final class LaneLoop {
         if let ship = exchange.ship, !ship.connecting {
             exchange.bodySent = true
             send(slice, toShip: ship)
-        } else if var waiting = exchange.bodyWaiting {
-            waiting.writeImmutableBuffer(slice)
-            exchange.bodyWaiting = waiting
         } else {
-            var waiting = allocator.buffer(capacity: slice.readableBytes)
-            waiting.writeImmutableBuffer(slice)
-            exchange.bodyWaiting = waiting
+            Self.append(slice, to: &exchange.bodyWaiting, allocator)
         }
     }
 
-    /// Keeps what is left of `readBuffer` for the client's next turn.
-    private func keepPending(_ client: LaneClient) {
+    /// Keeps what is left of `readBuffer` for the socket's next turn.
+    private func keepPending(_ socket: LaneSocket) {
         guard readBuffer.readableBytes > 0 else { return }
-        if var pending = client.pending {
-            pending.writeBuffer(&readBuffer)
-            client.pending = pending
-        } else {
-            var copy = allocator.buffer(capacity: readBuffer.readableBytes)
-            copy.writeBuffer(&readBuffer)
-            client.pending = copy
-        }
+        Self.append(readBuffer.readSlice(length: readBuffer.readableBytes)!, to: &socket.pending, allocator)
+    }
+
+    /// `bytes` after what `buffer` holds, copied (never a slice of a buffer that is reused).
+    private static func append(
+        _ bytes: ByteBuffer, to buffer: inout ByteBuffer?, _ allocator: ByteBufferAllocator
+    ) {
+        if buffer == nil { buffer = allocator.buffer(capacity: bytes.readableBytes) }
+        buffer!.writeImmutableBuffer(bytes)
     }
 
     /// One request head: answered here, or proxied. False: the event loop takes the connection.
     private func received(_ head: MessageHead, client: LaneClient) -> Bool {
         guard !head.isUpgrade, !head.method.isConnect, !head.expectsContinue, !head.hasTransferEncoding
         else { return false }
-        let settings = client.settings
         let close = !head.isKeepAlive || draining
         let target = head.targetString
         let path = RelayServerHandler.path(of: target)
-        let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil
-        guard let (entry, _) = settings.routes.match(path: path, userAgent: userAgent) else {
-            answer(client, .notFound(), head: head, close: close, entry: nil)
+        let entry: RouteEntry
+        let breaker: ShipBreaker
+        let isTrial: Bool
+        switch ShipRouting.decide(path: path, head: head, settings: client.settings).routing {
+        case .answer(let response, let counted):
+            answer(client, response, head: head, close: close, entry: counted)
             return true
-        }
-        guard let gate = entry.shipGate else { return false }  // a bay
-        guard gate.isOpen else {
-            answer(client, .notReady(ship: entry.ship), head: head, close: close, entry: entry)
-            return true
-        }
-        let breaker = settings.breakers.breaker(entry.shipIndex)
-        let admission = breaker.admit()
-        if case .reject(let retryAfter) = admission {
-            answer(
-                client,
-                .circuitOpen(ship: entry.ship, retryAfter: CircuitBreaker.retryAfterSeconds(retryAfter)),
-                head: head, close: close, entry: entry)
-            return true
+        case .bay:
+            return false
+        case .ship(let shipEntry, let shipBreaker, let trial):
+            (entry, breaker, isTrial) = (shipEntry, shipBreaker, trial)
         }
         client.requestHead.clear()
-        HeadWriter.upstreamRequest(
-            head,
-            target: entry.stripsPrefix
-                ? RelayServerHandler.forwardedTarget(target, path: path, route: entry.route) : nil,
+        ShipRouting.writeShipHead(
+            head, target: target, path: path, entry: entry,
             client: HeadWriter.Client(addressBytes: client.addressBytes, secure: false),
-            requestID: { requestIDs.write(into: &$0) },
-            startMicroseconds: RelayServerHandler.microsecondsSinceEpoch(),
-            into: &client.requestHead)
+            requestIDs: &requestIDs, into: &client.requestHead)
         let exchange = LaneExchange(
-            entry: entry, breaker: breaker, isTrial: admission == .trial, method: head.method, target: target,
-            clientVersion: head.version, closeClient: close, started: Self.now())
+            entry: entry, breaker: breaker, isTrial: isTrial, method: head.method, target: target,
+            clientVersion: head.version, closeClient: close)
         exchange.bodyRemaining = head.contentLength ?? 0
         client.exchange = exchange
         if entry.shipIndex < pools.count, let ship = pools[entry.shipIndex].popLast() {
@@ -408,43 +366,29 @@ final class LaneLoop {
     }
 
     private func becomeIdle(_ client: LaneClient) {
-        client.deadline = Self.now() + UInt64(client.settings.limits.idleTimeout.nanoseconds)
+        client.deadline = .now() + client.settings.limits.idleTimeout
     }
 
     /// Sends `buffers` to the client; what its socket does not take waits for it to be writable,
     /// and the ship is not read meanwhile.
     private func write(_ buffers: [ByteBuffer], to client: LaneClient) {
         guard client.fd >= 0, !buffers.isEmpty else { return }
-        if var unsent = client.unsent {
-            for var buffer in buffers { unsent.writeBuffer(&buffer) }
-            client.unsent = unsent
-            return
-        }
-        let total = buffers.reduce(0) { $0 + $1.readableBytes }
-        let sent = send(client.fd, buffers)
-        if sent == total { return }
-        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+        let waited = client.unsent != nil
+        guard send(buffers, on: client) else {
             close(client)
             return
         }
-        client.unsent = Self.rest(of: buffers, after: max(sent, 0), allocator: allocator)
+        guard !waited, client.unsent != nil else { return }
         updateInterest(client)
         if let ship = client.exchange?.ship { updateInterest(ship) }
     }
 
     private func clientWritable(_ client: LaneClient) {
-        guard var unsent = client.unsent else { return }
-        let sent = unsent.withUnsafeReadableBytes { ms_send(client.fd, $0.baseAddress, $0.count) }
-        if sent < 0 {
-            if errno != EAGAIN && errno != EWOULDBLOCK { close(client) }
+        guard sendUnsent(client) else {
+            close(client)
             return
         }
-        unsent.moveReaderIndex(forwardBy: sent)
-        if unsent.readableBytes > 0 {
-            client.unsent = unsent
-            return
-        }
-        client.unsent = nil
+        guard client.unsent == nil else { return }
         if client.closeAfterWrites && client.exchange == nil {
             close(client)
             return
@@ -462,13 +406,9 @@ final class LaneLoop {
     private func handBack(_ client: LaneClient) {
         var bytes = allocator.buffer(capacity: readBuffer.readableBytes)
         bytes.writeBuffer(&readBuffer)
-        if !client.parked { _ = ms_epoll_remove(epoll, client.fd) }
-        let arrival = client.arrival
-        client.fd = -1
-        release(slot: client.slot)
+        detach(client)
         clients -= 1
-        lane.left()
-        lane.handBack(arrival, bytes)
+        lane.handBack(client.arrival, bytes)
     }
 
     private func close(_ client: LaneClient) {
@@ -478,14 +418,10 @@ final class LaneLoop {
             if exchange.isTrial && !exchange.finished { exchange.breaker.abandonTrial() }
             if let ship = exchange.ship { close(ship) }
         }
-        if !client.parked { _ = ms_epoll_remove(epoll, client.fd) }
-        Glibc.close(client.fd)
-        client.fd = -1
+        closeSocket(client)
         client.unsent = nil
         client.pending = nil
-        release(slot: client.slot)
         clients -= 1
-        lane.left()
     }
 
     // MARK: Ships
@@ -516,7 +452,7 @@ final class LaneLoop {
             return
         }
         ship.interest = UInt32(MS_EPOLL_OUT)
-        client.deadline = Self.now() + UInt64(client.settings.limits.connectTimeout.nanoseconds)
+        client.deadline = .now() + client.settings.limits.connectTimeout
     }
 
     private func connected(_ ship: LaneShip) {
@@ -553,35 +489,25 @@ final class LaneLoop {
         exchange.reused = reused
         ship.client = client
         ship.phase = .head
-        let limits = client.settings.limits
-        client.deadline =
-            (reused ? exchange.started : Self.now()) + UInt64(limits.firstByteTimeout.nanoseconds)
+        client.deadline = (reused ? exchange.started : .now()) + client.settings.limits.firstByteTimeout
         // The head, with the body bytes that came before the connection was ready.
-        if let waiting = exchange.bodyWaiting {
+        let waiting = exchange.bodyWaiting
+        if waiting != nil {
             exchange.bodyWaiting = nil
             exchange.bodySent = true
-            send(client.requestHead, then: waiting, toShip: ship)
-        } else {
-            send(client.requestHead, toShip: ship)
         }
+        send(client.requestHead, then: waiting, toShip: ship)
         if client.fd >= 0 { updateInterest(client) }
     }
 
     private func shipWritable(_ ship: LaneShip) {
-        guard var unsent = ship.unsent else { return }
-        let sent = unsent.withUnsafeReadableBytes { ms_send(ship.fd, $0.baseAddress, $0.count) }
-        if sent < 0 {
-            if errno != EAGAIN && errno != EWOULDBLOCK { shipClosed(ship, error: errno) }
+        guard sendUnsent(ship) else {
+            shipClosed(ship, error: errno)
             return
         }
-        unsent.moveReaderIndex(forwardBy: sent)
-        if unsent.readableBytes > 0 {
-            ship.unsent = unsent
-        } else {
-            ship.unsent = nil
-            updateInterest(ship)
-            if let client = ship.client { updateInterest(client) }  // its body may go on
-        }
+        guard ship.unsent == nil else { return }
+        updateInterest(ship)
+        if let client = ship.client { updateInterest(client) }  // its body may go on
     }
 
     private func shipReadable(_ ship: LaneShip) {
@@ -609,11 +535,7 @@ final class LaneLoop {
         guard client.fd >= 0 else { return }
         switch outcome {
         case .more:
-            if readBuffer.readableBytes > 0 {
-                var copy = allocator.buffer(capacity: readBuffer.readableBytes)
-                copy.writeBuffer(&readBuffer)
-                ship.pending = copy
-            }
+            keepPending(ship)
         case .ended(let reusable):
             finish(client, exchange, ship: ship, reusable: reusable && readBuffer.readableBytes == 0)
         case .malformed(let reason):
@@ -708,7 +630,7 @@ final class LaneLoop {
         _ response: MessageHead, client: LaneClient, _ exchange: LaneExchange, ship: LaneShip
     ) {
         exchange.responseStarted = true
-        client.deadline = 0
+        client.deadline = nil
         exchange.shipKeepAlive = response.isKeepAlive
         if draining { exchange.closeClient = true }
         let framing = BodyFraming.response(response, answeringHEAD: exchange.isHead)
@@ -767,11 +689,8 @@ final class LaneLoop {
 
     private func close(_ ship: LaneShip) {
         guard ship.fd >= 0 else { return }
-        if !ship.parked { _ = ms_epoll_remove(epoll, ship.fd) }
-        Glibc.close(ship.fd)
-        ship.fd = -1
+        closeSocket(ship)
         ship.client = nil
-        release(slot: ship.slot)
     }
 
     private func removeFromPool(_ ship: LaneShip) {
@@ -789,13 +708,9 @@ final class LaneLoop {
         if let ship {
             exchange.ship = nil
             if exchange.shipKeepAlive && reusable && ship.unsent == nil && exchange.bodyRemaining == 0
-                && exchange.bodyWaiting == nil && !draining
-                && (ship.shipIndex >= pools.count || pools[ship.shipIndex].count < Self.poolCapacity)
+                && exchange.bodyWaiting == nil && !draining && poolHasRoom(ship.shipIndex)
             {
-                ship.client = nil
-                updateInterest(ship)
-                while pools.count <= ship.shipIndex { pools.append([]) }
-                pools[ship.shipIndex].append(ship)
+                keepIdle(ship)
             } else {
                 close(ship)
             }
@@ -848,7 +763,8 @@ final class LaneLoop {
     private func record(_ exchange: LaneExchange, success: Bool) {
         exchange.finished = true
         exchange.entry.requests.increment()
-        exchange.entry.duration.record(nanoseconds: Int64(Self.now() &- exchange.started))
+        exchange.entry.duration.record(
+            nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - exchange.started.uptimeNanoseconds))
         if success {
             exchange.breaker.recordSuccess()
         } else {
@@ -861,17 +777,17 @@ final class LaneLoop {
     /// Idle connections past their idle timeout close; exchanges without a connection or a first
     /// byte in time get 504.
     private func sweep() {
-        let now = Self.now()
+        let now = NIODeadline.now()
         nextSweep = now + Self.sweepInterval
-        let landed = draining && NIODeadline.now() >= drainDeadline
+        let landed = draining && now >= drainDeadline
         for slot in slots {
             guard case .client(let client) = slot, client.fd >= 0 else { continue }
             if landed {
                 close(client)
                 continue
             }
-            guard client.deadline != 0, now >= client.deadline else { continue }
-            client.deadline = 0
+            guard let deadline = client.deadline, now >= deadline else { continue }
+            client.deadline = nil
             guard let exchange = client.exchange else {
                 close(client)
                 continue
@@ -916,34 +832,90 @@ final class LaneLoop {
 
     // MARK: System calls
 
-    private func setInterest(_ client: LaneClient, _ interest: UInt32) {
-        guard client.fd >= 0, client.interest != interest else { return }
-        client.interest = interest
-        setInterest(fd: client.fd, slot: client.slot, interest, parked: &client.parked)
-    }
-
-    private func setInterest(_ ship: LaneShip, _ interest: UInt32) {
-        guard ship.fd >= 0, ship.interest != interest else { return }
-        ship.interest = interest
-        setInterest(fd: ship.fd, slot: ship.slot, interest, parked: &ship.parked)
-    }
-
-    private func setInterest(fd: CInt, slot: Int, _ interest: UInt32, parked: inout Bool) {
-        if parked {
+    private func setInterest(_ socket: LaneSocket, _ interest: UInt32) {
+        guard socket.fd >= 0, socket.interest != interest else { return }
+        socket.interest = interest
+        if socket.parked {
             guard interest != 0 else { return }
-            parked = false
-            _ = ms_epoll_set(epoll, fd, UInt64(slot), interest, 1)
+            socket.parked = false
+            _ = ms_epoll_set(epoll, socket.fd, UInt64(socket.slot), interest, 1)
         } else {
-            _ = ms_epoll_set(epoll, fd, UInt64(slot), interest, 0)
+            _ = ms_epoll_set(epoll, socket.fd, UInt64(socket.slot), interest, 0)
         }
     }
 
     /// A hang-up (or error) reported while nothing is wanted from the socket: out of epoll until
     /// something is, so that it is not reported again on every wait.
-    private func park(fd: CInt, _ parked: inout Bool) {
-        guard fd >= 0, !parked else { return }
-        parked = true
-        _ = ms_epoll_remove(epoll, fd)
+    private func park(_ socket: LaneSocket) {
+        guard socket.fd >= 0, !socket.parked else { return }
+        socket.parked = true
+        _ = ms_epoll_remove(epoll, socket.fd)
+    }
+
+    /// Out of epoll and out of its slot; the descriptor is the caller's.
+    private func detach(_ socket: LaneSocket) {
+        if !socket.parked { _ = ms_epoll_remove(epoll, socket.fd) }
+        socket.fd = -1
+        release(slot: socket.slot)
+    }
+
+    private func closeSocket(_ socket: LaneSocket) {
+        let fd = socket.fd
+        detach(socket)
+        Glibc.close(fd)
+    }
+
+    /// Sends `bytes` on `socket` after whatever already waits there; what it does not take waits
+    /// in `unsent`. False: the socket failed (`errno` says why).
+    private func send(_ bytes: ByteBuffer, on socket: LaneSocket) -> Bool {
+        if socket.unsent != nil {
+            Self.append(bytes, to: &socket.unsent, allocator)
+            return true
+        }
+        let sent = bytes.withUnsafeReadableBytes { ms_send(socket.fd, $0.baseAddress, $0.count) }
+        if sent == bytes.readableBytes { return true }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return false }
+        Self.append(
+            bytes.getSlice(at: bytes.readerIndex + max(sent, 0), length: bytes.readableBytes - max(sent, 0))!,
+            to: &socket.unsent, allocator)
+        return true
+    }
+
+    /// The same for several buffers, in one `sendmsg`.
+    private func send(_ buffers: [ByteBuffer], on socket: LaneSocket) -> Bool {
+        if socket.unsent != nil {
+            for buffer in buffers { Self.append(buffer, to: &socket.unsent, allocator) }
+            return true
+        }
+        let sent =
+            buffers.count == 1
+            ? buffers[0].withUnsafeReadableBytes { ms_send(socket.fd, $0.baseAddress, $0.count) }
+            : SocketWriter.send(buffers, to: socket.fd, vectors: &vectors)
+        var total = 0
+        for index in buffers.indices { total += buffers[index].readableBytes }
+        if sent == total { return true }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return false }
+        var skip = max(sent, 0)
+        for var buffer in buffers {
+            if skip >= buffer.readableBytes {
+                skip -= buffer.readableBytes
+                continue
+            }
+            buffer.moveReaderIndex(forwardBy: skip)
+            skip = 0
+            Self.append(buffer, to: &socket.unsent, allocator)
+        }
+        return true
+    }
+
+    /// Sends what waits in `unsent` (nil once all of it is out). False: the socket failed.
+    private func sendUnsent(_ socket: LaneSocket) -> Bool {
+        guard var unsent = socket.unsent else { return true }
+        let sent = unsent.withUnsafeReadableBytes { ms_send(socket.fd, $0.baseAddress, $0.count) }
+        if sent < 0 { return errno == EAGAIN || errno == EWOULDBLOCK }
+        unsent.moveReaderIndex(forwardBy: sent)
+        socket.unsent = unsent.readableBytes > 0 ? unsent : nil
+        return true
     }
 
     /// Empties `readBuffer` for a read, with what was left over from the last one first.
@@ -964,45 +936,40 @@ final class LaneLoop {
         if count > 0 { readBuffer.moveWriterIndex(forwardBy: count) }
         return count
     }
-
-    /// One `sendmsg` of `buffers` (they are held by the caller for the call).
-    private func send(_ fd: CInt, _ buffers: [ByteBuffer]) -> Int {
-        if buffers.count == 1 {
-            return buffers[0].withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
-        }
-        return SocketWriter.send(buffers, to: fd, vectors: &vectors)
-    }
-
-    static func now() -> UInt64 {
-        var now = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &now)
-        return UInt64(now.tv_sec) &* 1_000_000_000 &+ UInt64(now.tv_nsec)
-    }
 }
 
-/// A client connection on the lane.
-final class LaneClient {
-    let arrival: ProxyLane.Arrival
+/// What the lane keeps of each of its sockets (a client's or a ship's).
+class LaneSocket {
     var fd: CInt
+    /// Its index in the lane's table, and its epoll token.
     var slot = -1
-    let settings: ListenerSettings
-    let addressBytes: [UInt8]?
-    let limits: HeadParser.Limits
-    /// Bytes read and not yet taken (a partial head, or requests waiting for a response).
-    var pending: ByteBuffer?
-    /// Bytes the socket has not taken yet.
-    var unsent: ByteBuffer?
-    var fields: [HeaderField] = []
-    /// The head sent to the ship (kept for a retry).
-    var requestHead = ByteBuffer()
-    var exchange: LaneExchange?
-    var closeAfterWrites = false
-    /// Monotonic nanoseconds; 0: none. Idle: closes; in an exchange: 504.
-    var deadline: UInt64 = 0
+    /// The epoll interest registered now.
     var interest: UInt32 = 0
     /// Out of epoll: hung up while nothing was wanted from it (epoll reports a hang-up whatever
     /// the interest); added again when something is.
     var parked = false
+    /// Bytes read and not yet taken (a partial head; a client's requests waiting their turn).
+    var pending: ByteBuffer?
+    /// Bytes the socket has not taken yet.
+    var unsent: ByteBuffer?
+    /// The last head's field list, for the next head to parse into.
+    var fields: [HeaderField] = []
+
+    init(fd: CInt) { self.fd = fd }
+}
+
+/// A client connection on the lane.
+final class LaneClient: LaneSocket {
+    let arrival: ProxyLane.Arrival
+    let settings: ListenerSettings
+    let addressBytes: [UInt8]?
+    let limits: HeadParser.Limits
+    /// The head sent to the ship (kept for a retry).
+    var requestHead = ByteBuffer()
+    var exchange: LaneExchange?
+    var closeAfterWrites = false
+    /// Idle: the connection closes then; in an exchange: 504.
+    var deadline: NIODeadline?
     /// Inside `process`: what it calls must not start it again.
     var processing = false
     /// Body bytes of an answered request still to come, dropped (the ship answered early).
@@ -1010,38 +977,28 @@ final class LaneClient {
 
     init(arrival: ProxyLane.Arrival) {
         self.arrival = arrival
-        self.fd = arrival.fd
         self.settings = arrival.settings
         self.addressBytes = arrival.address.map { Array($0.utf8) }
-        let limits = arrival.settings.limits
-        self.limits = HeadParser.Limits(
-            maxTargetBytes: limits.maxRequestLineBytes, maxHeaderBytes: limits.maxHeaderBytes,
-            maxFieldCount: limits.maxHeaderCount)
+        self.limits = HeadParser.Limits(arrival.settings.limits)
+        super.init(fd: arrival.fd)
     }
 }
 
 /// A connection to a ship, serving one exchange or idle in its pool.
-final class LaneShip {
+final class LaneShip: LaneSocket {
     enum Phase {
         case head
         case body(BodyFraming, HeadWriter.Reframing)
     }
 
-    var fd: CInt
-    var slot = -1
     let shipIndex: Int
     var connecting = false
     var phase = Phase.head
     var client: LaneClient?
-    var unsent: ByteBuffer?
-    var pending: ByteBuffer?
-    var fields: [HeaderField] = []
-    var interest: UInt32 = 0
-    var parked = false
 
     init(fd: CInt, shipIndex: Int) {
-        self.fd = fd
         self.shipIndex = shipIndex
+        super.init(fd: fd)
     }
 }
 
@@ -1051,11 +1008,10 @@ final class LaneExchange {
     let breaker: ShipBreaker
     let isTrial: Bool
     let method: HTTPMethod
-    let isHead: Bool
     let target: String
     let clientVersion: HTTPVersion
     var closeClient: Bool
-    let started: UInt64
+    let started = NIODeadline.now()
     var ship: LaneShip?
     var attempts = 1
     var reused = false
@@ -1071,7 +1027,7 @@ final class LaneExchange {
 
     init(
         entry: RouteEntry, breaker: ShipBreaker, isTrial: Bool, method: HTTPMethod, target: String,
-        clientVersion: HTTPVersion, closeClient: Bool, started: UInt64
+        clientVersion: HTTPVersion, closeClient: Bool
     ) {
         self.entry = entry
         self.breaker = breaker
@@ -1081,6 +1037,8 @@ final class LaneExchange {
         self.target = target
         self.clientVersion = clientVersion
         self.closeClient = closeClient
-        self.started = started
     }
+
+    /// Stored: reading it from `method` copies the enum (a retain for a non-standard method).
+    let isHead: Bool
 }

@@ -17,7 +17,7 @@ final class ListenerSettings: Sendable {
     /// The thread that carries accepted upgrades on plain connections; nil: they stay on their loops.
     let tunnels: TunnelPump?
     /// The thread that serves kept-alive connections after their first request; nil: they stay on
-    /// their loops (set only for listeners the lane serves, `ProxyLane.serves`).
+    /// their loops (always on a listener with TLS, request modules or edge features).
     let lane: ProxyLane?
 
     init(
@@ -35,15 +35,12 @@ final class ListenerSettings: Sendable {
         self.hooks = hooks
         self.edge = edge
         self.tunnels = tunnels
-        self.lane = lane
-    }
-
-    /// The same listener with `lane`, when the lane may serve it.
-    func joining(_ lane: ProxyLane?) -> ListenerSettings {
-        guard let lane, ProxyLane.serves(self) else { return self }
-        return ListenerSettings(
-            name: name, routes: routes, scheme: scheme, limits: limits, breakers: breakers, logger: logger,
-            hooks: hooks, edge: edge, tunnels: tunnels, lane: lane)
+        // The lane takes part only on plain listeners without request modules or edge features,
+        // and while requests are not logged one by one (it does not log them).
+        let plain =
+            scheme == "http" && hooks == nil && edge.rateLimiter == nil && edge.staticFiles == nil
+            && edge.corsCache == nil && !edge.compression && logger.logLevel > .debug
+        self.lane = plain ? lane : nil
     }
 }
 

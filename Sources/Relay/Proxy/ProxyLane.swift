@@ -53,8 +53,6 @@ final class ProxyLane: Sendable {
     static let wakeupToken = UInt64.max
 
     private let inbox = Mutex(Inbox())
-    /// Client connections adopted and not yet closed or handed back.
-    private let open = Atomic<Int>(0)
     private let ended = Atomic<Bool>(false)
     let epoll: CInt
     let wakeup: CInt
@@ -62,39 +60,18 @@ final class ProxyLane: Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
     init?(handBack: @escaping HandBack) {
-        guard let (epoll, wakeup) = Self.makeEpoll(wakeupToken: Self.wakeupToken) else { return nil }
+        var wakeup: CInt = -1
+        let epoll = ms_epoll_create_with_wakeup(Self.wakeupToken, &wakeup)
+        guard epoll >= 0 else { return nil }
         self.epoll = epoll
         self.wakeup = wakeup
         self.handBack = handBack
-    }
-
-    /// An epoll instance with an eventfd in it under `wakeupToken` (the lane's and the tunnel
-    /// pump's threads are woken through it); nil when either cannot be made.
-    static func makeEpoll(wakeupToken: UInt64) -> (epoll: CInt, wakeup: CInt)? {
-        let epoll = ms_epoll_create()
-        let wakeup = ms_eventfd()
-        guard epoll >= 0, wakeup >= 0, ms_epoll_add(epoll, wakeup, wakeupToken) == 0 else {
-            if epoll >= 0 { close(epoll) }
-            if wakeup >= 0 { close(wakeup) }
-            return nil
-        }
-        return (epoll, wakeup)
     }
 
     deinit {
         close(epoll)
         close(wakeup)
     }
-
-    /// Whether a listener's connections may take the lane.
-    static func serves(_ settings: ListenerSettings) -> Bool {
-        settings.scheme == "http" && settings.hooks == nil && settings.edge.rateLimiter == nil
-            && settings.edge.staticFiles == nil && settings.edge.corsCache == nil
-            && !settings.edge.compression
-            && settings.logger.logLevel > .debug
-    }
-
-    var openConnections: Int { open.load(ordering: .relaxed) }
 
     /// Takes over a connected, non-blocking client socket that nothing else reads or writes any
     /// more, between two requests. False (nothing taken) once the lane is draining.
@@ -106,7 +83,6 @@ final class ProxyLane: Sendable {
             return !inbox.started
         }
         guard let startThread else { return false }
-        open.add(1, ordering: .relaxed)
         if startThread {
             thread.start()
             thread.submit { [self] _ in
@@ -147,7 +123,4 @@ final class ProxyLane: Sendable {
             return (inbox.arrivals, inbox.stopping, inbox.deadline)
         }
     }
-
-    /// For the lane's thread: a connection closed or went back to an event loop.
-    func left() { open.subtract(1, ordering: .relaxed) }
 }

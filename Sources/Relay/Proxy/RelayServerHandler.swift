@@ -89,10 +89,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.loop = loop
         self.secure = settings.scheme == "https"
         self.logsRequests = settings.logger.logLevel <= .debug
-        self.parserLimits = HeadParser.Limits(
-            maxTargetBytes: settings.limits.maxRequestLineBytes,
-            maxHeaderBytes: settings.limits.maxHeaderBytes,
-            maxFieldCount: settings.limits.maxHeaderCount)
+        self.parserLimits = HeadParser.Limits(settings.limits)
     }
 
     // MARK: Channel events
@@ -341,13 +338,9 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         if answeredFromCorsCache(head: head, path: path, close: close, context: context, miss: &corsCapture) {
             return
         }
-        // Route table (SPEC §4).
-        let userAgent = settings.routes.filtersUserAgents ? head.value(of: .userAgent) : nil
-        guard let (entry, kind) = settings.routes.match(path: path, userAgent: userAgent) else {
-            answer(.notFound(), head: head, close: close, context: context)
-            return
-        }
-        if logsRequests {
+        // Route table, readiness, circuit breaker (SPEC §4).
+        let (routing, kind) = ShipRouting.decide(path: path, head: head, settings: settings)
+        if logsRequests, let entry = routing.entry {
             let agentKind = kind ?? UserAgentKind(userAgent: head.value(of: .userAgent))
             settings.logger.debug(
                 "request",
@@ -356,39 +349,30 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                     "ja4h": "\(JA4H(head))", "route": "\(entry.route.pattern)", "ship": "\(entry.ship)",
                 ])
         }
-        guard let gate = entry.shipGate else {
-            if case .bay(let berth) = entry.target {
-                boardBay(berth, head: head, entry: entry, close: close, context: context)
-            }
+        let entry: RouteEntry
+        let breaker: ShipBreaker
+        let isTrial: Bool
+        switch routing {
+        case .answer(let response, let counted):
+            answer(response, head: head, close: close, context: context, entry: counted)
             return
-        }
-        guard gate.isOpen else {
-            answer(.notReady(ship: entry.ship), head: head, close: close, context: context, entry: entry)
+        case .bay(let bayEntry, let berth):
+            boardBay(berth, head: head, entry: bayEntry, close: close, context: context)
             return
-        }
-        let breaker = settings.breakers.breaker(entry.shipIndex)
-        let admission = breaker.admit()
-        if case .reject(let retryAfter) = admission {
-            answer(
-                .circuitOpen(ship: entry.ship, retryAfter: CircuitBreaker.retryAfterSeconds(retryAfter)),
-                head: head, close: close, context: context, entry: entry)
-            return
+        case .ship(let shipEntry, let shipBreaker, let trial):
+            (entry, breaker, isTrial) = (shipEntry, shipBreaker, trial)
         }
         var upstreamHead = requestHeads.take(
             capacity: head.bytes.readableBytes + 256, allocator: allocator)
-        HeadWriter.upstreamRequest(
-            head,
-            target: entry.stripsPrefix ? Self.forwardedTarget(target, path: path, route: entry.route) : nil,
+        ShipRouting.writeShipHead(
+            head, target: target, path: path, entry: entry,
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
-            requestID: { self.loop.requestIDs.write(into: &$0) },
-            startMicroseconds: Self.microsecondsSinceEpoch(),
-            into: &upstreamHead)
+            requestIDs: &loop.requestIDs, into: &upstreamHead)
         requestHeads.keep(upstreamHead)
         let exchange = Exchange(
             owner: self, entry: entry, pool: loop.pool(for: entry), breaker: breaker,
             head: upstreamHead, method: head.method, target: target, clientVersion: head.version,
-            closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone,
-            isTrial: admission == .trial)
+            closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone, isTrial: isTrial)
         exchange.corsCapture = corsCapture
         // Compression (SPEC §5.2), the last step, is chosen now and applied to the response.
         exchange.compression = compressionRequest(head)

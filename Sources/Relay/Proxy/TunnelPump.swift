@@ -46,7 +46,9 @@ final class TunnelPump: Sendable {
     private let thread = NIOThreadPool(numberOfThreads: 1)
 
     init?() {
-        guard let (epoll, wakeup) = ProxyLane.makeEpoll(wakeupToken: Self.wakeupToken) else { return nil }
+        var wakeup: CInt = -1
+        let epoll = ms_epoll_create_with_wakeup(Self.wakeupToken, &wakeup)
+        guard epoll >= 0 else { return nil }
         self.epoll = epoll
         self.wakeup = wakeup
     }
