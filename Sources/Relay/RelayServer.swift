@@ -52,6 +52,7 @@ public actor RelayServer {
     /// listeners already bound are closed again and the error names the bind.
     @discardableResult
     public func start() async throws -> [(name: String, address: SocketAddress?)] {
+        RelayResources.raiseOpenFilesLimit(logger: logger)
         let contexts = try await LoopContexts.make(for: group)
         self.contexts = contexts
         if let hooks { try await contexts.installHooks(hooks) }
@@ -166,7 +167,15 @@ public actor RelayServer {
         let connections = self.connections
         let proxyProtocol = listener.proxyProtocol
         let trusted = listener.trustedProxies.isEmpty ? nil : listener.trustedProxies
+        let logger = self.logger
+        let name = listener.name
         let bootstrap = ServerBootstrap(group: group)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(
+                        RelayResources.acceptBackoff(listener: name, logger: logger))
+                }
+            }
             .serverChannelOption(.backlog, value: 1024)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.maxMessagesPerRead, value: 16)

@@ -103,7 +103,7 @@ struct CorsPreflightCacheTests {
             "OPTIONS /api/x HTTP/1.1\r\nHost: a\r\nOrigin: https://shop.example\r\n\r\n")
         #expect(CorsPreflightCache.Key.of(noMethod, path: "/api/x", bind: "http") == nil)
         let get = try Self.head(
-            "GET /api/x HTTP/1.1\r\nOrigin: o\r\nAccess-Control-Request-Method: GET\r\n\r\n")
+            "GET /api/x HTTP/1.1\r\nHost: a\r\nOrigin: o\r\nAccess-Control-Request-Method: GET\r\n\r\n")
         #expect(CorsPreflightCache.Key.of(get, path: "/api/x", bind: "http") == nil)
     }
 

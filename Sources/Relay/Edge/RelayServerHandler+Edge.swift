@@ -1,6 +1,7 @@
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import ShipManifest
 
 #if canImport(Glibc)
     import Glibc
@@ -157,9 +158,13 @@ extension RelayServerHandler {
             // as nginx does; nothing crosses threads.
             let region = FileRegion(
                 fileHandle: handle, readerIndex: body.lowerBound, endIndex: body.upperBound + 1)
+            watchFileSend(descriptor: descriptor, path: file.path, end: body.upperBound + 1, context: context)
             context.writeAndFlush(NIOAny(IOData.fileRegion(region))).whenComplete { result in
+                let handler = bound.value
+                handler.fileWatch?.cancel()  // before the descriptor it checks is closed
+                handler.fileWatch = nil
                 try? handle.close()
-                bound.value.staticFinished(close: close, succeeded: (try? result.get()) != nil)
+                handler.staticFinished(close: close, succeeded: (try? result.get()) != nil)
             }
             return
         }
@@ -183,6 +188,11 @@ extension RelayServerHandler {
         }.whenComplete { result in
             try? handle.close()
             var succeeded = (try? result.get()) != nil && sent.value == body.count
+            if (try? result.get()) != nil && sent.value < body.count {
+                bound.value.settings.logger.warning(
+                    "static file '\(file.path)' was truncated while being sent (\(sent.value) of \(body.count) bytes); connection closed"
+                )
+            }
             if succeeded, let compressor, let context = bound.value.context {
                 var output = context.channel.allocator.buffer(capacity: 64)
                 compressor.value.finish(into: &output)
@@ -198,6 +208,50 @@ extension RelayServerHandler {
 
     /// Files up to this size are read on the event loop and sent with their head in one write.
     static let inlineFileBytes = 16 * 1024
+
+    /// How often a file going out by sendfile is checked.
+    static let fileWatchInterval = TimeAmount.milliseconds(250)
+
+    /// Checks a file going out by sendfile until it is out: a file truncated meanwhile (`cp new
+    /// old` during a deploy) can never deliver the length already announced, and sendfile would
+    /// find nothing to send for ever, so the connection closes; so does a client that takes
+    /// nothing for the send timeout (SPEC §4).
+    private func watchFileSend(descriptor: CInt, path: String, end: Int, context: ChannelHandlerContext) {
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let stalled = NIOLoopBoundBox<(bytes: Int, since: NIODeadline)?>(nil, eventLoop: context.eventLoop)
+        fileWatch?.cancel()
+        fileWatch = context.eventLoop.scheduleRepeatedTask(
+            initialDelay: Self.fileWatchInterval, delay: Self.fileWatchInterval
+        ) { task in
+            let handler = bound.value
+            guard case .streaming = handler.state, let context = handler.context else {
+                task.cancel()
+                return
+            }
+            var info = stat()
+            if fstat(descriptor, &info) == 0, Int(info.st_size) < end {
+                handler.settings.logger.warning(
+                    "static file '\(path)' was truncated while being sent (now \(info.st_size) of \(end) bytes); connection closed"
+                )
+                task.cancel()
+                handler.fileWatch = nil
+                handler.closeClient()
+                return
+            }
+            let held = context.channel.heldBytes
+            let now = NIODeadline.now()
+            if context.channel.isWritable || held < (stalled.value?.bytes ?? Int.max) {
+                stalled.value = (held, now)
+            } else if let since = stalled.value?.since, now - since >= handler.settings.limits.sendTimeout {
+                handler.settings.logger.info(
+                    "closing a client that took nothing of '\(path)' for \(DurationText.format(.nanoseconds(handler.settings.limits.sendTimeout.nanoseconds)))"
+                )
+                task.cancel()
+                handler.fileWatch = nil
+                handler.resetClient()
+            }
+        }
+    }
 
     /// A compressed piece as a chunk (HTTP/1.1) or as it is (HTTP/1.0, ended by the close).
     private static func framed(_ bytes: ByteBuffer, chunked: Bool) -> ByteBuffer {

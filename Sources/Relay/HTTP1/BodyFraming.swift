@@ -15,7 +15,7 @@ enum BodyFraming {
 
     /// The framing of a request body (a request without length or chunking has none).
     static func request(_ head: MessageHead) -> BodyFraming {
-        if head.chunked { return .chunked(ChunkedScanner()) }
+        if head.chunked { return .chunked(ChunkedScanner(strict: true)) }
         if let length = head.contentLength, length > 0 { return .length(length) }
         return .none
     }
@@ -85,14 +85,28 @@ enum BodyFraming {
 
 /// Follows a chunked body (RFC 9112 §7.1) byte by byte through sizes, extensions and trailers, and
 /// chunk data a chunk at a time, to find where it ends.
+///
+/// `strict` (requests): what llhttp refuses is refused here, so that the relay and any ship agree on
+/// where the body ends: a line ending other than CRLF, a control byte in an extension or a trailer,
+/// a folded trailer line, text between the size and its extension, an extension or a trailer section
+/// over its limit. Responses come from the fleet's own ships and are scanned as leniently as before.
 struct ChunkedScanner {
     private enum State {
-        case size, sizeExtension, sizeLF, data, dataCR, dataLF, trailerLineStart, trailerLine, finalLF, done
+        case size, sizeSpace, sizeExtension, sizeLF, data, dataCR, dataLF
+        case trailerLineStart, trailerLine, trailerLF, finalLF, done
     }
     private var state = State.size
     private var size = 0
     private var digits = 0
     private var remaining = 0
+    /// Bytes of the current extension, or of the trailer section (strict limits).
+    private var extra = 0
+    let strict: Bool
+
+    static let maxExtensionBytes = 4 * 1024
+    static let maxTrailerBytes = 16 * 1024
+
+    init(strict: Bool = false) { self.strict = strict }
 
     var isDone: Bool { state == .done }
 
@@ -122,20 +136,36 @@ struct ChunkedScanner {
                     digits += 1
                 } else if digits == 0 {
                     throw BodyFraming.Malformed()
-                } else if byte == 59 || byte == 32 || byte == 9 {  // ';', SP, HT
-                    state = .sizeExtension
+                } else if byte == 59 {  // ';'
+                    startExtension()
+                } else if byte == 32 || byte == 9 {  // SP, HT
+                    state = strict ? .sizeSpace : .sizeExtension
                 } else if byte == 13 {
                     state = .sizeLF
-                } else if byte == 10 {
+                } else if byte == 10 && !strict {
                     endOfSize()
                 } else {
                     throw BodyFraming.Malformed()
                 }
-            case .sizeExtension:
-                if byte == 10 {
-                    endOfSize()
+            case .sizeSpace:
+                if byte == 59 {
+                    startExtension()
                 } else if byte == 13 {
                     state = .sizeLF
+                } else if byte != 32 && byte != 9 {
+                    throw BodyFraming.Malformed()
+                }
+            case .sizeExtension:
+                if byte == 13 {
+                    state = .sizeLF
+                } else if byte == 10 {
+                    guard !strict else { throw BodyFraming.Malformed() }
+                    endOfSize()
+                } else if strict {
+                    extra += 1
+                    guard Self.isText(byte), extra <= Self.maxExtensionBytes else {
+                        throw BodyFraming.Malformed()
+                    }
                 }
             case .sizeLF:
                 guard byte == 10 else { throw BodyFraming.Malformed() }
@@ -143,7 +173,7 @@ struct ChunkedScanner {
             case .dataCR:
                 if byte == 13 {
                     state = .dataLF
-                } else if byte == 10 {
+                } else if byte == 10 && !strict {
                     state = .size
                 } else {
                     throw BodyFraming.Malformed()
@@ -155,13 +185,31 @@ struct ChunkedScanner {
                 if byte == 13 {
                     state = .finalLF
                 } else if byte == 10 {
+                    guard !strict else { throw BodyFraming.Malformed() }
                     state = .done
                     return index
                 } else {
+                    if strict {
+                        // No folded lines (RFC 9112 §5.2), no control bytes.
+                        guard byte != 32 && byte != 9, Self.isText(byte) else {
+                            throw BodyFraming.Malformed()
+                        }
+                        try countTrailerByte()
+                    }
                     state = .trailerLine
                 }
             case .trailerLine:
-                if byte == 10 { state = .trailerLineStart }
+                if !strict {
+                    if byte == 10 { state = .trailerLineStart }
+                } else if byte == 13 {
+                    state = .trailerLF
+                } else {
+                    guard Self.isText(byte) else { throw BodyFraming.Malformed() }
+                    try countTrailerByte()
+                }
+            case .trailerLF:
+                guard byte == 10 else { throw BodyFraming.Malformed() }
+                state = .trailerLineStart
             case .finalLF:
                 guard byte == 10 else { throw BodyFraming.Malformed() }
                 state = .done
@@ -175,15 +223,31 @@ struct ChunkedScanner {
         return count
     }
 
+    private mutating func startExtension() {
+        state = .sizeExtension
+        extra = 0
+    }
+
+    private mutating func countTrailerByte() throws(BodyFraming.Malformed) {
+        extra += 1
+        guard extra <= Self.maxTrailerBytes else { throw BodyFraming.Malformed() }
+    }
+
     private mutating func endOfSize() {
         if size == 0 {
             state = .trailerLineStart
+            extra = 0
         } else {
             remaining = size
             state = .data
         }
         size = 0
         digits = 0
+    }
+
+    /// Visible characters, spaces, tabs and bytes above 0x7F (obs-text in quoted strings).
+    private static func isText(_ byte: UInt8) -> Bool {
+        (byte >= 32 && byte != 127) || byte == 9
     }
 
     private static func hexValue(_ byte: UInt8) -> Int? {

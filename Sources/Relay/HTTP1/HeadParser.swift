@@ -358,11 +358,20 @@ private struct Reader {
             head.fields.append(field)
         }
         if head.connection.contains(.names) { markNamedFields(in: &head) }
-        if kind == .request && head.hasTransferEncoding {
-            guard head.chunked else { return .malformed("unsupported Transfer-Encoding") }
-            guard head.contentLength == nil else {
-                return .malformed("both Content-Length and Transfer-Encoding")
+        if kind == .request {
+            if head.hasTransferEncoding {
+                // RFC 9112 §6.1: framing a server cannot trust; exactly `chunked`, once, or nothing.
+                guard head.minorVersion == 1 else {
+                    return .malformed("Transfer-Encoding in an HTTP/1.0 request")
+                }
+                guard head.chunked else { return .malformed("unsupported Transfer-Encoding") }
+                guard head.contentLength == nil else {
+                    return .malformed("both Content-Length and Transfer-Encoding")
+                }
             }
+            // RFC 9112 §3.2: HTTP/1.1 names exactly one host; no version names two.
+            if head.hostCount > 1 { return .malformed("more than one Host header") }
+            if head.hostCount == 0 && head.minorVersion == 1 { return .malformed("missing Host header") }
         }
         if kind == .response && head.hasTransferEncoding && head.contentLength != nil {
             // The transfer coding frames the body (RFC 9112 §6.3); the length is dropped, not passed on.
@@ -383,13 +392,29 @@ private struct Reader {
             guard let length = Self.decimal(bytes, field.value) else {
                 return .malformed("invalid Content-Length")
             }
-            if let existing = head.contentLength, existing != length {
-                return .malformed("conflicting Content-Length headers")
+            if let existing = head.contentLength {
+                if existing != length { return .malformed("conflicting Content-Length headers") }
+                // A request says its length once (llhttp refuses a repeat); a response may repeat it.
+                if kind == .request { return .malformed("duplicate Content-Length") }
             }
             head.contentLength = length
         case .transferEncoding:
+            if kind == .request {
+                // Exactly one `chunked` over all the fields (the relay passes the body on as it came).
+                head.chunked =
+                    !head.hasTransferEncoding
+                    && Self.equals(bytes, Self.trimmed(field.value, in: bytes), "chunked")
+            } else {
+                head.chunked = Self.lastElementIsChunked(bytes, field.value)
+            }
             head.hasTransferEncoding = true
-            head.chunked = Self.lastTokenIsChunked(bytes, field.value)
+        case .host:
+            if kind == .request {
+                head.hostCount += 1
+                guard HostValue.isValid(UnsafeRawBufferPointer(rebasing: bytes[field.value])) else {
+                    return .malformed("invalid Host header")
+                }
+            }
         case .connection:
             forEachToken(in: field.value) { token in
                 if Self.equals(bytes, token, "close") {
@@ -403,6 +428,13 @@ private struct Reader {
                 }
             }
         case .upgrade:
+            // `h2c` is not passed on (HTTP/2 over cleartext to a ship that may not speak it): the
+            // request goes as a plain one, without its `Upgrade` and `HTTP2-Settings`.
+            var h2c = false
+            forEachToken(in: field.value) { token in
+                if Self.equals(bytes, token, "h2c") { h2c = true }
+            }
+            if h2c { head.upgradesToH2C = true }
             head.hasUpgrade = true
         case .expect:
             if kind == .request && Self.equals(bytes, field.value, "100-continue") {
@@ -414,7 +446,9 @@ private struct Reader {
         return nil
     }
 
-    /// Fields named by a `Connection` token other than close/keep-alive/upgrade describe this hop too.
+    /// Fields named by a `Connection` token other than close/keep-alive/upgrade describe this hop too,
+    /// except the ones that frame the message or name its host: a `Connection` header never changes
+    /// where a message ends (RFC 9112 §6, request smuggling).
     private func markNamedFields(in head: inout MessageHead) {
         var named: [Range<Int>] = []
         for field in head.fields where field.kind == .connection {
@@ -427,6 +461,10 @@ private struct Reader {
             }
         }
         for index in head.fields.indices {
+            switch head.fields[index].kind {
+            case .contentLength, .transferEncoding, .host: continue
+            default: break
+            }
             let name = head.fields[index].name
             if named.contains(where: { Self.equalsIgnoringCase(bytes, $0, name) }) {
                 head.fields[index].isHopByHop = true
@@ -520,16 +558,20 @@ private struct Reader {
         return value
     }
 
-    private static func lastTokenIsChunked(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+    /// Whether the last element of a comma-separated list is `chunked` (a response's framing).
+    private static func lastElementIsChunked(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> Bool {
+        var start = range.upperBound
+        while start > range.lowerBound, bytes[start - 1] != 44 { start -= 1 }  // ','
+        return equals(bytes, trimmed(start..<range.upperBound, in: bytes), "chunked")
+    }
+
+    /// `range` without the spaces and tabs around it.
+    private static func trimmed(_ range: Range<Int>, in bytes: UnsafeRawBufferPointer) -> Range<Int> {
+        var start = range.lowerBound
         var end = range.upperBound
-        while end > range.lowerBound, bytes[end - 1] == space || bytes[end - 1] == tab { end -= 1 }
-        var start = end
-        while start > range.lowerBound, bytes[start - 1] != 44, bytes[start - 1] != space,
-            bytes[start - 1] != tab
-        {
-            start -= 1
-        }
-        return equals(bytes, start..<end, "chunked")
+        while start < end, bytes[start] == space || bytes[start] == tab { start += 1 }
+        while end > start, bytes[end - 1] == space || bytes[end - 1] == tab { end -= 1 }
+        return start..<end
     }
 
     static func method(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> HTTPMethod {
@@ -581,7 +623,9 @@ private struct Reader {
             if equals(bytes, name, "user-agent") { return .userAgent }
             if equals(bytes, name, "keep-alive") { return .keepAlive }
         case 12: if equals(bytes, name, "x-request-id") { return .xRequestID }
-        case 14: if equals(bytes, name, "content-length") { return .contentLength }
+        case 14:
+            if equals(bytes, name, "content-length") { return .contentLength }
+            if equals(bytes, name, "http2-settings") { return .http2Settings }
         case 15:
             if equals(bytes, name, "x-forwarded-for") { return .xForwardedFor }
             if equals(bytes, name, "x-request-start") { return .xRequestStart }

@@ -27,14 +27,17 @@ enum HeadWriter {
     /// `strip_prefix`), HTTP/1.1 towards the ship, hop-by-hop headers removed (an upgrade keeps its
     /// `Upgrade` and says `Connection: upgrade`), `Expect` answered by the relay removed, and the
     /// forwarding headers added. `requestID` writes a new request id (when the client sent none).
+    /// `host` replaces the `Host` header (the authority of an absolute-form target). A client's own
+    /// `X-Forwarded-Host` and `X-Forwarded-Proto` never pass: the relay writes them.
     static func upstreamRequest(
-        _ head: MessageHead, target: String?, client: Client, requestID: (inout ByteWriter) -> Void,
-        startMicroseconds: Int64, into buffer: inout ByteBuffer
+        _ head: MessageHead, target: String?, host hostOverride: String? = nil, client: Client,
+        requestID: (inout ByteWriter) -> Void, startMicroseconds: Int64, into buffer: inout ByteBuffer
     ) {
         let isUpgrade = head.isUpgrade
-        let host = head.fields.first { $0.kind == .host }
+        let host = hostOverride == nil ? head.fields.first { $0.kind == .host } : nil
         let estimate =
-            2 * head.bytes.readableBytes + (target?.utf8.count ?? 0) + (client.address?.count ?? 0) + 256
+            2 * head.bytes.readableBytes + (target?.utf8.count ?? 0) + (client.address?.count ?? 0)
+            + 2 * (hostOverride?.utf8.count ?? 0) + 256
         ByteWriter.write(into: &buffer, estimate: estimate, source: head.bytes) { writer, source in
             writer.append(source, 0..<head.target.lowerBound)
             if let target {
@@ -49,13 +52,18 @@ enum HeadWriter {
                 case .upgrade: return isUpgrade
                 case .expect: return !head.expectsContinue
                 case .xForwardedFor: return client.address == nil
-                case .xForwardedProto, .xRequestStart: return false
-                case .xForwardedHost: return host == nil
+                case .xForwardedProto, .xRequestStart, .xForwardedHost: return false
+                case .host: return hostOverride == nil
                 case .xRequestID:
                     hasRequestID = true
                     return true
                 default: return !field.isHopByHop
                 }
+            }
+            if let hostOverride {
+                writer.append("Host: ")
+                writer.append(string: hostOverride)
+                writer.append("\r\n")
             }
             if isUpgrade { writer.append("Connection: upgrade\r\n") }
             if let address = client.address {
@@ -71,7 +79,11 @@ enum HeadWriter {
                 writer.append("\r\n")
             }
             writer.append(client.secure ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n")
-            if let host {
+            if let hostOverride {
+                writer.append("X-Forwarded-Host: ")
+                writer.append(string: hostOverride)
+                writer.append("\r\n")
+            } else if let host {
                 writer.append("X-Forwarded-Host: ")
                 writer.append(source, host.value)
                 writer.append("\r\n")

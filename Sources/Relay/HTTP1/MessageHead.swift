@@ -30,6 +30,10 @@ struct MessageHead {
     var connection = ConnectionTokens()
     /// An `Upgrade` header is present.
     var hasUpgrade = false
+    /// `Upgrade` names `h2c`: the request is not treated as an upgrade.
+    var upgradesToH2C = false
+    /// How many `Host` fields a request has.
+    var hostCount = 0
     /// `Expect: 100-continue`.
     var expectsContinue = false
     /// Some header line ends in a bare LF (lines are then re-terminated one by one when forwarded).
@@ -49,7 +53,7 @@ struct MessageHead {
     }
 
     /// The request asks to switch protocols (WebSocket or any other `Upgrade`).
-    var isUpgrade: Bool { hasUpgrade && connection.contains(.upgrade) }
+    var isUpgrade: Bool { hasUpgrade && connection.contains(.upgrade) && !upgradesToH2C }
 
     func string(_ range: Range<Int>) -> String {
         bytes.getString(at: bytes.readerIndex + range.lowerBound, length: range.count) ?? ""
@@ -84,12 +88,14 @@ enum FieldKind: UInt8 {
     case connection, keepAlive, proxyConnection, te, trailer, upgrade, proxyAuthenticate, proxyAuthorization
     case contentLength, transferEncoding, host, expect, userAgent
     case xForwardedFor, xForwardedProto, xForwardedHost, xRequestID, xRequestStart
+    /// RFC 7540 §3.2.1: only meaningful with an `h2c` upgrade, which the relay does not pass on.
+    case http2Settings
 
     /// RFC 9110 §7.6.1: describes one connection, never the message.
     var isHopByHop: Bool {
         switch self {
         case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .proxyAuthenticate,
-            .proxyAuthorization:
+            .proxyAuthorization, .http2Settings:
             true
         default: false
         }

@@ -7,11 +7,12 @@ import ShipManifest
 /// response head before it goes to the client (its body streams untouched).
 extension RelayServerHandler {
     func runRequestHooks(
-        _ hooks: any RelayHooks, head: MessageHead, target: String, close: Bool, isUpgrade: Bool,
+        _ hooks: any RelayHooks, head: MessageHead, target: RequestTarget, close: Bool, isUpgrade: Bool,
         context: ChannelHandlerContext
     ) {
-        let question = target.utf8.firstIndex(of: UInt8(ascii: "?"))
-        let path = question.map { target[..<$0] } ?? target[...]
+        // Modules match, and see, the normalised path (SPEC §4): no spelling of a path walks around
+        // a module written for it.
+        let path = target.path
         responseHookPath = hooks.runsOnResponse(path: path) ? String(path) : nil
         guard hooks.runsOnRequest(path: path), let loopHooks = loop.hooks else {
             routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
@@ -19,7 +20,7 @@ extension RelayServerHandler {
         }
         var request = HookRequest(
             method: head.method.rawValue, path: String(path),
-            query: question.map { String(target[target.utf8.index(after: $0)...]) } ?? "",
+            query: String(target.query.dropFirst()),
             version: head.minorVersion == 0 ? "1.0" : "1.1", headers: HeadEditor.headers(of: head),
             remoteAddress: clientAddress ?? "", bind: settings.name,
             userAgentKind: UserAgentKind(userAgent: head.value(of: .userAgent)).rawValue)
@@ -30,14 +31,15 @@ extension RelayServerHandler {
             let newTarget = request.query.isEmpty ? request.path : request.path + "?" + request.query
             guard
                 let edited = HeadEditor.request(
-                    head, target: newTarget, headers: request.headers, allocator: context.channel.allocator)
+                    head, target: newTarget, headers: request.headers, allocator: context.channel.allocator),
+                let routed = try? RequestTarget.parse(newTarget, method: edited.method)
             else {
                 settings.logger.error("request modules left a head that cannot be sent (\(newTarget))")
                 answer(.moduleFailed(module: nil), head: head, close: close, context: context)
                 return
             }
             routeRequest(
-                head: edited, target: newTarget, close: close, isUpgrade: isUpgrade, context: context)
+                head: edited, target: routed, close: close, isUpgrade: isUpgrade, context: context)
         case .block(let block):
             state = .answered(close: close)
             var bytes = context.channel.allocator.buffer(capacity: block.body.count + 256)

@@ -39,7 +39,7 @@ final class Exchange {
     private var pending: [ByteBuffer] = []
     private(set) var requestEnded = false
     private var bodySent = false
-    private var responseStarted = false
+    private(set) var responseStarted = false
     private var reframing = HeadWriter.Reframing.none
     /// The response head (and small body pieces after it) not yet written: one write per response
     /// in the usual case.
@@ -181,6 +181,11 @@ final class Exchange {
 
     private func connectFailed(_ error: any Error) {
         guard !abandoned, !finished else { return }
+        if let code = RelayResources.exhaustion(in: error) {
+            // The relay's own failure (no descriptors, no memory): not the ship's (SPEC §4).
+            fail(.relayExhausted(ship: entry.ship, code: code), shipAtFault: false)
+            return
+        }
         if case ChannelError.connectTimeout = error {
             fail(
                 .gatewayTimeout(
@@ -431,21 +436,23 @@ final class Exchange {
         owner.exchangeBroken(self)
     }
 
-    private func fail(_ response: LocalResponse) {
+    private func fail(_ response: LocalResponse, shipAtFault: Bool = true) {
         finished = true
-        record(success: false)
+        record(success: shipAtFault ? false : nil)
         owner.settings.logger.warning("\(response.status.code) for \(method) \(target): \(response.message)")
         owner.exchangeFailed(self, response: response)
     }
 
-    private func record(success: Bool) {
+    /// Counts the request; `success` goes to the ship's breaker (nil: a failure of the relay's own,
+    /// which says nothing about the ship).
+    private func record(success: Bool?) {
         entry.requests.increment()
         entry.duration.record(
             nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - started.uptimeNanoseconds))
-        if success {
-            breaker.recordSuccess()
-        } else {
-            breaker.recordFailure()
+        switch success {
+        case true?: breaker.recordSuccess()
+        case false?: breaker.recordFailure()
+        case nil: if isTrial { breaker.abandonTrial() }
         }
     }
 

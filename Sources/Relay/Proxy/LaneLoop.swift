@@ -18,8 +18,6 @@ final class LaneLoop {
     /// The largest read from a client (a head, or pipelined heads) and from a ship.
     static let clientReadSize = 16 * 1024
     static let shipReadSize = 64 * 1024
-    /// Idle connections kept per ship (as each event loop's `UpstreamPool`); more are closed.
-    static let poolCapacity = 128
 
     private enum Slot {
         case client(LaneClient)
@@ -117,7 +115,9 @@ final class LaneLoop {
     }
 
     private func add(_ arrival: ProxyLane.Arrival) {
-        if arrival.ship >= 0 { pool(ship: arrival.ship, index: arrival.shipIndex) }
+        if arrival.ship >= 0 {
+            pool(ship: arrival.ship, index: arrival.shipIndex, board: arrival.settings.breakers)
+        }
         let client = LaneClient(arrival: arrival)
         client.slot = take(.client(client))
         clients += 1
@@ -134,24 +134,26 @@ final class LaneLoop {
     }
 
     /// An idle connection to a ship, from an event loop, for the pool.
-    private func pool(ship fd: CInt, index: Int) {
-        guard !draining, index >= 0, poolHasRoom(index) else {
+    private func pool(ship fd: CInt, index: Int, board: BreakerBoard) {
+        guard !draining, index >= 0 else {
+            Glibc.close(fd)
+            return
+        }
+        let allowance = board.idleAllowance(index)
+        guard allowance.take() else {
             Glibc.close(fd)
             return
         }
         let ship = LaneShip(fd: fd, shipIndex: index)
         ship.parked = true  // not in epoll yet: `keepIdle` adds it
         ship.slot = take(.ship(ship))
-        keepIdle(ship)
+        keepIdle(ship, allowance: allowance)
     }
 
-    /// Whether the pool of ship `index` takes one more idle connection.
-    private func poolHasRoom(_ index: Int) -> Bool {
-        index >= pools.count || pools[index].count < Self.poolCapacity
-    }
-
-    /// An idle connection (nothing unsent) in its ship's pool, read only to notice it closing.
-    private func keepIdle(_ ship: LaneShip) {
+    /// An idle connection (nothing unsent) in its ship's pool, read only to notice it closing;
+    /// `allowance` is the ship's, with a place already taken for it.
+    private func keepIdle(_ ship: LaneShip, allowance: IdleAllowance) {
+        ship.allowance = allowance
         ship.client = nil
         setInterest(ship, UInt32(MS_EPOLL_IN))
         while pools.count <= ship.shipIndex { pools.append([]) }
@@ -319,8 +321,11 @@ final class LaneLoop {
         guard !head.isUpgrade, !head.method.isConnect, !head.expectsContinue, !head.hasTransferEncoding
         else { return false }
         let close = !head.isKeepAlive || draining
-        let target = head.targetString
-        let path = RelayServerHandler.path(of: target)
+        // A target that does not parse: the event loop answers it (400).
+        guard let target = try? RequestTarget.parse(head.targetString, method: head.method) else {
+            return false
+        }
+        let path = target.path
         let entry: RouteEntry
         let breaker: ShipBreaker
         let isTrial: Bool
@@ -335,15 +340,16 @@ final class LaneLoop {
         }
         client.requestHead.clear()
         ShipRouting.writeShipHead(
-            head, target: target, path: path, entry: entry,
+            head, target: target, entry: entry,
             client: HeadWriter.Client(addressBytes: client.addressBytes, secure: false),
             requestIDs: &requestIDs, into: &client.requestHead)
         let exchange = LaneExchange(
-            entry: entry, breaker: breaker, isTrial: isTrial, method: head.method, target: target,
+            entry: entry, breaker: breaker, isTrial: isTrial, method: head.method, target: target.forwarded,
             clientVersion: head.version, closeClient: close)
         exchange.bodyRemaining = head.contentLength ?? 0
         client.exchange = exchange
         if entry.shipIndex < pools.count, let ship = pools[entry.shipIndex].popLast() {
+            ship.leavePool()
             attach(ship, to: client, exchange, reused: true)
         } else {
             connect(client, exchange)
@@ -474,7 +480,11 @@ final class LaneLoop {
     /// As the event loops: retried on a fresh connection while attempts remain, then 502.
     private func connectFailed(_ client: LaneClient, _ exchange: LaneExchange, error: CInt) {
         let limits = client.settings.limits
-        if exchange.attempts <= limits.retries {
+        if RelayResources.isExhaustion(error) {
+            // The relay's own failure (no descriptors, no memory): not the ship's (SPEC §4).
+            fail(
+                client, exchange, .relayExhausted(ship: exchange.entry.ship, code: error), shipAtFault: false)
+        } else if exchange.attempts <= limits.retries {
             exchange.attempts += 1
             connect(client, exchange)
         } else {
@@ -698,6 +708,7 @@ final class LaneLoop {
             let index = pools[ship.shipIndex].firstIndex(where: { $0 === ship })
         else { return }
         pools[ship.shipIndex].remove(at: index)
+        ship.leavePool()
     }
 
     // MARK: Endings
@@ -708,9 +719,10 @@ final class LaneLoop {
         if let ship {
             exchange.ship = nil
             if exchange.shipKeepAlive && reusable && ship.unsent == nil && exchange.bodyRemaining == 0
-                && exchange.bodyWaiting == nil && !draining && poolHasRoom(ship.shipIndex)
+                && exchange.bodyWaiting == nil && !draining,
+                case let allowance = client.settings.breakers.idleAllowance(ship.shipIndex), allowance.take()
             {
-                keepIdle(ship)
+                keepIdle(ship, allowance: allowance)
             } else {
                 close(ship)
             }
@@ -746,8 +758,10 @@ final class LaneLoop {
         settle(client, close: true)
     }
 
-    private func fail(_ client: LaneClient, _ exchange: LaneExchange, _ response: LocalResponse) {
-        record(exchange, success: false)
+    private func fail(
+        _ client: LaneClient, _ exchange: LaneExchange, _ response: LocalResponse, shipAtFault: Bool = true
+    ) {
+        record(exchange, success: shipAtFault ? false : nil)
         client.exchange = nil
         client.settings.logger.warning(
             "\(response.status.code) for \(exchange.method) \(exchange.target): \(response.message)")
@@ -760,15 +774,16 @@ final class LaneLoop {
         settle(client, close: close)
     }
 
-    private func record(_ exchange: LaneExchange, success: Bool) {
+    /// As `Exchange.record`: nil is a failure of the relay's own, kept out of the ship's breaker.
+    private func record(_ exchange: LaneExchange, success: Bool?) {
         exchange.finished = true
         exchange.entry.requests.increment()
         exchange.entry.duration.record(
             nanoseconds: Int64(NIODeadline.now().uptimeNanoseconds - exchange.started.uptimeNanoseconds))
-        if success {
-            exchange.breaker.recordSuccess()
-        } else {
-            exchange.breaker.recordFailure()
+        switch success {
+        case true?: exchange.breaker.recordSuccess()
+        case false?: exchange.breaker.recordFailure()
+        case nil: if exchange.isTrial { exchange.breaker.abandonTrial() }
         }
     }
 
@@ -786,6 +801,18 @@ final class LaneLoop {
                 close(client)
                 continue
             }
+            let limits = client.settings.limits
+            if client.unsent != nil && now - client.stalledSince >= limits.sendTimeout {
+                // SPEC §4: a client that takes nothing of a response is closed, freeing its ship.
+                client.settings.logger.info(
+                    "closing a client that took nothing of its response for \(DurationText.format(.nanoseconds(limits.sendTimeout.nanoseconds)))",
+                    metadata: ["client": "\(client.arrival.address ?? "-")"])
+                // A reset, as on the event loops: the unsent bytes go with the socket.
+                var reset = linger(l_onoff: 1, l_linger: 0)
+                _ = setsockopt(client.fd, SOL_SOCKET, SO_LINGER, &reset, socklen_t(MemoryLayout<linger>.size))
+                close(client)
+                continue
+            }
             guard let deadline = client.deadline, now >= deadline else { continue }
             client.deadline = nil
             guard let exchange = client.exchange else {
@@ -793,7 +820,6 @@ final class LaneLoop {
                 continue
             }
             guard !exchange.responseStarted, let ship = exchange.ship else { continue }
-            let limits = client.settings.limits
             let reason =
                 ship.connecting
                 ? "no connection within \(DurationText.format(.nanoseconds(limits.connectTimeout.nanoseconds)))"
@@ -827,6 +853,7 @@ final class LaneLoop {
             case nil: break
             }
         }
+        for pool in pools { for ship in pool { ship.leavePool() } }
         pools.removeAll()
     }
 
@@ -875,6 +902,7 @@ final class LaneLoop {
         let sent = bytes.withUnsafeReadableBytes { ms_send(socket.fd, $0.baseAddress, $0.count) }
         if sent == bytes.readableBytes { return true }
         if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return false }
+        socket.stalledSince = .now()
         Self.append(
             bytes.getSlice(at: bytes.readerIndex + max(sent, 0), length: bytes.readableBytes - max(sent, 0))!,
             to: &socket.unsent, allocator)
@@ -895,6 +923,7 @@ final class LaneLoop {
         for index in buffers.indices { total += buffers[index].readableBytes }
         if sent == total { return true }
         if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK { return false }
+        socket.stalledSince = .now()
         var skip = max(sent, 0)
         for var buffer in buffers {
             if skip >= buffer.readableBytes {
@@ -915,6 +944,7 @@ final class LaneLoop {
         if sent < 0 { return errno == EAGAIN || errno == EWOULDBLOCK }
         unsent.moveReaderIndex(forwardBy: sent)
         socket.unsent = unsent.readableBytes > 0 ? unsent : nil
+        if sent > 0 { socket.stalledSince = .now() }  // it took some: the send timeout starts over
         return true
     }
 
@@ -952,6 +982,8 @@ class LaneSocket {
     var pending: ByteBuffer?
     /// Bytes the socket has not taken yet.
     var unsent: ByteBuffer?
+    /// Since when the socket has taken none of `unsent` (the send timeout).
+    var stalledSince = NIODeadline.distantPast
     /// The last head's field list, for the next head to parse into.
     var fields: [HeaderField] = []
 
@@ -992,6 +1024,8 @@ final class LaneShip: LaneSocket {
     }
 
     let shipIndex: Int
+    /// The ship's idle allowance while this connection is in its pool (a place taken in it).
+    var allowance: IdleAllowance?
     var connecting = false
     var phase = Phase.head
     var client: LaneClient?
@@ -999,6 +1033,12 @@ final class LaneShip: LaneSocket {
     init(fd: CInt, shipIndex: Int) {
         self.shipIndex = shipIndex
         super.init(fd: fd)
+    }
+
+    /// Out of its pool: its place in the ship's idle allowance is free again.
+    func leavePool() {
+        allowance?.give()
+        allowance = nil
     }
 }
 

@@ -53,6 +53,8 @@ public struct RelayLimits: Sendable {
     public var idleTimeout: TimeAmount = .seconds(60)
     public var connectTimeout: TimeAmount = .seconds(5)
     public var firstByteTimeout: TimeAmount = .seconds(60)
+    /// A client that takes nothing of a response for this long is closed (its ship connection with it).
+    public var sendTimeout: TimeAmount = .seconds(60)
     /// Attempts after the first when nothing reached the ship.
     public var retries = 2
     public var drainTimeout: TimeAmount = .seconds(10)

@@ -11,19 +11,20 @@ final class LoopContext {
     /// This loop's request and response modules (their instances), when the manifest has any.
     var hooks: (any LoopHooks)?
 
-    /// The pool of `entry`'s ship (a ship route's entry).
-    func pool(for entry: RouteEntry) -> UpstreamPool {
+    /// The pool of `entry`'s ship (a ship route's entry); `board` holds the ship's idle allowance.
+    func pool(for entry: RouteEntry, board: BreakerBoard) -> UpstreamPool {
         let index = entry.shipIndex
         if index < pools.count, let pool = pools[index] { return pool }
         guard case .ship(_, let address, _) = entry.target else { preconditionFailure("not a ship route") }
-        return makePool(ship: index, address: address)
+        return makePool(ship: index, address: address, allowance: board.idleAllowance(index))
     }
 
-    private func makePool(ship index: Int, address: BindAddress) -> UpstreamPool {
+    private func makePool(ship index: Int, address: BindAddress, allowance: IdleAllowance) -> UpstreamPool {
         let pool: UpstreamPool
         switch address {
-        case .tcp(let host, let port): pool = UpstreamPool(address: .tcp(host: host, port: port))
-        case .unix(let path): pool = UpstreamPool(address: .unix(path: path))
+        case .tcp(let host, let port):
+            pool = UpstreamPool(address: .tcp(host: host, port: port), allowance: allowance)
+        case .unix(let path): pool = UpstreamPool(address: .unix(path: path), allowance: allowance)
         }
         if pools.count <= index {
             pools.append(contentsOf: repeatElement(nil, count: index + 1 - pools.count))

@@ -75,6 +75,12 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// to the lane with this connection, so that the client keeps meeting the same one.
     var releasedUpstream: (handler: UpstreamHandler, shipIndex: Int)?
     private let parserLimits: HeadParser.Limits
+    /// While the client's socket holds back a response: the bytes SwiftNIO held for it when the
+    /// send timeout was last armed (any fewer since means the client took some).
+    private var stalledBytes: Int?
+    /// While a file goes out by sendfile: the check that it was not truncated meanwhile and that
+    /// the client takes it (`RelayServerHandler+Edge`).
+    var fileWatch: RepeatedTask?
 
     /// The channel's allocator, taken once (asking the channel for it costs reference counting
     /// through SwiftNIO's lifecycle state on every request).
@@ -119,6 +125,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         watchdog.cancel()
+        fileWatch?.cancel()
+        fileWatch = nil
         writer.stop()
         self.context = nil
     }
@@ -196,9 +204,17 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                     if let slice { exchange.forward(body: slice) }
                     if ended { exchange.endRequest() }
                 } catch {
+                    // Chunking a strict parser refuses (SPEC §4): the ship's connection is dropped
+                    // mid-body (it can never read the bytes as a request of their own), and the
+                    // client gets 400 unless the ship's answer has begun.
                     exchange.abandon()
-                    state = .closed
-                    context.close(promise: nil)
+                    if exchange.responseStarted {
+                        state = .closed
+                        context.close(promise: nil)
+                    } else {
+                        refuse(.malformed("invalid chunked body"), context: context)
+                    }
+                    buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 }
             case .tunnelled(let upstream):
@@ -222,12 +238,18 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
+        flushUpstream()
+        // The last handler: nothing after it wants the event.
+    }
+
+    /// Sends what the client's bytes gave the ship's connection; while its socket is full, the
+    /// client is not read.
+    private func flushUpstream() {
         switch state {
         case .proxying(let exchange): if exchange.upstream?.flush() == true { pauseClientReads() }
         case .tunnelled(let upstream): if upstream.flush() { pauseClientReads() }
         default: break
         }
-        // The last handler: nothing after it wants the event.
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -246,6 +268,10 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     func channelWritabilityChanged(context: ChannelHandlerContext) {
         clientWritable = context.channel.isWritable
         if clientWritable {
+            if stalledBytes != nil {
+                stalledBytes = nil
+                unwatch()
+            }
             switch state {
             case .proxying(let exchange): exchange.upstream?.resumeReads()
             case .tunnelled(let upstream): upstream.resumeReads()
@@ -290,6 +316,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     private func received(head: MessageHead, context: ChannelHandlerContext) {
         watchdog.clear()
+        stalledBytes = nil
         releasedUpstream = nil
         if heads < 2 {
             heads += 1
@@ -307,9 +334,16 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         // (`clientAddress`: the PROXY protocol's address when one was sent). Each step costs a nil
         // check when the manifest leaves its feature off, and returns true when it answered.
         if answeredByRateLimit(head: head, close: close, context: context) { return }
-        let target = head.targetString
+        // One normalised path for static dirs, modules and routes (SPEC §4).
+        let target: RequestTarget
+        do {
+            target = try RequestTarget.parse(head.targetString, method: head.method)
+        } catch {
+            refuse(.malformed(error.reason), context: context)
+            return
+        }
         if settings.edge.staticFiles != nil,
-            answeredFromStaticFiles(head: head, path: Self.path(of: target), close: close, context: context)
+            answeredFromStaticFiles(head: head, path: target.path, close: close, context: context)
         {
             return
         }
@@ -323,17 +357,12 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
     }
 
-    /// The path of a request target: up to the query.
-    static func path(of target: String) -> Substring {
-        target.utf8.firstIndex(of: UInt8(ascii: "?")).map { target[..<$0] } ?? target[...]
-    }
-
     /// The CORS preflight cache, the route table and the proxying of SPEC §4, after the steps that
-    /// may answer first. `target` is `head`'s request target, decoded once per request.
+    /// may answer first. `target` is `head`'s request target, parsed once per request.
     func routeRequest(
-        head: MessageHead, target: String, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext
+        head: MessageHead, target: RequestTarget, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext
     ) {
-        let path = Self.path(of: target)
+        let path = target.path
         var corsCapture: CorsCapture?
         if answeredFromCorsCache(head: head, path: path, close: close, context: context, miss: &corsCapture) {
             return
@@ -365,13 +394,14 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         var upstreamHead = requestHeads.take(
             capacity: head.bytes.readableBytes + 256, allocator: allocator)
         ShipRouting.writeShipHead(
-            head, target: target, path: path, entry: entry,
+            head, target: target, entry: entry,
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
             requestIDs: &loop.requestIDs, into: &upstreamHead)
         requestHeads.keep(upstreamHead)
         let exchange = Exchange(
-            owner: self, entry: entry, pool: loop.pool(for: entry), breaker: breaker,
-            head: upstreamHead, method: head.method, target: target, clientVersion: head.version,
+            owner: self, entry: entry, pool: loop.pool(for: entry, board: settings.breakers),
+            breaker: breaker,
+            head: upstreamHead, method: head.method, target: target.forwarded, clientVersion: head.version,
             closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone, isTrial: isTrial)
         exchange.corsCapture = corsCapture
         // Compression (SPEC §5.2), the last step, is chosen now and applied to the response.
@@ -387,13 +417,14 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         exchange.start()
     }
 
-    /// The target sent upstream when `strip_prefix` changes it: the shorter path with the original
-    /// query; nil when the target goes as it came.
-    static func forwardedTarget(_ target: String, path: Substring, route: Route) -> String? {
-        guard route.stripPrefix != nil else { return nil }
-        let forwarded = route.forwardedPath(for: path)
-        if forwarded.count == path.count { return nil }
-        return String(forwarded) + target[path.endIndex...]
+    /// The target sent upstream: with `strip_prefix` applied, the shorter (normalised) path with the
+    /// query; otherwise the target as it came (in origin form); nil when that is the head's own.
+    static func forwardedTarget(_ target: RequestTarget, route: Route) -> String? {
+        let unchanged = target.authority == nil ? nil : target.forwarded
+        guard route.stripPrefix != nil else { return unchanged }
+        let forwarded = route.forwardedPath(for: target.path)
+        if forwarded.count == target.path.count { return unchanged }
+        return String(forwarded) + target.query
     }
 
     // MARK: Local answers
@@ -453,7 +484,13 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     func flushClient() {
         guard let context, writer.flush(context: context), !clientWritable else { return }
         switch state {
-        case .proxying(let exchange): exchange.upstream?.pauseReads()
+        case .proxying(let exchange):
+            exchange.upstream?.pauseReads()
+            if exchange.responseStarted && stalledBytes == nil {
+                // The send timeout (SPEC §4) runs while the client's socket is full.
+                stalledBytes = context.channel.heldBytes
+                watch(for: settings.limits.sendTimeout)
+            }
         case .tunnelled(let upstream): upstream.pauseReads()
         default: break
         }
@@ -579,10 +616,14 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         watch(for: settings.limits.idleTimeout)
     }
 
+    /// Bytes read earlier (a pipelined request, or what the lane handed back with the connection):
+    /// taken as a read would take them, and flushed as the end of a read would (a request body
+    /// that came with its head must not wait for the client's next read to reach the ship).
     private func processInbound() {
         guard let context, let bytes = inbound else { return }
         inbound = nil
         process(bytes, context: context)
+        flushUpstream()
         resumeClientReads()
     }
 
@@ -607,9 +648,50 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         switch state {
         case .idle: context?.close(promise: nil)
-        case .proxying(let exchange): exchange.timedOut()
+        case .proxying(let exchange):
+            if stalledBytes != nil {
+                sendTimedOut(exchange)
+            } else {
+                exchange.timedOut()
+            }
         default: break
         }
+    }
+
+    /// The send timeout passed: a client that took some of what waits for it gets another period;
+    /// one that took nothing is closed, and the ship's connection with it.
+    private func sendTimedOut(_ exchange: Exchange) {
+        guard let context, let stalled = stalledBytes, !clientWritable else {
+            stalledBytes = nil
+            return
+        }
+        let held = context.channel.heldBytes
+        if held < stalled {
+            stalledBytes = held
+            watch(for: settings.limits.sendTimeout)
+            return
+        }
+        settings.logger.info(
+            "closing a client that took nothing of its response for \(DurationText.format(.nanoseconds(settings.limits.sendTimeout.nanoseconds)))",
+            metadata: [
+                "client": "\(clientAddress ?? "-")", "request": "\(exchange.method) \(exchange.target)",
+            ])
+        stalledBytes = nil
+        exchange.abandon()
+        resetClient()
+    }
+
+    /// Closes with a reset (`SO_LINGER` 0): the bytes the client never took are dropped with the
+    /// socket instead of keeping it, and its buffers, alive in the kernel for as long as the client
+    /// keeps its window shut (nginx's `reset_timedout_connection`).
+    func resetClient() {
+        state = .closed
+        guard let channel = context?.channel else { return }
+        guard let options = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
     }
 
     static func microsecondsSinceEpoch() -> Int64 {
@@ -682,4 +764,7 @@ extension Channel {
     /// Whether SwiftNIO holds none of the bytes written to this channel (all are in the socket);
     /// called on the channel's event loop.
     var holdsNoWrites: Bool { (try? syncOptions?.getOption(.bufferedWritableBytes)) == 0 }
+
+    /// The bytes written to this channel that SwiftNIO still holds; called on its event loop.
+    var heldBytes: Int { (try? syncOptions?.getOption(.bufferedWritableBytes)) ?? 0 }
 }

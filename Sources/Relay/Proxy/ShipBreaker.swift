@@ -36,11 +36,44 @@ final class ShipBreaker: Sendable {
     }
 }
 
-/// One breaker per ship, by the ship's index in the manifest.
+/// What the relay keeps per ship across every listener, event loop and the lane, by the ship's
+/// index in the manifest: its circuit breaker and its allowance of idle connections.
 final class BreakerBoard: Sendable {
     private let breakers: [ShipBreaker]
+    private let allowances: [IdleAllowance]
 
-    init(ships: Int) { breakers = (0..<ships).map { _ in ShipBreaker() } }
+    init(ships: Int) {
+        breakers = (0..<ships).map { _ in ShipBreaker() }
+        allowances = (0..<ships).map { _ in IdleAllowance() }
+    }
 
     func breaker(_ index: Int) -> ShipBreaker { breakers[index] }
+
+    func idleAllowance(_ index: Int) -> IdleAllowance { allowances[index] }
+}
+
+/// How many idle keep-alive connections one ship may have, over all of the relay's pools
+/// together (SPEC §4: one cap per ship, not per event loop).
+final class IdleAllowance: Sendable {
+    static let capacity = 128
+    private let count = Atomic<Int>(0)
+
+    /// Takes a place for one more idle connection; false when the ship has its fill.
+    func take() -> Bool {
+        var current = count.load(ordering: .relaxed)
+        while current < Self.capacity {
+            let (exchanged, original) = count.compareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    /// An idle connection left its pool (leased, closed, or handed on).
+    func give() {
+        count.subtract(1, ordering: .relaxed)
+    }
+
+    var idle: Int { count.load(ordering: .relaxed) }
 }

@@ -49,17 +49,18 @@ enum ShipRouting {
         }
     }
 
-    /// The head sent to `entry`'s ship: `strip_prefix` applied to `target` (whose path is `path`),
-    /// the forwarding headers for `client`, a request id from `requestIDs` when the client sent none.
+    /// The head sent to `entry`'s ship: `strip_prefix` applied to `target`, an absolute form's
+    /// authority as its `Host`, the forwarding headers for `client`, a request id from `requestIDs`
+    /// when the client sent none.
     static func writeShipHead(
-        _ head: MessageHead, target: String, path: Substring, entry: RouteEntry, client: HeadWriter.Client,
+        _ head: MessageHead, target: RequestTarget, entry: RouteEntry, client: HeadWriter.Client,
         requestIDs: inout RequestIDGenerator, into buffer: inout ByteBuffer
     ) {
         HeadWriter.upstreamRequest(
             head,
-            target: entry.stripsPrefix
-                ? RelayServerHandler.forwardedTarget(target, path: path, route: entry.route) : nil,
-            client: client, requestID: { requestIDs.write(into: &$0) },
+            target: entry.stripsPrefix || target.authority != nil
+                ? RelayServerHandler.forwardedTarget(target, route: entry.route) : nil,
+            host: target.authority, client: client, requestID: { requestIDs.write(into: &$0) },
             startMicroseconds: RelayServerHandler.microsecondsSinceEpoch(), into: &buffer)
     }
 }

@@ -288,16 +288,18 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
 final class UpstreamPool {
     let address: SocketAddressOrPath
     private var idle: [UpstreamHandler] = []
-    private let capacity: Int
+    /// The ship's idle connections over all pools (every loop's and the lane's) stay within it.
+    private let allowance: IdleAllowance
 
-    init(address: SocketAddressOrPath, capacity: Int = 128) {
+    init(address: SocketAddressOrPath, allowance: IdleAllowance) {
         self.address = address
-        self.capacity = capacity
+        self.allowance = allowance
     }
 
     /// An idle, still open connection, or nil.
     func lease() -> UpstreamHandler? {
         while let handler = idle.popLast() {
+            allowance.give()
             if handler.isActive { return handler }
         }
         return nil
@@ -308,21 +310,26 @@ final class UpstreamPool {
         handler.owner = nil
         handler.resumeReads()
         guard handler.isActive else { return }
-        if idle.count >= capacity {
-            handler.close()
-        } else {
+        if allowance.take() {
             idle.append(handler)
+        } else {
+            handler.close()
         }
     }
 
     func remove(_ handler: UpstreamHandler) {
+        let before = idle.count
         idle.removeAll { $0 === handler }
+        for _ in idle.count..<before { allowance.give() }
     }
 
     func closeAll() {
         let handlers = idle
         idle.removeAll()
-        for handler in handlers { handler.close() }
+        for handler in handlers {
+            allowance.give()
+            handler.close()
+        }
     }
 }
 
