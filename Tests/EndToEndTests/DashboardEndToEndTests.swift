@@ -153,10 +153,13 @@ struct DashboardEndToEndTests {
         defer { tui.stop() }
         #expect(try await tui.waitForExit() == 1)
         Self.expectRestored(tui)
-        // The status line (wrapped at 80 columns) says why, alone on the normal screen.
+        // The status line (wrapped at 80 columns) says why, last on the normal screen, after
+        // Mothership's own last lines (the fleet did not land).
         let text = tui.screen.lines.joined()
-        #expect(text.hasPrefix(#"{"message":"Mothership failed","status":"failed","error":"#), "\(text)")
-        #expect(text.contains("192.0.2.1:8080"))
+        let status = try #require(
+            text.range(of: #"{"message":"Mothership failed","status":"failed","error":"#), "\(text)")
+        #expect(text[status.lowerBound...].contains("192.0.2.1:8080"), "\(text)")
+        #expect(text.hasSuffix("(mothership.bind.http)\"}"), "\(text)")
     }
 
     @Test func resizingRedrawsAtTheNewSize() async throws {

@@ -170,15 +170,27 @@ struct EdgeEndToEndTests {
             try await connection.exchange(RawConnection.request("GET", "/elsewhere")).text
                 == "ship /elsewhere")
 
-        // Out of the directory: refused, never the manifest beside it.
+        // Dot segments are resolved before matching (SPEC §4): these paths are `/ship-manifest.toml`
+        // and `/edge_ship.py`, outside the prefix, so the routes decide; never the files beside it.
         for attempt in [
             "/static/../ship-manifest.toml", "/static/%2e%2e/ship-manifest.toml",
             "/static/%2E%2e/edge_ship.py",
         ] {
+            let routed = try await connection.exchange(RawConnection.request("GET", attempt))
+            #expect(routed.text == "ship \(attempt)", "\(attempt)")
+            #expect(!routed.text.contains("mothership.bind"))
+        }
+        // An escaped slash stays inside its segment: a `..` made of it is refused, not resolved.
+        for attempt in ["/static/..%2fship-manifest.toml", "/static/%2e%2e%2Fedge_ship.py"] {
             let refused = try await connection.exchange(RawConnection.request("GET", attempt))
             #expect(refused.status == 403, "\(attempt)")
             #expect(!refused.text.contains("mothership.bind"))
         }
+        // Above the root: 400, and the connection closes.
+        let climbing = try RawConnection(port: relay)
+        #expect(
+            try await climbing.exchange(RawConnection.request("GET", "/static/../../etc/passwd")).status
+                == 400)
 
         // Pipelined: two files and a proxied request, answered in order.
         let pipelined = try RawConnection(port: relay)
