@@ -14,11 +14,20 @@ public final class RunningMothership: @unchecked Sendable {
     }
 
     /// Starts `mothership ARGS` in `directory` (the manifest is usually `directory/ship-manifest.toml`).
-    public init(_ arguments: [String] = [], in directory: String, environment: [String: String] = [:]) throws
-    {
+    /// With a `launcher` (`["/usr/bin/prlimit", "--nofile=256:4096", "--"]`), mothership is started
+    /// through it: `LAUNCHER... mothership ARGS` (a launcher that execs keeps the process id).
+    public init(
+        _ arguments: [String] = [], in directory: String, environment: [String: String] = [:],
+        launcher: [String] = []
+    ) throws {
         self.directory = directory
-        process.executableURL = URL(fileURLWithPath: BinaryRunner.binary)
-        process.arguments = arguments
+        if let tool = launcher.first {
+            process.executableURL = URL(fileURLWithPath: tool)
+            process.arguments = Array(launcher.dropFirst()) + [BinaryRunner.binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: BinaryRunner.binary)
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var merged = ProcessInfo.processInfo.environment
         merged.merge(environment) { _, new in new }
