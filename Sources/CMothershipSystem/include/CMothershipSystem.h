@@ -93,16 +93,4 @@ void ms_eventfd_drain(int fd);
 /// the thread (at most 15 bytes are kept).
 void ms_prepare_helper_thread(const char *name);
 
-/// Turns off the Swift runtime's dynamic exclusivity checks for the whole process (release builds
-/// of the binary only: the data plane's dependencies are compiled with checks that cost about a
-/// tenth of the relay's instructions per request). Call before any other thread starts.
-void ms_disable_exclusivity_checking(void);
-
-/// Drops this process's page-table entries for its own executable code (the read-only, executable
-/// mappings of /proc/self/exe; never data). Start-up touches far more code than running does, and
-/// the kernel maps code 64 KiB around every touch: afterwards the resident set is the working set.
-/// The pages stay in the page cache; code still in use faults straight back in (a minor fault).
-/// Returns the bytes of mappings advised, or -1.
-long ms_release_startup_code(void);
-
 #endif
