@@ -98,6 +98,16 @@ struct Launch {
 
     func run() async -> FleetOutcome {
         ProcessTable.becomeSubreaper()
+        let containment = ProcessTable.containment()
+        if containment.complete {
+            logger.info("\(containment.summary)")
+        } else {
+            logger.warning("\(containment.summary)")
+        }
+        if containment.staleRemoved > 0 {
+            logger.notice(
+                "removed \(containment.staleRemoved) cgroup(s) left by killed runs, with their processes")
+        }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let lifecycle = LifecycleBox()

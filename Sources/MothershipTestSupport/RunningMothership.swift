@@ -14,11 +14,19 @@ public final class RunningMothership: @unchecked Sendable {
     }
 
     /// Starts `mothership ARGS` in `directory` (the manifest is usually `directory/ship-manifest.toml`).
-    public init(_ arguments: [String] = [], in directory: String, environment: [String: String] = [:]) throws
-    {
+    /// With `wrapper` (`["/usr/bin/setpriv", ...]`), starts `WRAPPER... mothership ARGS` instead.
+    public init(
+        _ arguments: [String] = [], in directory: String, environment: [String: String] = [:],
+        wrapper: [String] = []
+    ) throws {
         self.directory = directory
-        process.executableURL = URL(fileURLWithPath: BinaryRunner.binary)
-        process.arguments = arguments
+        if let command = wrapper.first {
+            process.executableURL = URL(fileURLWithPath: command)
+            process.arguments = Array(wrapper.dropFirst()) + [BinaryRunner.binary] + arguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: BinaryRunner.binary)
+            process.arguments = arguments
+        }
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         var merged = ProcessInfo.processInfo.environment
         merged.merge(environment) { _, new in new }

@@ -73,25 +73,36 @@ final class Spawner: Sendable {
         let argv = CStringArray([request.command] + request.arguments)
         let envp = CStringArray(
             request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let cell: (path: String, procs: Int32)?
+        switch engine.containment.makeCell(for: request.name) {
+        case .success(let made): cell = made
+        case .failure(let failure):
+            pipes.closeWriteEnds()
+            pipes.closeReadEnds()
+            return .failure(failure)
+        }
         var pid: pid_t = 0
         var step: Int32 = 0
         engine.beginSpawn()
         let error = path.withCString { cPath in
             request.workingDirectory.withCString { cDirectory in
                 ms_spawn(
-                    cPath, argv.pointers, envp.pointers, cDirectory, pipes.stdout[1], pipes.stderr[1], &pid,
-                    &step)
+                    cPath, argv.pointers, envp.pointers, cDirectory, pipes.stdout[1], pipes.stderr[1],
+                    cell?.procs ?? -1, &pid, &step)
             }
         }
         pipes.closeWriteEnds()
+        if let cell { close(cell.procs) }
         guard error == 0 else {
             engine.endSpawn(registering: nil, forked: step != MS_SPAWN_STEP_FORK)
             pipes.closeReadEnds()
+            if let cell { rmdir(cell.path) }
             var failure = SpawnFailure(Self.reason(error, step: step, directory: request.workingDirectory))
             failure.textBusy = step == MS_SPAWN_STEP_EXEC && error == ETXTBSY
             return .failure(failure)
         }
-        let child = SpawnedProcess(pid: pid, name: request.name)
+        let child = SpawnedProcess(pid: pid, name: request.name, cell: cell?.path)
+        engine.containment.track(pid, true)
         engine.endSpawn(registering: child, forked: true)
         engine.output.watch([
             OutputPump.Source(fd: pipes.stdout[0], stream: .stdout, process: child, output: request.output),
@@ -111,6 +122,7 @@ final class Spawner: Sendable {
             .system("\(SystemError.text(error)) (is the interpreter on its #! line installed?)")
         case (MS_SPAWN_STEP_FORK, _): .system("fork: \(SystemError.text(error))")
         case (MS_SPAWN_STEP_SETUP, _): .system("preparing the child: \(SystemError.text(error))")
+        case (MS_SPAWN_STEP_CGROUP, _): .system("joining its cgroup: \(SystemError.text(error))")
         default: .system(SystemError.text(error))
         }
     }
