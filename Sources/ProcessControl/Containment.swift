@@ -161,7 +161,7 @@ struct Refusal: Error, CustomStringConvertible {
 }
 
 /// Where the cgroup hierarchies are and the run's own directory in one of them.
-enum CgroupFiles {
+package enum CgroupFiles {
     /// Our cgroup directory in the unified (v2) hierarchy, when one is mounted.
     static func unified() -> String? {
         directory(fileSystem: "cgroup2", controller: nil, membership: "0::")
@@ -221,8 +221,10 @@ enum CgroupFiles {
                 let name = withUnsafeBytes(of: entry.pointee.d_name) {
                     String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
                 }
+                // mothership-PID-PIDNS, or mothership-PID-PIDNS-N for a process's later instances (tests).
                 let parts = name.split(separator: "-")
-                guard parts.count == 3, parts[0] == "mothership", let pid = Int32(parts[1]),
+                guard parts.count == 3 || parts.count == 4, parts[0] == "mothership",
+                    let pid = Int32(parts[1]),
                     !(parts[2] == Substring(namespace) && pid == getpid())
                 else { continue }
                 let dead: Bool
@@ -245,12 +247,16 @@ enum CgroupFiles {
             return .failure(
                 Refusal(text: "cannot move processes (\(base)/cgroup.procs: \(SystemError.text(errno)))"))
         }
-        let root = "\(base)/mothership-\(getpid())-\(namespace)"
+        let instance = instances.add(1, ordering: .relaxed).oldValue
+        let root = "\(base)/mothership-\(getpid())-\(namespace)" + (instance == 0 ? "" : "-\(instance)")
         // Ours by name already: left by an earlier process with our pid, which is dead.
         _ = ms_cgroup_clear(root, 1, 2000)
         guard mkdir(root, 0o755) == 0 else { return .failure(Refusal(text: SystemError.text(errno))) }
         return .success((root, removed))
     }
+
+    /// Containments made by this process so far: each gets its own run cgroup.
+    private static let instances = Atomic<Int>(0)
 
     /// The initial PID namespace's inode (PROC_PID_INIT_INO), the host's.
     static let initialPIDNamespace = "4026531836"
@@ -270,7 +276,7 @@ enum CgroupFiles {
     }
 
     /// The inode of our PID namespace ("pid:[4026531836]" -> "4026531836").
-    static func pidNamespace() -> String {
+    package static func pidNamespace() -> String {
         var buffer = [CChar](repeating: 0, count: 64)
         let count = readlink("/proc/self/ns/pid", &buffer, buffer.count - 1)
         guard count > 0 else { return "0" }

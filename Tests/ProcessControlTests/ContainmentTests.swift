@@ -124,4 +124,28 @@ struct ContainmentTests {
         #expect(containment.summary.contains("setsid, double fork"))
         #expect(containment.summary.contains("not killed"))
     }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aStartRemovesTheCgroupOfAKilledRunWithItsProcesses() async throws {
+        guard Self.noCgroups == nil else { return }
+        let probe = Containment.setUp(trying: [.cgroup2, .cgroup1])
+        let root = try #require(probe.root)
+        let slash = try #require(root.lastIndex(of: "/"))
+        let base = String(root[..<slash])
+        let namespace = CgroupFiles.pidNamespace()
+        // A run whose mothership is gone (a pid no process has) that left a process behind.
+        var dead: Int32 = 4_000_000
+        while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
+        let stale = "\(base)/mothership-\(dead)-\(namespace)"
+        #expect(mkdir(stale, 0o755) == 0 && mkdir(stale + "/web.1", 0o755) == 0)
+        let procs = open(stale + "/web.1/cgroup.procs", O_WRONLY | O_CLOEXEC)
+        let left = try #require(DirectSpawn.spawn(path: "/bin/sleep", arguments: ["300"], cgroupProcs: procs))
+        close(procs)
+        let next = Containment.setUp(trying: [.cgroup2, .cgroup1])
+        #expect(next.staleRemoved >= 1)
+        #expect(await eventually { isDead(left) })
+        #expect(!FileManager.default.fileExists(atPath: stale))
+        var status: Int32 = 0
+        waitpid(left, &status, 0)
+    }
 }
