@@ -5,9 +5,12 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <linux/sched.h>
 #include <sched.h>
+#include <stdatomic.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -119,20 +122,64 @@ static int ms_spawn_child(void *raw) {
 /// (a guard page below it), unmapped once the child has exec'd or exited.
 #define MS_SPAWN_STACK_SIZE (64 * 1024)
 
+/// Cleared once clone3(CLONE_INTO_CGROUP) has been refused (a kernel before 5.7, a v1 hierarchy).
+static atomic_int ms_clone_into_cgroup_works = 1;
+
+/// clone3(CLONE_VFORK | CLONE_INTO_CGROUP): the child is born in the cgroup `cgroup_dir_fd`, which
+/// spares the migration that a write to cgroup.procs costs (it waits for an RCU grace period, 10-20
+/// ms here, on every restart). Without CLONE_VM the child has its own copy of the memory, as after
+/// fork(): `args` is in a shared mapping so that its report reaches us, and this thread resumes once
+/// the child has exec'd or exited. Returns the pid, or -1 with errno.
+static pid_t ms_clone_into_cgroup(struct ms_spawn_child_args *args, int cgroup_dir_fd) {
+    struct clone_args clone = {0};
+    clone.flags = CLONE_VFORK | CLONE_INTO_CGROUP;
+    clone.exit_signal = SIGCHLD;
+    clone.cgroup = (uint64_t)cgroup_dir_fd;
+    const long pid = syscall(SYS_clone3, &clone, sizeof clone);
+    if (pid == 0) {
+        // The child, on its copy of this stack (fork semantics): only system calls from here on.
+        ms_spawn_child(args);
+        _exit(127);
+    }
+    return (pid_t)pid;
+}
+
 int ms_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdout_fd,
-             int stderr_fd, int cgroup_fd, pid_t *pid_out, int *failed_step_out) {
+             int stderr_fd, const char *cgroup_dir, pid_t *pid_out, int *failed_step_out) {
     *pid_out = 0;
     *failed_step_out = MS_SPAWN_STEP_NONE;
 
-    const size_t page = (size_t)sysconf(_SC_PAGESIZE);
-    const size_t mapping = MS_SPAWN_STACK_SIZE + page;
-    char *stack = mmap(NULL, mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) {
-        *failed_step_out = MS_SPAWN_STEP_FORK;
-        return errno;
+    // The cgroup, as a directory (for CLONE_INTO_CGROUP) or, failing that, its cgroup.procs (the
+    // child writes itself into it before anything else).
+    int cgroup_dir_fd = -1, cgroup_procs_fd = -1;
+    if (cgroup_dir) {
+        if (atomic_load_explicit(&ms_clone_into_cgroup_works, memory_order_relaxed)) {
+            cgroup_dir_fd = open(cgroup_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        }
+        if (cgroup_dir_fd < 0) {
+            char procs[4096];
+            if (snprintf(procs, sizeof procs, "%s/cgroup.procs", cgroup_dir) >= (int)sizeof procs) {
+                *failed_step_out = MS_SPAWN_STEP_CGROUP;
+                return ENAMETOOLONG;
+            }
+            cgroup_procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
+            if (cgroup_procs_fd < 0) {
+                *failed_step_out = MS_SPAWN_STEP_CGROUP;
+                return errno;
+            }
+        }
     }
-    (void)mprotect(stack, page, PROT_NONE);
 
+    // The child's report comes back through a shared page (the clone3 child has a copy of our memory).
+    struct ms_spawn_child_args *shared =
+        mmap(NULL, sizeof *shared, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (shared == MAP_FAILED) {
+        const int error = errno;
+        if (cgroup_dir_fd >= 0) (void)close(cgroup_dir_fd);
+        if (cgroup_procs_fd >= 0) (void)close(cgroup_procs_fd);
+        *failed_step_out = MS_SPAWN_STEP_FORK;
+        return error;
+    }
     struct ms_spawn_child_args args = {
         .path = path,
         .argv = argv,
@@ -140,7 +187,7 @@ int ms_spawn(const char *path, char *const argv[], char *const envp[], const cha
         .cwd = cwd,
         .stdout_fd = stdout_fd,
         .stderr_fd = stderr_fd,
-        .cgroup_fd = cgroup_fd,
+        .cgroup_fd = cgroup_procs_fd,
         .max_fd = 65536,
         .parent = getpid(),
         .step = MS_SPAWN_STEP_NONE,
@@ -157,13 +204,43 @@ int ms_spawn(const char *path, char *const argv[], char *const envp[], const cha
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &previous);
 
-    // CLONE_VM | CLONE_VFORK: no page tables are copied (a fork of a large, multi-threaded supervisor
-    // costs far more), and this thread resumes once the child has exec'd or exited. The stack grows
-    // down on every architecture Swift targets on Linux.
-    const pid_t pid = clone(ms_spawn_child, stack + mapping, CLONE_VM | CLONE_VFORK | SIGCHLD, &args);
-    const int clone_error = errno;
+    *shared = args;
+    pid_t pid = -1;
+    int clone_error = 0;
+    if (cgroup_dir_fd >= 0) {
+        pid = ms_clone_into_cgroup(shared, cgroup_dir_fd);
+        clone_error = errno;
+        if (pid < 0 && (clone_error == ENOSYS || clone_error == E2BIG || clone_error == EINVAL ||
+                        clone_error == EBADF || clone_error == EOPNOTSUPP)) {
+            // No clone3 into a cgroup here: from now on the child joins it by writing cgroup.procs.
+            atomic_store_explicit(&ms_clone_into_cgroup_works, 0, memory_order_relaxed);
+            char procs[4096];
+            (void)snprintf(procs, sizeof procs, "%s/cgroup.procs", cgroup_dir);
+            shared->cgroup_fd = cgroup_procs_fd = open(procs, O_WRONLY | O_CLOEXEC);
+            if (cgroup_procs_fd < 0) clone_error = errno;
+        }
+    }
+    if (pid < 0 && (cgroup_dir_fd < 0 || cgroup_procs_fd >= 0)) {
+        // CLONE_VM | CLONE_VFORK on a stack of its own: no page tables are copied, and this thread
+        // resumes once the child has exec'd or exited. The stack grows down on every architecture
+        // Swift targets on Linux; a guard page sits below it.
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        const size_t mapping = MS_SPAWN_STACK_SIZE + page;
+        char *stack = mmap(NULL, mapping, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+        if (stack == MAP_FAILED) {
+            clone_error = errno;
+        } else {
+            (void)mprotect(stack, page, PROT_NONE);
+            pid = clone(ms_spawn_child, stack + mapping, CLONE_VM | CLONE_VFORK | SIGCHLD, shared);
+            clone_error = errno;
+            (void)munmap(stack, mapping);
+        }
+    }
     pthread_sigmask(SIG_SETMASK, &previous, NULL);
-    (void)munmap(stack, mapping);
+    args = *shared;
+    (void)munmap(shared, sizeof *shared);
+    if (cgroup_dir_fd >= 0) (void)close(cgroup_dir_fd);
+    if (cgroup_procs_fd >= 0) (void)close(cgroup_procs_fd);
 
     if (pid < 0) {
         *failed_step_out = MS_SPAWN_STEP_FORK;

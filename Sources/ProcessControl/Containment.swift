@@ -120,9 +120,8 @@ package final class Containment: Sendable {
 
     // MARK: Cells
 
-    /// A new cgroup for one process named `name`, and its `cgroup.procs` opened for writing (the
-    /// caller closes it). Nil with process groups only.
-    package func makeCell(for name: String) -> Result<(path: String, procs: Int32)?, SpawnFailure> {
+    /// A new cgroup for one process named `name` (its directory). Nil with process groups only.
+    package func makeCell(for name: String) -> Result<String?, SpawnFailure> {
         guard let root else { return .success(nil) }
         let number = sequence.add(1, ordering: .relaxed).newValue
         let safe = String(
@@ -136,14 +135,7 @@ package final class Containment: Sendable {
             return .failure(
                 SpawnFailure(.system("cannot create its cgroup \(path): \(SystemError.text(errno))")))
         }
-        let procs = "\(path)/cgroup.procs".withCString { open($0, O_WRONLY | O_CLOEXEC) }
-        guard procs >= 0 else {
-            let error = errno
-            rmdir(path)
-            return .failure(
-                SpawnFailure(.system("cannot open \(path)/cgroup.procs: \(SystemError.text(error))")))
-        }
-        return .success((path, procs))
+        return .success(path)
     }
 
     /// Tells the keeper that process group `pgid` is a vessel's (`true`) or gone (`false`).

@@ -63,7 +63,10 @@ struct ContainmentTests {
             ))
         let escaped = await Self.pids(recorder, count: 2)
         #expect(escaped.count == 2)
-        for pid in escaped { #expect(!isDead(pid) && StatFields(pid: pid)?.group != process.pid) }
+        // Out of the group once setsid has run.
+        for pid in escaped {
+            #expect(await eventually { !isDead(pid) && StatFields(pid: pid)?.group != process.pid })
+        }
         process.signalGroup(SIGKILL)
         #expect(await process.exitStatus() == .signaled(signal: SIGKILL))
         for pid in escaped { #expect(isDead(pid)) }
@@ -83,24 +86,24 @@ struct ContainmentTests {
             // Two cells: one cleared by mothership's own path, one left to the keeper.
             for name in ["cleared", "kept"] {
                 let cell = try #require(try containment.makeCell(for: name).get())
+                let cellPath = cell
                 let pid = DirectSpawn.spawn(
                     path: "/bin/sh", arguments: ["-c", "setsid sleep 300 & (sleep 300 &); exec sleep 300"],
-                    cgroupProcs: cell.procs)
-                close(cell.procs)
+                    cgroup: cell)
                 let main = try #require(pid)
                 pids.append(main)
                 // The main process and its two escapees, all in the cell.
                 #expect(
                     await eventually {
-                        ((try? String(contentsOfFile: cell.path + "/cgroup.procs", encoding: .utf8)) ?? "")
+                        ((try? String(contentsOfFile: cellPath + "/cgroup.procs", encoding: .utf8)) ?? "")
                             .split(separator: "\n").count == 3
                     })
-                let members = try String(contentsOfFile: cell.path + "/cgroup.procs", encoding: .utf8)
+                let members = try String(contentsOfFile: cellPath + "/cgroup.procs", encoding: .utf8)
                     .split(separator: "\n").compactMap { Int32($0) }
                 if name == "cleared" {
-                    #expect(ms_cgroup_clear(cell.path, 1, 5000) == 0)
+                    #expect(ms_cgroup_clear(cellPath, 1, 5000) == 0)
                     for member in members { #expect(await eventually { isDead(member) }) }
-                    #expect(!FileManager.default.fileExists(atPath: cell.path))
+                    #expect(!FileManager.default.fileExists(atPath: cellPath))
                 } else {
                     pids += members
                 }
@@ -138,9 +141,8 @@ struct ContainmentTests {
         while kill(dead, 0) == 0 || errno != ESRCH { dead -= 1 }
         let stale = "\(base)/mothership-\(dead)-\(namespace)"
         #expect(mkdir(stale, 0o755) == 0 && mkdir(stale + "/web.1", 0o755) == 0)
-        let procs = open(stale + "/web.1/cgroup.procs", O_WRONLY | O_CLOEXEC)
-        let left = try #require(DirectSpawn.spawn(path: "/bin/sleep", arguments: ["300"], cgroupProcs: procs))
-        close(procs)
+        let left = try #require(
+            DirectSpawn.spawn(path: "/bin/sleep", arguments: ["300"], cgroup: stale + "/web.1"))
         let next = Containment.setUp(trying: [.cgroup2, .cgroup1])
         #expect(next.staleRemoved >= 1)
         #expect(await eventually { isDead(left) })

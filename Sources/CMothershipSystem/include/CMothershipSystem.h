@@ -23,14 +23,15 @@ enum {
 /// Starts `path` as the leader of a new process group, with PR_SET_PDEATHSIG(SIGTERM) (plus the
 /// getppid race check), all signal dispositions at SIG_DFL and an empty signal mask, stdin from
 /// /dev/null, `stdout_fd` on 1 and `stderr_fd` on 2, no other descriptor inherited, in `cwd`, with
-/// exactly `envp`. With `cgroup_fd` >= 0 (an open `cgroup.procs` or `tasks` file), the child joins
-/// that cgroup before anything else, so nothing it starts can be outside it. The child is a
-/// clone(CLONE_VM | CLONE_VFORK) on a stack of its own and makes only system calls; everything it
-/// touches is prepared by the caller. Returns 0 and stores the pid once the exec has succeeded;
+/// exactly `envp`. With `cgroup_dir` (a cgroup directory; NULL for none), the child is in that
+/// cgroup before its command runs, so nothing it starts can be outside it: born there
+/// (clone3 CLONE_VFORK | CLONE_INTO_CGROUP, cgroup v2 on Linux 5.7+), else it writes itself into
+/// its cgroup.procs first thing (a clone(CLONE_VM | CLONE_VFORK) on a stack of its own). The child
+/// makes only system calls; everything it touches is prepared by the caller. Returns 0 and stores the pid once the exec has succeeded;
 /// otherwise returns the errno, stores the failing step, and has already reaped the failed child.
 /// PR_SET_PDEATHSIG fires when the *calling thread* exits: call this from a long-lived thread.
 int ms_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdout_fd,
-             int stderr_fd, int cgroup_fd, pid_t *pid_out, int *failed_step_out);
+             int stderr_fd, const char *cgroup_dir, pid_t *pid_out, int *failed_step_out);
 
 /// PR_SET_CHILD_SUBREAPER on the calling process: orphaned descendants are reparented to it.
 /// Returns 0 or the errno.
