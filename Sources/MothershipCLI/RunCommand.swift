@@ -98,16 +98,6 @@ struct Launch {
 
     func run() async -> FleetOutcome {
         ProcessTable.becomeSubreaper()
-        let containment = ProcessTable.containment()
-        if containment.complete {
-            logger.info("\(containment.summary)")
-        } else {
-            logger.warning("\(containment.summary)")
-        }
-        if containment.staleRemoved > 0 {
-            logger.notice(
-                "removed \(containment.staleRemoved) cgroup(s) left by killed runs, with their processes")
-        }
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
         let lifecycle = LifecycleBox()
@@ -209,6 +199,17 @@ struct Launch {
                 snapshot: { await feed.snapshot(supervisor.status()) }, logs: outputLog,
                 restart: { await supervisor.restart($0) }, land: land)
             screen = Task { await DashboardRunner(services: services).run(on: terminal) }
+        }
+        // Said once everything is ready to launch (a launch that fails earlier has nothing to contain).
+        let containment = ProcessTable.containment()
+        if containment.complete {
+            logger.info("\(containment.summary)")
+        } else {
+            logger.warning("\(containment.summary)")
+        }
+        if containment.staleRemoved > 0 {
+            logger.notice(
+                "removed \(containment.staleRemoved) cgroup(s) left by killed runs, with their processes")
         }
         let outcome = await supervisor.run()
         signals.cancel()
