@@ -21,11 +21,12 @@
 #define CLOSE_RANGE_CLOEXEC (1U << 2)
 #endif
 
-/// Shared between `ms_spawn` and its child. The child runs on a stack of its own (never a frame of
-/// the parent's) and shares the parent's memory until it execs; the parent's thread is suspended
-/// meanwhile (CLONE_VFORK), so the only thing the child writes, `step`/`error` on failure, is read
-/// after the child has exited. This is how glibc's posix_spawn works too; posix_spawn itself cannot
-/// join a cgroup before the exec on this glibc (2.36).
+/// Shared between `ms_spawn` and its child, in a MAP_SHARED page. The child runs either on a copy of
+/// the parent's memory (clone3 into a cgroup, fork semantics) or, sharing it, on a stack of its own
+/// (clone with CLONE_VM; never on a frame of the parent's, unlike vfork); either way the parent's
+/// thread is suspended until the child has exec'd or exited (CLONE_VFORK), so the only thing the
+/// child writes, `step`/`error` on failure, is read after that. glibc's posix_spawn works the same
+/// way, but cannot put the child in a cgroup before its exec on this glibc (2.36).
 struct ms_spawn_child_args {
     const char *path;
     char *const *argv;
