@@ -27,13 +27,6 @@ struct Mothership: AsyncParsableCommand {
 
     /// Exit codes: 0 success, 1 configuration or runtime failure, 2 usage error.
     static func main() async {
-        #if !DEBUG
-            // Release builds: the Swift runtime's dynamic exclusivity checks cost the relay about a
-            // tenth of its instructions per request, nearly all in SwiftNIO's classes (our own
-            // data-plane module is compiled without them). Debug builds, and so every test, keep
-            // them; MOTHERSHIP_EXCLUSIVITY_CHECKS=1 keeps them in a release build too.
-            if getenv("MOTHERSHIP_EXCLUSIVITY_CHECKS") == nil { ms_disable_exclusivity_checking() }
-        #endif
         let arguments = normalize(Array(CommandLine.arguments.dropFirst()))
         do {
             var command = try parseAsRoot(arguments)

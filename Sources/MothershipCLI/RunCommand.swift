@@ -62,9 +62,6 @@ struct RunCommand: AsyncParsableCommand {
         let outputLog = OutputLog()
         // From here on mothership's own lines go to the dashboard's "mothership" entry, never over it.
         if terminal != nil { console.divert(to: outputLog) }
-        // The code that parsed the command line and the manifest leaves the resident set before
-        // the fleet's start-up brings in its own (the start-up peak is the two together otherwise).
-        _ = ms_release_startup_code()
         let outcome = await Launch(
             manifest: parsed, file: file, console: console, logger: logger, outputLog: outputLog,
             terminal: terminal
@@ -131,11 +128,7 @@ struct Launch {
                 launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector,
                 bays: socketDirectory == nil ? nil : RelayBayDocking(bays: bays)),
             clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
-            onLifecycleChange: { state in
-                lifecycle.set(state)
-                // Launched: the code only start-up needed leaves the resident set.
-                if state == .running { lifecycle.releaseStartupCodeOnce() }
-            },
+            onLifecycleChange: { lifecycle.set($0) },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
 
         // Modules are loaded, and listeners bound, before anything starts: a module that cannot
@@ -207,6 +200,17 @@ struct Launch {
                 restart: { await supervisor.restart($0) }, land: land)
             screen = Task { await DashboardRunner(services: services).run(on: terminal) }
         }
+        // Said once everything is ready to launch (a launch that fails earlier has nothing to contain).
+        let containment = ProcessTable.containment()
+        if containment.complete {
+            logger.info("\(containment.summary)")
+        } else {
+            logger.warning("\(containment.summary)")
+        }
+        if containment.staleRemoved > 0 {
+            logger.notice(
+                "removed \(containment.staleRemoved) cgroup(s) left by killed runs, with their processes")
+        }
         let outcome = await supervisor.run()
         signals.cancel()
         await relay?.drain()
@@ -248,15 +252,7 @@ struct Launch {
 final class LifecycleBox: Sendable {
     private let state = Mutex(LifecycleState.initializing)
 
-    private let startupCodeReleased = Atomic<Bool>(false)
-
     func set(_ next: LifecycleState) { state.withLock { $0 = next } }
-
-    /// See `ms_release_startup_code`; the first time only.
-    func releaseStartupCodeOnce() {
-        guard !startupCodeReleased.exchange(true, ordering: .relaxed) else { return }
-        _ = ms_release_startup_code()
-    }
 
     /// 200 `{"status":"running"}` while Running, 503 with the current state otherwise.
     func health() -> (status: Int, body: String) {

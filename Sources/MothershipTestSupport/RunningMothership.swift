@@ -14,8 +14,9 @@ public final class RunningMothership: @unchecked Sendable {
     }
 
     /// Starts `mothership ARGS` in `directory` (the manifest is usually `directory/ship-manifest.toml`).
-    /// With a `launcher` (`["/usr/bin/prlimit", "--nofile=256:4096", "--"]`), mothership is started
-    /// through it: `LAUNCHER... mothership ARGS` (a launcher that execs keeps the process id).
+    /// With a `launcher` (`["/usr/bin/prlimit", "--nofile=256:4096", "--"]`, `["/usr/bin/setpriv",
+    /// ...]`), mothership is started through it: `LAUNCHER... mothership ARGS` (a launcher that
+    /// execs keeps the process id).
     public init(
         _ arguments: [String] = [], in directory: String, environment: [String: String] = [:],
         launcher: [String] = []

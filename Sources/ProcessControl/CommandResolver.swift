@@ -64,8 +64,8 @@ enum CommandResolver {
 
 /// `SpawnError.Reason` as an `Error`, for `Result` inside this module (the name and command are
 /// added where the failure is reported).
-struct SpawnFailure: Error {
-    var reason: SpawnError.Reason
+package struct SpawnFailure: Error {
+    package var reason: SpawnError.Reason
     /// execve failed with ETXTBSY (worth retrying).
     var textBusy = false
 

@@ -6,9 +6,11 @@ import Supervision
     import Glibc
 #endif
 
-/// The process-wide machinery behind `SystemProcessLauncher`, started on first use: one spawn
-/// thread (every fork happens there, so PR_SET_PDEATHSIG stays armed), one reaper thread and one
-/// output thread (epoll over every child's pipes). Three threads however many children.
+/// The process-wide machinery behind `SystemProcessLauncher`, started on first use: the containment
+/// (the run's cgroup and the keeper), two spawn threads (every fork happens there, so
+/// PR_SET_PDEATHSIG stays armed), one reaper thread, one cells thread (kills what an exited child
+/// left behind) and one output thread (epoll over every child's pipes). Five threads however many
+/// children.
 final class ProcessEngine: Sendable {
     static let shared = ProcessEngine()
 
@@ -30,11 +32,18 @@ final class ProcessEngine: Sendable {
     let output = OutputPump()
     let spawner = Spawner()
     let logger = Logger(label: "mothership.processes")
+    let containment = Containment.setUp()
+    /// Reaped children whose leftovers are still to be killed, with their exit.
+    private let exited = Monitor([(SpawnedProcess, ProcessExit)]())
+
+    /// How long the cells thread waits for a child's leftovers to die after SIGKILL.
+    static let leftoverTimeout = Duration.seconds(5)
 
     private init() {
         HelperThread.start(name: "ms-reaper") { [self] in reapForever() }
+        HelperThread.start(name: "ms-cells") { [self] in clearLeftoversForever() }
         HelperThread.start(name: "ms-output") { [output] in output.run() }
-        // Two spawn threads: each waits for its child's exec (vfork), so two overlap that wait.
+        // Two spawn threads: each waits for its child's exec (CLONE_VFORK), so two overlap that wait.
         // They live as long as the process (PR_SET_PDEATHSIG fires when the spawning thread ends).
         for index in 1...Spawner.threads {
             HelperThread.start(name: "ms-spawn-\(index)") { [self] in spawner.run(engine: self) }
@@ -75,7 +84,7 @@ final class ProcessEngine: Sendable {
             let owner = registry.withLock(when: { $0.spawnsInFlight == 0 || $0.children[pid] != nil }) {
                 state -> Owner in
                 if let child = state.children[pid] { return .ours(child) }
-                return state.adoptsOrphans ? .orphan : .foreign
+                return state.adoptsOrphans || pid == containment.keeperPID ? .orphan : .foreign
             }
             switch owner {
             case .ours(let child):
@@ -108,10 +117,27 @@ final class ProcessEngine: Sendable {
             if state.children[child.pid] === child { state.children[child.pid] = nil }
         }
         ProcessTable.processesChanged()
-        if child.reaped(ProcessExit(waitStatus: status)) {
-            output.armGrace(for: child, deadline: ContinuousClock.now + SpawnedProcess.outputGrace)
-        }
+        exited.withLock { $0.append((child, ProcessExit(waitStatus: status))) }
+        exited.broadcast()
         return true
+    }
+
+    /// The cells thread: what a reaped child left behind (setsid daemons, double forks, members of
+    /// its group) is killed before its exit is reported, so a restart never meets its predecessor's
+    /// leftovers (a port still bound, a second copy of a daemon).
+    private func clearLeftoversForever() {
+        while true {
+            let (child, exit) = exited.withLock(when: { !$0.isEmpty }) { $0.removeFirst() }
+            if !child.killLeftovers(timeout: Self.leftoverTimeout) {
+                logger.warning(
+                    "processes left by '\(child.name)' (pid \(child.pid)) survived SIGKILL for \(Self.leftoverTimeout)"
+                )
+            }
+            containment.track(child.pid, false)
+            if child.reaped(exit) {
+                output.armGrace(for: child, deadline: ContinuousClock.now + SpawnedProcess.outputGrace)
+            }
+        }
     }
 
     private func reapRegisteredChildren() {

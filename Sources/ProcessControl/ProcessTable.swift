@@ -33,11 +33,12 @@ public enum ProcessTable {
     }
 
     /// Waits (polling /proc every 5 ms, blocking the calling thread) until `parent` has no child at
-    /// all, zombies included, or `timeout` has passed. True when none is left.
+    /// all but the keeper, zombies included, or `timeout` has passed. True when none is left.
     public static func waitForNoChildren(of parent: Int32, timeout: Duration) -> Bool {
         let deadline = ContinuousClock.now + timeout
         while true {
-            if !ProcStat.all().contains(where: { $0.parent == parent }) { return true }
+            let keeper = ProcessEngine.shared.containment.keeperPID
+            if !ProcStat.all().contains(where: { $0.parent == parent && $0.pid != keeper }) { return true }
             if ContinuousClock.now >= deadline { return false }
             usleep(5_000)
         }
@@ -52,7 +53,9 @@ public enum ProcessTable {
         let deadline = ContinuousClock.now + timeout
         var killed = Set<Int32>()
         while true {
-            let children = ProcStat.all().filter { $0.parent == me }
+            // Not the keeper: it outlives us on purpose, to clear the run's cgroups when we are gone.
+            let keeper = ProcessEngine.shared.containment.keeperPID
+            let children = ProcStat.all().filter { $0.parent == me && $0.pid != keeper }
             if children.isEmpty { break }
             for child in children where !child.isZombie && kill(child.pid, SIGKILL) == 0 {
                 killed.insert(child.pid)
@@ -63,6 +66,22 @@ public enum ProcessTable {
             usleep(5_000)
         }
         return killed.count
+    }
+
+    /// Waits (polling /proc every 2 ms) until no living process is in group `group`, or `timeout`.
+    static func waitForEmptyGroup(_ group: Int32, timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            if !ProcStat.all().contains(where: { $0.group == group && !$0.isZombie }) { return true }
+            if ContinuousClock.now >= deadline { return false }
+            usleep(2_000)
+        }
+    }
+
+    /// How this process contains its vessels (set up on first use: the run's cgroup and the keeper).
+    public static func containment() -> (summary: String, complete: Bool, staleRemoved: Int) {
+        let containment = ProcessEngine.shared.containment
+        return (containment.summary, containment.isComplete, containment.staleRemoved)
     }
 
     // MARK: Memory

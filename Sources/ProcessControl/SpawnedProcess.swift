@@ -1,3 +1,4 @@
+import CMothershipSystem
 import Supervision
 import Synchronization
 
@@ -5,15 +6,18 @@ import Synchronization
     import Glibc
 #endif
 
-/// A child started by `SystemProcessLauncher`: the leader of its own process group. The reaper
-/// reports its exit, the output thread the end of its two pipes; `exitStatus()` answers once both
-/// are known, or 100 ms after the exit if a grandchild keeps the pipes open.
+/// A child started by `SystemProcessLauncher`: the leader of its own process group, and the first
+/// member of its own cgroup (`cell`) when the machine allows one. The reaper reports its exit, the
+/// cells thread that whatever it left behind is dead, the output thread the end of its two pipes;
+/// `exitStatus()` answers once all are known, or 100 ms after the exit if the pipes stay open.
 final class SpawnedProcess: RunningProcess {
     /// How long `exitStatus()` waits for the pipes to close once the process has been reaped.
     static let outputGrace = Duration.milliseconds(100)
 
     let pid: Int32
     let name: String
+    /// Its cgroup directory (nil: process groups only); removed once it is empty after the exit.
+    let cell: String?
 
     private struct State {
         var exit: ProcessExit?
@@ -24,9 +28,10 @@ final class SpawnedProcess: RunningProcess {
 
     private let state = Mutex(State())
 
-    init(pid: Int32, name: String) {
+    init(pid: Int32, name: String, cell: String?) {
         self.pid = pid
         self.name = name
+        self.cell = cell
     }
 
     func exitStatus() async -> ProcessExit {
@@ -41,6 +46,9 @@ final class SpawnedProcess: RunningProcess {
     }
 
     func signalGroup(_ signal: Int32) {
+        // SIGKILL (landing after stop_timeout, a second Ctrl-C, restarts) takes the whole contained
+        // set: descendants that left the group are in the cell.
+        if signal == SIGKILL, let cell { _ = ms_cgroup_kill(cell) }
         let reaped = state.withLock { $0.exit != nil }
         // Until the reaper has collected the leader its pid cannot be reused, so the group is ours.
         // Afterwards only signal members that remain (a pid naming a group is never reused).
@@ -53,6 +61,19 @@ final class SpawnedProcess: RunningProcess {
     }
 
     // MARK: Events from the engine's threads
+
+    /// Kills whatever the process left behind (its cell, or the rest of its process group) and waits
+    /// up to `timeout` for all of it to be gone; called on the cells thread once it was reaped.
+    /// Returns false when some are still there after `timeout`.
+    func killLeftovers(timeout: Duration) -> Bool {
+        if let cell {
+            let result = ms_cgroup_clear(cell, 1, Int32(timeout.components.seconds * 1000))
+            return result == 0
+        }
+        guard ProcessTable.groupOutlivesLeader(pid) else { return true }
+        _ = kill(-pid, SIGKILL)
+        return ProcessTable.waitForEmptyGroup(pid, timeout: timeout)
+    }
 
     /// The reaper collected the process. Returns true when its output is still open, so the caller
     /// arms the `outputGrace` deadline.

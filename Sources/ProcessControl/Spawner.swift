@@ -73,25 +73,38 @@ final class Spawner: Sendable {
         let argv = CStringArray([request.command] + request.arguments)
         let envp = CStringArray(
             request.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" })
+        let cell: String?
+        switch engine.containment.makeCell(for: request.name) {
+        case .success(let made): cell = made
+        case .failure(let failure):
+            pipes.closeWriteEnds()
+            pipes.closeReadEnds()
+            return .failure(failure)
+        }
         var pid: pid_t = 0
         var step: Int32 = 0
         engine.beginSpawn()
         let error = path.withCString { cPath in
             request.workingDirectory.withCString { cDirectory in
-                ms_spawn(
-                    cPath, argv.pointers, envp.pointers, cDirectory, pipes.stdout[1], pipes.stderr[1], &pid,
-                    &step)
+                withOptionalCString(cell) { cCell in
+                    ms_spawn(
+                        cPath, argv.pointers, envp.pointers, cDirectory, pipes.stdout[1], pipes.stderr[1],
+                        cCell,
+                        &pid, &step)
+                }
             }
         }
         pipes.closeWriteEnds()
         guard error == 0 else {
             engine.endSpawn(registering: nil, forked: step != MS_SPAWN_STEP_FORK)
             pipes.closeReadEnds()
+            if let cell { rmdir(cell) }
             var failure = SpawnFailure(Self.reason(error, step: step, directory: request.workingDirectory))
             failure.textBusy = step == MS_SPAWN_STEP_EXEC && error == ETXTBSY
             return .failure(failure)
         }
-        let child = SpawnedProcess(pid: pid, name: request.name)
+        let child = SpawnedProcess(pid: pid, name: request.name, cell: cell)
+        engine.containment.track(pid, true)
         engine.endSpawn(registering: child, forked: true)
         engine.output.watch([
             OutputPump.Source(fd: pipes.stdout[0], stream: .stdout, process: child, output: request.output),
@@ -111,9 +124,16 @@ final class Spawner: Sendable {
             .system("\(SystemError.text(error)) (is the interpreter on its #! line installed?)")
         case (MS_SPAWN_STEP_FORK, _): .system("fork: \(SystemError.text(error))")
         case (MS_SPAWN_STEP_SETUP, _): .system("preparing the child: \(SystemError.text(error))")
+        case (MS_SPAWN_STEP_CGROUP, _): .system("joining its cgroup: \(SystemError.text(error))")
         default: .system(SystemError.text(error))
         }
     }
+}
+
+/// `body` with `string` as a C string, or with NULL.
+func withOptionalCString<Result>(_ string: String?, _ body: (UnsafePointer<CChar>?) -> Result) -> Result {
+    guard let string else { return body(nil) }
+    return string.withCString { body($0) }
 }
 
 /// A NULL-terminated array of C strings (argv, envp) that lives until it is deinitialized; built

@@ -65,11 +65,14 @@ public struct OutputLine: Sendable, Hashable {
 /// A spawned process (the leader of its own process group).
 public protocol RunningProcess: Sendable {
     var pid: Int32 { get }
-    /// Suspends until the process has exited and been reaped, and its output has been delivered
-    /// (end of both pipes, or at most 100 ms after exit if a grandchild keeps them open).
+    /// Suspends until the process has exited and been reaped, whatever it left behind has been
+    /// killed, and its output has been delivered (end of both pipes, or at most 100 ms after exit if
+    /// a process outside its containment keeps them open).
     /// May be awaited by several tasks; all get the same result.
     func exitStatus() async -> ProcessExit
-    /// Sends `signal` to the whole process group (grandchildren included). Harmless after exit.
+    /// Sends `signal` to the whole process group (grandchildren included); SIGKILL also reaches
+    /// everything else the process started where it is contained (its cgroup: setsid and
+    /// double-forked descendants). Harmless after exit.
     func signalGroup(_ signal: Int32)
     /// Resident and virtual memory summed over the process group, from /proc; nil once gone.
     func memory() -> MemoryUsage?

@@ -61,7 +61,10 @@ struct DashboardEndToEndTests {
                 && screen.lines.first?.contains("Running") == true
         }
         #expect(tui.screen.lines.contains { $0.contains("1 Overview") && $0.contains("2 Logs") })
-        let children = ProcessInspector.children(of: tui.pid)
+        // The two ships; not the keeper (see Containment), which is mothership's child too.
+        let children = ProcessInspector.children(of: tui.pid).filter {
+            (try? String(contentsOfFile: "/proc/\($0)/comm", encoding: .utf8)) != "ms-keeper\n"
+        }
         #expect(children.count == 2)
 
         // Tab: the Logs tab shows the selected ship's (web's) output.

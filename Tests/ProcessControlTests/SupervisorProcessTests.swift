@@ -13,12 +13,16 @@ struct SupervisorProcessTests {
         await #expect(processExitsWith: .success) {
             guard ProcessTable.becomeSubreaper() else { exit(10) }
             let recorder = OutputRecorder()
-            let process = try await launch(shell("sleep 300 & echo $!", recorder: recorder))
-            guard await process.exitStatus() == .exited(code: 0) else { exit(11) }
+            // A double fork: the subshell exits at once, its sleep is orphaned while the vessel's
+            // main process (the exec'd sleep) still runs.
+            let process = try await launch(shell("(sleep 300 & echo $!); exec sleep 300", recorder: recorder))
+            guard await eventually({ !recorder.texts(.stdout).isEmpty }) else { exit(11) }
             guard let orphan = recorder.texts(.stdout).first.flatMap({ Int32($0) }) else { exit(12) }
             // Its parent died: it is ours now, not PID 1's.
             guard await eventually({ StatFields(pid: orphan)?.parent == getpid() }) else { exit(13) }
-            guard ProcessTable.killRemainingChildren(timeout: .seconds(10)) == 1 else { exit(14) }
+            // The main process and the orphan; never the keeper.
+            guard ProcessTable.killRemainingChildren(timeout: .seconds(10)) == 2 else { exit(14) }
+            _ = await process.exitStatus()
             // Killed and reaped: no zombie left behind.
             guard ProcessTable.waitForNoChildren(of: getpid(), timeout: .seconds(10)) else { exit(15) }
             guard StatFields(pid: orphan) == nil else { exit(16) }

@@ -16,17 +16,22 @@ enum {
     MS_SPAWN_STEP_CHDIR = 3,
     /// execve(path) in the child.
     MS_SPAWN_STEP_EXEC = 4,
+    /// Joining the cgroup (`cgroup_fd`) in the child.
+    MS_SPAWN_STEP_CGROUP = 5,
 };
 
-/// Forks and execs `path` as the leader of a new process group, with PR_SET_PDEATHSIG(SIGTERM)
-/// (plus the getppid race check), all signal dispositions at SIG_DFL and an empty signal mask, stdin
-/// from /dev/null, `stdout_fd` on 1 and `stderr_fd` on 2, no other descriptor inherited, in `cwd`,
-/// with exactly `envp`. Everything the child touches is prepared by the caller; the child makes only
-/// async-signal-safe calls. Returns 0 and stores the pid once the exec has succeeded; otherwise
-/// returns the errno, stores the failing step, and has already reaped the failed child.
+/// Starts `path` as the leader of a new process group, with PR_SET_PDEATHSIG(SIGTERM) (plus the
+/// getppid race check), all signal dispositions at SIG_DFL and an empty signal mask, stdin from
+/// /dev/null, `stdout_fd` on 1 and `stderr_fd` on 2, no other descriptor inherited, in `cwd`, with
+/// exactly `envp`. With `cgroup_dir` (a cgroup directory; NULL for none), the child is in that
+/// cgroup before its command runs, so nothing it starts can be outside it: born there
+/// (clone3 CLONE_VFORK | CLONE_INTO_CGROUP, cgroup v2 on Linux 5.7+), else it writes itself into
+/// its cgroup.procs first thing (a clone(CLONE_VM | CLONE_VFORK) on a stack of its own). The child
+/// makes only system calls; everything it touches is prepared by the caller. Returns 0 and stores the pid once the exec has succeeded;
+/// otherwise returns the errno, stores the failing step, and has already reaped the failed child.
 /// PR_SET_PDEATHSIG fires when the *calling thread* exits: call this from a long-lived thread.
 int ms_spawn(const char *path, char *const argv[], char *const envp[], const char *cwd, int stdout_fd,
-             int stderr_fd, pid_t *pid_out, int *failed_step_out);
+             int stderr_fd, const char *cgroup_dir, pid_t *pid_out, int *failed_step_out);
 
 /// PR_SET_CHILD_SUBREAPER on the calling process: orphaned descendants are reparented to it.
 /// Returns 0 or the errno.
@@ -93,16 +98,23 @@ void ms_eventfd_drain(int fd);
 /// the thread (at most 15 bytes are kept).
 void ms_prepare_helper_thread(const char *name);
 
-/// Turns off the Swift runtime's dynamic exclusivity checks for the whole process (release builds
-/// of the binary only: the data plane's dependencies are compiled with checks that cost about a
-/// tenth of the relay's instructions per request). Call before any other thread starts.
-void ms_disable_exclusivity_checking(void);
+/// Kills every process in the cgroup directory `dir` and in every cgroup below it: one write to
+/// `cgroup.kill` (cgroup v2, Linux 5.14+), else one sweep that freezes each cgroup (`cgroup.freeze`
+/// or the v1 `freezer.state`) where it can, SIGKILLs every pid in its `cgroup.procs` and thaws it.
+/// Does not wait. Returns 0, or the errno when `dir` cannot be read.
+int ms_cgroup_kill(const char *dir);
 
-/// Drops this process's page-table entries for its own executable code (the read-only, executable
-/// mappings of /proc/self/exe; never data). Start-up touches far more code than running does, and
-/// the kernel maps code 64 KiB around every touch: afterwards the resident set is the working set.
-/// The pages stay in the page cache; code still in use faults straight back in (a minor fault).
-/// Returns the bytes of mappings advised, or -1.
-long ms_release_startup_code(void);
+/// Kills everything in `dir`'s subtree (as `ms_cgroup_kill`, repeated) until no process is left in
+/// it or `timeout_ms` has passed, then, with `remove`, removes the subtree's directories bottom-up.
+/// Returns 0 when the subtree is empty (and removed), ETIMEDOUT when processes remain, or an errno.
+int ms_cgroup_clear(const char *dir, int remove, int timeout_ms);
+
+/// Starts the keeper (see keeper.c): `exe` run again as a small single-threaded C program, in a
+/// session of its own, that holds the other end of `*socket_out` (SOCK_SEQPACKET, close-on-exec
+/// here). Messages "+PGID" and "-PGID" tell it which process groups are ours. When the socket
+/// closes (this process exited, however it died), it SIGKILLs those groups and clears the cgroup
+/// directory `cgroup_root` (NULL or "" for none) with `ms_cgroup_clear`, then exits.
+/// Returns 0 and stores the keeper's pid and our end of the socket, or an errno.
+int ms_start_keeper(const char *exe, const char *cgroup_root, pid_t *pid_out, int *socket_out);
 
 #endif
