@@ -19,6 +19,9 @@ struct ContainmentEndToEndTests {
         /// The crash loop's setsid sleep.
         var loop: Int { base + 3 }
         var all: [Int] { [helpers, leaked, main, loop] }
+        /// In the command line of the `sh -c` server and its python (a port alone is not unique:
+        /// a test running beside this one may have been handed the same free port).
+        var server: String { "served-\(base)" }
     }
 
     /// Living processes whose command line is exactly `sleep MARKER`.
@@ -87,7 +90,7 @@ struct ContainmentEndToEndTests {
             [[fleet.web]]
             name = "server"
             command = "/bin/sh"
-            args = ["-c", "python3 -m http.server $PORT --bind 127.0.0.1"]
+            args = ["-c", "python3 -m http.server $PORT --bind 127.0.0.1 --directory \(directory.path)/\(markers.server)"]
             bind = "127.0.0.1:\(port)"
 
             [[fleet.workers]]
@@ -118,7 +121,7 @@ struct ContainmentEndToEndTests {
         // group 2, daemon 1, double 3 helpers; leaky 3 leaked and its main.
         try await mothership.waitUntil("every helper to run", timeout: .seconds(20)) {
             sleepers(markers.helpers).count == 6 && sleepers(markers.leaked).count == 3
-                && sleepers(markers.main).count == 1 && !processes(containing: "http.server \(port)").isEmpty
+                && sleepers(markers.main).count == 1 && !processes(containing: markers.server).isEmpty
         }
 
         // The crash loop, sampled while it restarts four times.
@@ -149,11 +152,21 @@ struct ContainmentEndToEndTests {
         let deadline = ContinuousClock.now + .seconds(2)
         var alive: [Int32] = []
         repeat {
-            alive = sleepers(markers.all) + processes(containing: "http.server \(port)")
+            alive = sleepers(markers.all) + processes(containing: markers.server)
             if alive.isEmpty { break }
             try await Task.sleep(for: .milliseconds(20))
         } while ContinuousClock.now < deadline
-        #expect(alive.isEmpty, "alive 2 s after kill -9 of mothership: \(alive)")
+        #expect(alive.isEmpty, "alive 2 s after kill -9 of mothership: \(alive.map(describe))")
+    }
+
+    /// `PID (state, parent PID): command line`, for a failure message.
+    static func describe(_ pid: Int32) -> String {
+        let stat = (try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)) ?? ""
+        let fields = stat.split(separator: ")").last?.split(separator: " ") ?? []
+        let command =
+            (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8))?
+            .replacingOccurrences(of: "\0", with: " ") ?? "?"
+        return "\(pid) (\(fields.first ?? "?"), parent \(fields.dropFirst().first ?? "?")): \(command)"
     }
 
     static func cleanUp(_ markers: Markers) {
@@ -248,6 +261,6 @@ struct ContainmentEndToEndTests {
             if alive.isEmpty { break }
             try await Task.sleep(for: .milliseconds(20))
         } while ContinuousClock.now < deadline
-        #expect(alive.isEmpty, "alive 2 s after kill -9 of mothership: \(alive)")
+        #expect(alive.isEmpty, "alive 2 s after kill -9 of mothership: \(alive.map(Self.describe))")
     }
 }

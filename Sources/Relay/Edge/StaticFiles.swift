@@ -132,7 +132,8 @@ struct StaticFiles: Sendable {
                 bytes.append(byte)
                 continue
             }
-            guard let high = iterator.next().flatMap(hexValue), let low = iterator.next().flatMap(hexValue)
+            guard let high = iterator.next().flatMap(HexDigit.value),
+                let low = iterator.next().flatMap(HexDigit.value)
             else {
                 return nil
             }
@@ -141,15 +142,6 @@ struct StaticFiles: Sendable {
             bytes.append(decoded)
         }
         return String(validating: bytes, as: UTF8.self)
-    }
-
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
-        switch byte {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-        case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-        default: nil
-        }
     }
 
     /// `candidate` if it is a regular file (a directory: its `index.html`) whose real path lies under

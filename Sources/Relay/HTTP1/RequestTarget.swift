@@ -142,8 +142,8 @@ struct RequestTarget {
                 current.append(byte)
                 continue
             }
-            guard index + 1 < bytes.count, let high = hexValue(bytes[index]),
-                let low = hexValue(bytes[index + 1])
+            guard index + 1 < bytes.count, let high = HexDigit.value(bytes[index]),
+                let low = HexDigit.value(bytes[index + 1])
             else {
                 throw .malformed("malformed percent-encoding in the path")
             }
@@ -179,17 +179,20 @@ struct RequestTarget {
         }
     }
 
-    private static func hexValue(_ byte: UInt8) -> UInt8? {
+    private static func upperHex(_ value: UInt8) -> UInt8 {
+        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10
+    }
+}
+
+/// A hexadecimal digit's value (percent-escapes), nil for any other byte.
+enum HexDigit {
+    static func value(_ byte: UInt8) -> UInt8? {
         switch byte {
         case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
         case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
         case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
         default: nil
         }
-    }
-
-    private static func upperHex(_ value: UInt8) -> UInt8 {
-        value < 10 ? UInt8(ascii: "0") + value : UInt8(ascii: "A") + value - 10
     }
 }
 
