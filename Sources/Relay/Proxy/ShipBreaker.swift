@@ -74,6 +74,4 @@ final class IdleAllowance: Sendable {
     func give() {
         count.subtract(1, ordering: .relaxed)
     }
-
-    var idle: Int { count.load(ordering: .relaxed) }
 }

@@ -13,17 +13,16 @@ import NIOCore
 /// direct write does not finish (the socket is full, or an error that it then reports and acts
 /// on), until everything it holds is out; bytes never overtake one another. Three rules keep this
 /// safe:
-/// - the descriptor is the channel's own (read from its description, then checked against its
-///   addresses with `getsockname`/`getpeername`; any doubt leaves the writer off);
+/// - the descriptor is the channel's own (SwiftNIO's public transport access,
+///   `withUnsafeTransportIfAvailable`; a channel without one leaves the writer off);
 /// - a write goes straight to the descriptor only while the channel is active: NIO marks a channel
 ///   inactive before any user code runs after it closed the descriptor, so a number reused by
 ///   another connection is never written to;
 /// - every write a handler makes through NIO while the writer is on is preceded by `beforeNIOWrite`.
 ///
-/// TLS connections never use it (their bytes are encrypted in the pipeline). Off with
-/// `MOTHERSHIP_DIRECT_WRITES=0`. Finding the descriptor costs about 30k instructions (the channel's
-/// description formats its addresses): ship connections attach at once, client connections at
-/// their second request.
+/// TLS connections never use it (their bytes are encrypted in the pipeline). Ship connections
+/// attach at once, client connections at their second request (a one-request connection gains
+/// nothing from it).
 struct SocketWriter {
     /// The socket's descriptor, or -1 while every write goes through NIO.
     private(set) var descriptor: CInt = -1
@@ -38,12 +37,6 @@ struct SocketWriter {
     private var nioUnflushed = false
     private var vectors: [iovec] = []
 
-    /// Whether direct writes may be used at all (`MOTHERSHIP_DIRECT_WRITES=0` turns them off).
-    static let enabled: Bool = {
-        guard let value = getenv("MOTHERSHIP_DIRECT_WRITES") else { return true }
-        return String(cString: value) != "0"
-    }()
-
     /// At most this many buffers go into one `sendmsg`; more are handed to NIO.
     private static let maxVectors = 64
 
@@ -53,7 +46,7 @@ struct SocketWriter {
 
     /// Starts writing directly to `channel`'s socket when its descriptor can be found and checked.
     mutating func attach(to channel: any Channel) {
-        guard Self.enabled, let descriptor = Self.descriptor(of: channel) else { return }
+        guard let descriptor = Self.descriptor(of: channel) else { return }
         self.descriptor = descriptor
         self.channel = channel
         queued.reserveCapacity(4)
@@ -163,66 +156,12 @@ struct SocketWriter {
 
     // MARK: Finding the descriptor
 
-    /// The descriptor of a plain TCP or Unix stream channel: the number in its description
-    /// (`SocketChannel { BaseSocket { fd=12 }, … }`), accepted only when that socket's own local and
-    /// peer addresses are the channel's.
+    /// The socket descriptor of a channel SwiftNIO made for a plain TCP or Unix stream socket, by
+    /// its public transport access (nil for any other channel); call on the channel's event loop.
     static func descriptor(of channel: any Channel) -> CInt? {
-        let description = String(describing: channel)
-        guard description.hasPrefix("SocketChannel { BaseSocket { fd="),
-            let start = description.utf8.firstIndex(of: UInt8(ascii: "=")),
-            case let digits = description.utf8[description.utf8.index(after: start)...].prefix(while: {
-                $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9")
-            }),
-            !digits.isEmpty, digits.count < 10,
-            let descriptor = CInt(Substring(digits))
-        else { return nil }
-        guard matches(descriptor, { getsockname($0, $1, $2) }, channel.localAddress),
-            matches(descriptor, { getpeername($0, $1, $2) }, channel.remoteAddress)
-        else { return nil }
-        return descriptor
-    }
-
-    private typealias AddressCall = (CInt, UnsafeMutablePointer<sockaddr>, UnsafeMutablePointer<socklen_t>) ->
-        CInt
-
-    /// Whether the socket's address (by `call`) is `expected`: the same family, and the same port and
-    /// IP, or the same path.
-    private static func matches(_ descriptor: CInt, _ call: AddressCall, _ expected: SocketAddress?) -> Bool {
-        var storage = sockaddr_storage()
-        var length = socklen_t(MemoryLayout<sockaddr_storage>.size)
-        let result = withUnsafeMutablePointer(to: &storage) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call(descriptor, $0, &length) }
-        }
-        guard result == 0 else { return false }
-        guard let expected else {
-            // NIO has no address for an unnamed Unix peer: the socket must have none either.
-            return Int32(storage.ss_family) == AF_UNIX && Int(length) <= MemoryLayout<sa_family_t>.size + 1
-        }
-        let family = storage.ss_family
-        return expected.withSockAddr { pointer, size in
-            guard pointer.pointee.sa_family == family else { return false }
-            return withUnsafeBytes(of: storage) { actual in
-                let wanted = UnsafeRawBufferPointer(start: pointer, count: size)
-                switch Int32(family) {
-                case AF_INET:
-                    // sin_port and sin_addr: bytes 2..<8.
-                    return actual.count >= 8 && wanted.count >= 8
-                        && actual[2..<8].elementsEqual(wanted[2..<8])
-                case AF_INET6:
-                    // sin6_port (2..<4) and sin6_addr (8..<24).
-                    return actual.count >= 24 && wanted.count >= 24
-                        && actual[2..<4].elementsEqual(wanted[2..<4])
-                        && actual[8..<24].elementsEqual(wanted[8..<24])
-                case AF_UNIX:
-                    let offset = MemoryLayout<sa_family_t>.size
-                    let limit = min(Int(length), actual.count)
-                    let path = actual[offset..<limit].prefix { $0 != 0 }
-                    let expectedPath = wanted[offset..<wanted.count].prefix { $0 != 0 }
-                    return path.elementsEqual(expectedPath)
-                default:
-                    return false
-                }
-            }
-        }
+        let found = try? channel.pipeline.syncOperations.withUnsafeTransportIfAvailable(
+            of: NIOBSDSocket.Handle.self
+        ) { $0 }
+        return found ?? nil
     }
 }
