@@ -176,6 +176,20 @@ struct RequestRulesTests {
         #expect(throws: BodyFraming.Malformed.self) { _ = try framing.take(from: &buffer) }
     }
 
+    @Test func boundsAChunkExtensionAndTheTrailers() throws {
+        func scan(_ text: String) throws -> Bool {
+            var framing = BodyFraming.chunked(ChunkedScanner(strict: true))
+            var buffer = ByteBuffer(string: text)
+            return try framing.take(from: &buffer).ended
+        }
+        let longest = String(repeating: "a", count: ChunkedScanner.maxExtensionBytes - 1)
+        #expect(try scan("5;\(longest)\r\nhello\r\n0\r\n\r\n"))
+        #expect(throws: BodyFraming.Malformed.self) { try scan("5;\(longest)aa\r\nhello\r\n0\r\n\r\n") }
+        let trailer = "X: " + String(repeating: "t", count: ChunkedScanner.maxTrailerBytes)
+        #expect(throws: BodyFraming.Malformed.self) { try scan("0\r\n\(trailer)\r\n\r\n") }
+        #expect(try scan("0\r\nX: \(String(repeating: "t", count: 100))\r\n\r\n"))
+    }
+
     @Test func aStrictScannerStillTakesWellFormedChunksWhereverTheyAreSplit() throws {
         let body = "5;name=\"v a\"\r\nhello\r\n5 ; x\r\nworld\r\n0\r\nTrailer: x\r\n\r\n"
         let bytes = Array((body + "NEXT").utf8)
