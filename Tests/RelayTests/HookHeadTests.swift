@@ -60,7 +60,7 @@ struct HookHeadTests {
     @Test func aBlockIsWrittenWithItsHeadersAndTheRelaysFraming() {
         func written(_ block: HookBlock, close: Bool = false, isHead: Bool = false) -> String {
             var buffer = ByteBuffer()
-            RelayServerHandler.writeBlock(
+            ClientConnection.writeBlock(
                 block, version: .http1_1, close: close, isHead: isHead, into: &buffer)
             return String(buffer: buffer)
         }

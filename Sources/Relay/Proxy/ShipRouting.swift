@@ -59,8 +59,8 @@ enum ShipRouting {
         HeadWriter.upstreamRequest(
             head,
             target: entry.stripsPrefix || target.authority != nil
-                ? RelayServerHandler.forwardedTarget(target, route: entry.route) : nil,
+                ? ClientConnection.forwardedTarget(target, route: entry.route) : nil,
             host: target.authority, client: client, requestID: { requestIDs.write(into: &$0) },
-            startMicroseconds: RelayServerHandler.microsecondsSinceEpoch(), into: &buffer)
+            startMicroseconds: ClientConnection.microsecondsSinceEpoch(), into: &buffer)
     }
 }

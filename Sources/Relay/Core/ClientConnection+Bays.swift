@@ -1,38 +1,35 @@
 import Crypto
 import DockingProtocol
 import NIOCore
-import NIOWebSocket
 
-extension RelayServerHandler {
+extension ClientConnection {
     /// A request on a route whose target is a bay: a valid WebSocket upgrade while the bay is docked
     /// is accepted (101) and the connection becomes one of the bay's clients; anything else is
     /// answered here (426, 400, or 503 while the bay is not docked).
-    func boardBay(
-        _ berth: BayBerth, head: MessageHead, entry: RouteEntry, close: Bool, context: ChannelHandlerContext
-    ) {
+    func boardBay(_ berth: BayBerth, head: MessageHead, entry: RouteEntry, close: Bool) {
         let key: String
         switch WebSocketHandshake.check(head) {
         case .notAnUpgrade:
-            answer(.webSocketOnly(bay: berth.bay), head: head, close: close, context: context, entry: entry)
+            answer(.webSocketOnly(bay: berth.bay), head: head, close: close, entry: entry)
             return
         case .invalid(let reason):
             answer(
                 LocalResponse(status: .badRequest, message: "bad WebSocket upgrade: \(reason)"), head: head,
-                close: true, context: context, entry: entry)
+                close: true, entry: entry)
             return
         case .valid(let clientKey):
             key = clientKey
         }
         guard berth.isDocked && !draining else {
-            answer(.bayNotDocked(bay: berth.bay), head: head, close: close, context: context, entry: entry)
+            answer(.bayNotDocked(bay: berth.bay), head: head, close: close, entry: entry)
             return
         }
         entry.requests.increment()
         let (generation, connID) = berth.nextPassenger()
         let boarding = Boarding(
-            connID: connID, path: head.targetString, remoteAddr: remoteAddress(context: context),
+            connID: connID, path: head.targetString, remoteAddr: remoteAddress(),
             headers: WebSocketHandshake.headers(of: head))
-        var response = context.channel.allocator.buffer(capacity: 160)
+        var response = allocator.buffer(capacity: 160)
         response.writeStaticString(
             "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: "
         )
@@ -45,45 +42,15 @@ extension RelayServerHandler {
             response.writeSubstring(first.trimmingWhitespace())
         }
         response.writeStaticString("\r\n\r\n")
-        sendNow(response, context: context)
-        // The WebSocket handlers write through the pipeline from here.
-        writer.beforeNIOWrite(context: context)
-        writer.stop()
-        state = .handedOver
-        let limits = berth.limits
-        do {
-            try context.pipeline.syncOperations.addHandlers(
-                [
-                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
-                    WebSocketFrameEncoder(),
-                    NIOWebSocketFrameAggregator(
-                        minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
-                        maxAccumulatedFrameSize: limits.maxMessageBytes),
-                    BayClientHandler(berth: berth, boarding: boarding, generation: generation),
-                ], position: .after(self))
-        } catch {
-            state = .closed
-            context.close(promise: nil)
-        }
-    }
-
-    /// Leaves the pipeline to the WebSocket handlers, with the bytes that came after the upgrade.
-    func handOver(_ rest: ByteBuffer, context: ChannelHandlerContext) {
-        watchdog.cancel()
-        if rest.readableBytes > 0 { context.fireChannelRead(NIOAny(rest)) }
-        context.fireChannelReadComplete()
-        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
-        // Reading goes on through the new handlers (they hold it back themselves).
-        if readsPaused {
-            readsPaused = false
-            context.channel.setAutoRead(true)
-        }
+        sendNow(response)
+        // The bytes after the upgrade, and the connection, go to the bay's handling (`process`).
+        handOverToBay(berth, BayBoarding(boarding: boarding, generation: generation))
     }
 
     /// `203.0.113.9:51000` or `[2001:db8::1]:51000`: the client as the PROXY header or the peer said.
-    private func remoteAddress(context: ChannelHandlerContext) -> String {
+    private func remoteAddress() -> String {
         let address = clientAddress ?? "unknown"
-        guard let port = clientPort ?? context.channel.remoteAddress?.port else { return address }
+        guard let port = clientPort ?? transport?.peerPort else { return address }
         return address.contains(":") ? "[\(address)]:\(port)" : "\(address):\(port)"
     }
 }

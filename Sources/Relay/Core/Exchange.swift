@@ -1,11 +1,10 @@
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import ShipManifest
 
 /// One proxied request: from the rewritten head to the last byte of the ship's response. Lives on
-/// the client's event loop with the upstream connection it leases from the loop's pool.
+/// the client connection's thread with the ship connection it leases from that thread's pool.
 ///
 /// Failure rules (SPEC §4): refused or reset before any byte reached the ship → retried on a fresh
 /// connection up to `limits.retries` times, then 502; connect timeout or no first byte in time → 504;
@@ -14,7 +13,7 @@ import ShipManifest
 final class Exchange {
     /// The client connection's handler. Strong: the handler drops the exchange when it finishes,
     /// fails or the client goes away, which ends the cycle; after `abandon()` nothing calls back.
-    private let owner: RelayServerHandler
+    private let owner: ClientConnection
     let entry: RouteEntry
     let pool: UpstreamPool
     let breaker: ShipBreaker
@@ -34,7 +33,7 @@ final class Exchange {
     private let limits: RelayLimits
     private let started = NIODeadline.now()
 
-    private(set) var upstream: UpstreamHandler?
+    private(set) var upstream: ShipLink?
     /// Body bytes that arrived before the upstream connection was ready.
     private var pending: [ByteBuffer] = []
     private(set) var requestEnded = false
@@ -58,7 +57,7 @@ final class Exchange {
     private var compressor: ResponseCompressor?
 
     init(
-        owner: RelayServerHandler, entry: RouteEntry, pool: UpstreamPool, breaker: ShipBreaker,
+        owner: ClientConnection, entry: RouteEntry, pool: UpstreamPool, breaker: ShipBreaker,
         head: ByteBuffer, method: HTTPMethod, target: String, clientVersion: HTTPVersion, closeClient: Bool,
         isUpgrade: Bool, bodyless: Bool, isTrial: Bool
     ) {
@@ -119,48 +118,23 @@ final class Exchange {
     // MARK: Connecting
 
     private func connect() {
-        // The client's loop, asked for only here (not per request): gone means the client is.
-        guard let eventLoop = owner.context?.eventLoop else {
+        // Gone means the client is.
+        guard let transport = owner.transport else {
             abandon()
             return
         }
-        var bootstrap = ClientBootstrap(group: eventLoop)
-            .connectTimeout(limits.connectTimeout)
-            .channelOption(.recvAllocator, value: RelayLimits.upstreamReceiveBuffers)
-            .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
-                }
-            }
-        let connected: EventLoopFuture<any Channel>
-        switch self.pool.address {
-        case .tcp(let host, let port):
-            bootstrap = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
-            connected = bootstrap.connect(host: host, port: port)
-        case .unix(let path):
-            connected = bootstrap.connect(unixDomainSocketPath: path)
-        }
-        let bound = NIOLoopBound(self, eventLoop: eventLoop)
-        connected.whenComplete { result in
-            let exchange = bound.value
+        transport.connect(to: pool.address, timeout: limits.connectTimeout) { [self] result in
             switch result {
-            case .success(let channel):
-                guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
-                else {
-                    channel.close(promise: nil)
-                    exchange.connectFailed(ChannelError.ioOnClosedChannel)
-                    return
-                }
-                handler.pool = exchange.pool
-                exchange.attach(handler, reused: false)
-            case .failure(let error):
-                exchange.connectFailed(error)
+            case .success(let link):
+                link.pool = pool
+                attach(link, reused: false)
+            case .failure(let failure):
+                connectFailed(failure)
             }
         }
     }
 
-    private func attach(_ handler: UpstreamHandler, reused: Bool) {
+    private func attach(_ handler: ShipLink, reused: Bool) {
         guard !abandoned, !finished else {
             pool.release(handler)
             return
@@ -179,29 +153,30 @@ final class Exchange {
         owner.watch(until: (reused ? started : .now()) + limits.firstByteTimeout)
     }
 
-    private func connectFailed(_ error: any Error) {
+    private func connectFailed(_ failure: ConnectFailure) {
         guard !abandoned, !finished else { return }
-        if let code = RelayResources.exhaustion(in: error) {
+        switch failure {
+        case .exhausted(let code):
             // The relay's own failure (no descriptors, no memory): not the ship's (SPEC §4).
             fail(.relayExhausted(ship: entry.ship, code: code), shipAtFault: false)
-            return
-        }
-        if case ChannelError.connectTimeout = error {
+        case .timedOut:
             fail(
                 .gatewayTimeout(
                     ship: entry.ship,
                     reason:
                         "no connection within \(DurationText.format(.nanoseconds(limits.connectTimeout.nanoseconds)))"
                 ))
-        } else if attempts <= limits.retries {
-            attempts += 1
-            connect()
-        } else {
-            fail(.badGateway(ship: entry.ship, reason: SocketErrorText.describe(error)))
+        case .failed(let reason):
+            if attempts <= limits.retries {
+                attempts += 1
+                connect()
+            } else {
+                fail(.badGateway(ship: entry.ship, reason: reason))
+            }
         }
     }
 
-    /// The connection's watchdog fired while waiting for the ship's first byte.
+    /// The connection's deadline passed while waiting for the ship's first byte.
     func timedOut() {
         guard !responseStarted, !finished, let upstream else { return }
         upstream.owner = nil
@@ -219,7 +194,7 @@ final class Exchange {
 
     /// The ship's response head: written to the client (rewritten); says how the upstream handler
     /// goes on reading.
-    func responseHead(_ response: MessageHead, from handler: UpstreamHandler) -> ResponseAction {
+    func responseHead(_ response: MessageHead, from handler: ShipLink) -> ResponseAction {
         guard handler === upstream else { return .close }
         if response.status == 101 {
             guard isUpgrade else {
@@ -303,7 +278,7 @@ final class Exchange {
     }
 
     /// A piece of the response body (already without chunk framing when dechunking).
-    func responseBody(_ body: ByteBuffer, from handler: UpstreamHandler) {
+    func responseBody(_ body: ByteBuffer, from handler: ShipLink) {
         guard handler === upstream else { return }
         corsCapture?.append(body)
         if let compressor {
@@ -356,7 +331,7 @@ final class Exchange {
     }
 
     /// The response is complete; `reusable` tells whether the connection is clean for another.
-    func responseEnded(from handler: UpstreamHandler, reusable: Bool) {
+    func responseEnded(from handler: ShipLink, reusable: Bool) {
         guard handler === upstream else { return }
         if let compressor {
             var last = owner.allocator.buffer(capacity: 64)
@@ -373,8 +348,8 @@ final class Exchange {
         upstream = nil
         if upstreamKeepAlive && requestEnded && reusable {
             pool.release(handler)
-            // Goes to the lane with the client's connection, if the connection goes there.
-            if owner.settings.lane != nil { owner.releasedUpstream = (handler, entry.shipIndex) }
+            // Goes along with the client's connection, if its driver moves it.
+            owner.releasedUpstream = (handler, entry.shipIndex)
         } else {
             handler.owner = nil
             handler.close()
@@ -382,19 +357,19 @@ final class Exchange {
         owner.exchangeFinished(self)
     }
 
-    func upstreamReadComplete(from handler: UpstreamHandler) {
+    func upstreamReadComplete(from handler: ShipLink) {
         guard handler === upstream else { return }
         writeUnwritten()
         owner.flushClient()
     }
 
-    func upstreamBecameWritable(_ handler: UpstreamHandler) {
+    func upstreamBecameWritable(_ handler: ShipLink) {
         guard handler === upstream else { return }
         owner.resumeClientReads()
     }
 
     /// The ship sent something that is not HTTP.
-    func upstreamMalformed(_ handler: UpstreamHandler, reason: String) {
+    func upstreamMalformed(_ handler: ShipLink, reason: String) {
         guard handler === upstream, !finished, !abandoned else { return }
         upstream = nil
         handler.owner = nil
@@ -406,7 +381,8 @@ final class Exchange {
         }
     }
 
-    func upstreamClosed(_ handler: UpstreamHandler, error: (any Error)?) {
+    /// The ship's connection closed (`error`: what the driver saw, for the 502's text).
+    func upstreamClosed(_ handler: ShipLink, error: String?) {
         guard handler === upstream, !finished, !abandoned else { return }
         upstream = nil
         handler.owner = nil
@@ -422,7 +398,7 @@ final class Exchange {
             fail(
                 .badGateway(
                     ship: entry.ship,
-                    reason: error.map(SocketErrorText.describe) ?? "connection closed before a response"))
+                    reason: error ?? "connection closed before a response"))
         }
     }
 
@@ -457,7 +433,7 @@ final class Exchange {
     }
 
     /// The ship accepted the upgrade: from here on bytes flow unchanged both ways.
-    private func finishUpgrade(_ handler: UpstreamHandler) {
+    private func finishUpgrade(_ handler: ShipLink) {
         finished = true
         record(success: true)
         upstream = nil

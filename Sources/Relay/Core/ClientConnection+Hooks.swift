@@ -5,17 +5,16 @@ import ShipManifest
 /// Where SPEC §4 runs the modules: request modules before the route table (they may answer, or
 /// change the path and headers the route table and the ship see), response modules on the ship's
 /// response head before it goes to the client (its body streams untouched).
-extension RelayServerHandler {
+extension ClientConnection {
     func runRequestHooks(
-        _ hooks: any RelayHooks, head: MessageHead, target: RequestTarget, close: Bool, isUpgrade: Bool,
-        context: ChannelHandlerContext
+        _ hooks: any RelayHooks, head: MessageHead, target: RequestTarget, close: Bool, isUpgrade: Bool
     ) {
         // Modules match, and see, the normalised path (SPEC §4): no spelling of a path walks around
         // a module written for it.
         let path = target.path
         responseHookPath = hooks.runsOnResponse(path: path) ? String(path) : nil
         guard hooks.runsOnRequest(path: path), let loopHooks = loop.hooks else {
-            routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
+            routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade)
             return
         }
         var request = HookRequest(
@@ -26,28 +25,28 @@ extension RelayServerHandler {
             userAgentKind: UserAgentKind(userAgent: head.value(of: .userAgent)).rawValue)
         switch loopHooks.request(&request) {
         case .proceed(changed: false):
-            routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
+            routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade)
         case .proceed(changed: true):
             let newTarget = request.query.isEmpty ? request.path : request.path + "?" + request.query
             guard
                 let edited = HeadEditor.request(
-                    head, target: newTarget, headers: request.headers, allocator: context.channel.allocator),
+                    head, target: newTarget, headers: request.headers, allocator: allocator),
                 let routed = try? RequestTarget.parse(newTarget, method: edited.method)
             else {
                 settings.logger.error("request modules left a head that cannot be sent (\(newTarget))")
-                answer(.moduleFailed(module: nil), head: head, close: close, context: context)
+                answer(.moduleFailed(module: nil), head: head, close: close)
                 return
             }
             routeRequest(
-                head: edited, target: routed, close: close, isUpgrade: isUpgrade, context: context)
+                head: edited, target: routed, close: close, isUpgrade: isUpgrade)
         case .block(let block):
             state = .answered(close: close)
-            var bytes = context.channel.allocator.buffer(capacity: block.body.count + 256)
+            var bytes = allocator.buffer(capacity: block.body.count + 256)
             Self.writeBlock(
                 block, version: head.version, close: close, isHead: head.method == .HEAD, into: &bytes)
-            sendNow(bytes, context: context)
+            sendNow(bytes)
         case .fail(let module):
-            answer(.moduleFailed(module: module), head: head, close: close, context: context)
+            answer(.moduleFailed(module: module), head: head, close: close)
         }
     }
 

@@ -1,27 +1,25 @@
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOPosix
 import ShipManifest
 
 #if canImport(Glibc)
     import Glibc
 #endif
 
-/// One client connection of a relay listener: parses requests from the bytes it reads, answers
-/// locally or proxies each to the ship its route names over a pooled keep-alive connection on the
-/// same event loop, streaming bodies both ways with backpressure, and turns an accepted `Upgrade`
-/// into a byte tunnel. Heads are parsed and rewritten in place (`HeadParser`, `HeadWriter`); bodies
-/// pass through as the bytes they arrived in.
+/// One client connection of a relay listener, as a model without I/O: it parses requests from the
+/// bytes its driver reads, answers locally or proxies each to the ship its route names over a
+/// pooled keep-alive connection of the same thread, streaming bodies both ways with backpressure,
+/// and turns an accepted `Upgrade` into a byte tunnel. Heads are parsed and rewritten in place
+/// (`HeadParser`, `HeadWriter`); bodies pass through as the bytes they arrived in. Everything it
+/// does to the world goes through its `ClientTransport`.
 ///
 /// The order of SPEC §4 is visible in `received(head:)`; everything else is plumbing.
-final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
+final class ClientConnection {
     let settings: ListenerSettings
     let loop: LoopContext
-    var context: ChannelHandlerContext?
+    /// The driver; nil once it let go of the connection (nothing is done from then on).
+    private(set) var transport: (any ClientTransport)?
     /// The client's address: the peer, or what a PROXY protocol header said.
     var clientAddress: String? {
         didSet { clientAddressBytes = clientAddress.map { Array($0.utf8) } }
@@ -30,7 +28,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     var clientPort: Int?
     /// The same, as the bytes forwarded in `X-Forwarded-For`.
     private var clientAddressBytes: [UInt8]?
-    private let secure: Bool
+    let secure: Bool
 
     enum State {
         /// Waiting for the next request head.
@@ -42,9 +40,10 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         /// Proxying to a ship.
         case proxying(Exchange)
         /// Bytes flow through a tunnel to the ship's connection.
-        case tunnelled(UpstreamHandler)
-        /// A WebSocket to a bay: the handler leaves the pipeline to the WebSocket handlers.
-        case handedOver
+        case tunnelled(ShipLink)
+        /// A WebSocket to a bay: the bytes after the upgrade go to the bay's handling with the
+        /// connection (once, then nothing more comes here).
+        case handedOver(BayBerth?, BayBoarding?)
         case closed
     }
     var state = State.idle
@@ -60,32 +59,23 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     private(set) var requestBody = BodyFraming.none
     /// The client's path when response hooks run on the current request's response.
     var responseHookPath: String?
-    /// Reading from the client is off (`autoRead`): the ship's socket is full, or a pipelined
-    /// request waits its turn. Inbound-only, the handler stays out of every read NIO issues.
-    var readsPaused = false
-    var watchdog = Watchdog()
-    var draining = false
-    /// Writes to the client's socket (straight to it on plain connections while it takes them).
-    var writer = SocketWriter()
-    /// Request heads read on this connection so far (up to 2: the writer attaches on the second).
-    private var heads = 0
-    /// Came back from the lane (`ProxyLane`) with a request it does not take: stays here.
-    private var resumed = false
-    /// The ship connection the last exchange returned to its pool (and its ship's index): it goes
-    /// to the lane with this connection, so that the client keeps meeting the same one.
-    var releasedUpstream: (handler: UpstreamHandler, shipIndex: Int)?
+    /// Reading from the client is off: the ship's socket is full, or a pipelined request waits
+    /// its turn.
+    private(set) var readsPaused = false
+    private(set) var draining = false
+    /// The ship connection the last exchange returned to its pool (and its ship's index): drivers
+    /// that move kept-alive connections take it along, so that the client keeps meeting the same one.
+    var releasedUpstream: (link: ShipLink, shipIndex: Int)?
     private let parserLimits: HeadParser.Limits
-    /// While the client's socket holds back a response: the bytes SwiftNIO held for it when the
+    /// While the client's socket holds back a response: the bytes the driver held for it when the
     /// send timeout was last armed (any fewer since means the client took some).
     private var stalledBytes: Int?
-    /// While a file goes out by sendfile: the check that it was not truncated meanwhile and that
-    /// the client takes it (`RelayServerHandler+Edge`).
-    var fileWatch: RepeatedTask?
+    /// Whether a deadline is set, and which.
+    private var deadline: NIODeadline?
 
-    /// The channel's allocator, taken once (asking the channel for it costs reference counting
-    /// through SwiftNIO's lifecycle state on every request).
+    /// The driver's allocator, taken once.
     private(set) var allocator = ByteBufferAllocator()
-    /// The client channel's writability, kept from its change events (as `UpstreamHandler`'s).
+    /// The client socket's writability, kept from the driver's change events.
     private var clientWritable = false
     /// The logger's level, read once per connection (the level is set at start-up).
     private let logsRequests: Bool
@@ -98,55 +88,49 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         self.parserLimits = HeadParser.Limits(settings.limits)
     }
 
-    // MARK: Channel events
+    // MARK: Events from the driver
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        allocator = context.channel.allocator
-        clientWritable = context.channel.isWritable
-        if !resumed { clientAddress = context.channel.remoteAddress?.ipAddress }
+    /// The driver is ready: the connection starts waiting for its first head.
+    func start(transport: any ClientTransport, clientAddress: String?) {
+        self.transport = transport
+        allocator = transport.allocator
+        clientWritable = transport.isWritable
+        if self.clientAddress == nil { self.clientAddress = clientAddress }
         watch(for: settings.limits.headerReadTimeout)
     }
 
-    /// A connection the lane gives back: its client's address and the bytes it read and did not
-    /// take (from the head of a request it leaves to the event loop); call before adding the handler.
-    func resume(from arrival: ProxyLane.Arrival, bytes: ByteBuffer) {
-        resumed = true
-        heads = 1
-        clientAddress = arrival.address
-        clientPort = arrival.port
+    /// A connection that arrives with bytes already read (a hand-back from another driver): its
+    /// client's address and those bytes; call before `start`, then `processInbound`.
+    func resume(address: String?, port: Int?, bytes: ByteBuffer) {
+        clientAddress = address
+        clientPort = port
         if bytes.readableBytes > 0 { inbound = bytes }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        if resumed, inbound != nil { processInbound() }
-        context.fireChannelActive()
+    /// The driver lets go (its connection is gone or no longer the relay's): nothing is done
+    /// through it any more.
+    func detach() {
+        transport = nil
+        deadline = nil
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        watchdog.cancel()
-        fileWatch?.cancel()
-        fileWatch = nil
-        writer.stop()
-        self.context = nil
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        var bytes = unwrapInboundIn(data)
+    /// Bytes read from the client.
+    func received(_ bytes: ByteBuffer) {
+        var bytes = bytes
         if var buffered = inbound, buffered.readableBytes > 0 {
             inbound = nil
             buffered.writeBuffer(&bytes)
-            process(buffered, context: context)
+            process(buffered)
         } else {
             inbound = nil
-            process(bytes, context: context)
+            process(bytes)
         }
     }
 
     /// Takes from `bytes` as much as the current state can: a head, body bytes for the exchange (or
     /// to drop), and keeps the rest (an incomplete head, or a pipelined request while the current
     /// response is still on its way).
-    private func process(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    private func process(_ bytes: ByteBuffer) {
         var buffer = bytes
         loop: while true {
             switch state {
@@ -163,11 +147,11 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                     swap(&head.fields, &spareFields)
                     break loop
                 case .failure(let failure):
-                    refuse(failure, context: context)
+                    refuse(failure)
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 case .complete:
-                    received(head: head, context: context)
+                    received(head: head)
                     swap(&head.fields, &spareFields)
                 }
             case .answered(let close):
@@ -176,8 +160,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                         let (_, ended) = try requestBody.take(from: &buffer)
                         if !ended { break loop }
                     } catch {
-                        state = .closed
-                        context.close(promise: nil)
+                        closeClient()
                         break loop
                     }
                 }
@@ -194,7 +177,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             case .proxying(let exchange):
                 if exchange.requestEnded {
                     // A pipelined request: it waits until this response is out; reading stops
-                    // while it waits (no read holding in the common case).
+                    // while it waits.
                     if buffer.readableBytes > 0 { pauseClientReads() }
                     break loop
                 }
@@ -209,24 +192,27 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
                     // client gets 400 unless the ship's answer has begun.
                     exchange.abandon()
                     if exchange.responseStarted {
-                        state = .closed
-                        context.close(promise: nil)
+                        closeClient()
                     } else {
-                        refuse(.malformed("invalid chunked body"), context: context)
+                        refuse(.malformed("invalid chunked body"))
                     }
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 }
             case .tunnelled(let upstream):
-                // Flushed at the end of the read (`channelReadComplete`).
+                // Flushed at the end of the read (`readComplete`).
                 if buffer.readableBytes > 0 {
-                    // Backpressure is checked once per read, when `channelReadComplete` flushes.
                     upstream.send(buffer)
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                 }
                 break loop
-            case .handedOver:
-                handOver(buffer, context: context)
+            case .handedOver(let berth, let boarding):
+                if let berth, let boarding {
+                    state = .handedOver(nil, nil)
+                    deadline = nil
+                    readsPaused = false
+                    transport?.handOver(to: berth, boarding: boarding, rest: buffer)
+                }
                 buffer.moveReaderIndex(to: buffer.writerIndex)
                 break loop
             case .closed:
@@ -237,14 +223,9 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         if buffer.readableBytes > 0 { inbound = buffer }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
-        flushUpstream()
-        // The last handler: nothing after it wants the event.
-    }
-
-    /// Sends what the client's bytes gave the ship's connection; while its socket is full, the
-    /// client is not read.
-    private func flushUpstream() {
+    /// The end of a read: what the client's bytes gave the ship's connection is sent; while its
+    /// socket is full, the client is not read.
+    func readComplete() {
         switch state {
         case .proxying(let exchange): if exchange.upstream?.flush() == true { pauseClientReads() }
         case .tunnelled(let upstream): if upstream.flush() { pauseClientReads() }
@@ -252,7 +233,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    /// The client's connection closed.
+    func closed() {
         switch state {
         case .proxying(let exchange): exchange.abandon()
         case .tunnelled(let upstream): upstream.close()
@@ -260,46 +242,38 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         state = .closed
         clientWritable = false
-        watchdog.cancel()
-        writer.stop()
-        context.fireChannelInactive()
+        deadline = nil
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        clientWritable = context.channel.isWritable
-        if clientWritable {
-            if stalledBytes != nil {
-                stalledBytes = nil
-                unwatch()
-            }
-            switch state {
-            case .proxying(let exchange): exchange.upstream?.resumeReads()
-            case .tunnelled(let upstream): upstream.resumeReads()
-            default: break
-            }
+    func writabilityChanged(_ writable: Bool) {
+        clientWritable = writable
+        guard writable else { return }
+        if stalledBytes != nil {
+            stalledBytes = nil
+            unwatch()
         }
-        context.fireChannelWritabilityChanged()
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let event = event as? ClientAddressEvent {
-            clientAddress = event.address.ipAddress
-            clientPort = event.address.port
-        } else if event is RelayDrainEvent {
-            draining = true
-            if case .idle = state { context.close(promise: nil) }
-        } else {
-            context.fireUserInboundEventTriggered(event)
+        switch state {
+        case .proxying(let exchange): exchange.upstream?.resumeReads()
+        case .tunnelled(let upstream): upstream.resumeReads()
+        default: break
         }
     }
 
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
+    /// The client's address as a PROXY protocol header gave it.
+    func proxyHeaderGave(address: String?, port: Int?) {
+        clientAddress = address
+        clientPort = port
+    }
+
+    /// The listener lands: the current response, if any, is the last.
+    func drain() {
+        draining = true
+        if case .idle = state { closeClient() }
     }
 
     // MARK: Requests
 
-    private func refuse(_ failure: HeadParser.Failure, context: ChannelHandlerContext) {
+    private func refuse(_ failure: HeadParser.Failure) {
         let response: LocalResponse
         switch failure {
         case .uriTooLong: response = LocalResponse(status: .uriTooLong, message: "request line too long")
@@ -311,20 +285,13 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         settings.logger.debug(
             "malformed request", metadata: ["client": "\(clientAddress ?? "-")", "error": "\(failure)"])
-        respond(response, version: .http1_1, context: context)
+        respond(response, version: .http1_1)
     }
 
-    private func received(head: MessageHead, context: ChannelHandlerContext) {
-        watchdog.clear()
+    private func received(head: MessageHead) {
+        unwatch()
         stalledBytes = nil
         releasedUpstream = nil
-        if heads < 2 {
-            heads += 1
-            // Finding the socket's descriptor costs about as much as ten direct writes save: it is
-            // done once a connection shows it is kept alive (a second request), never for the
-            // usual one-request connection.
-            if heads == 2 && !secure { writer.attach(to: context.channel) }
-        }
         requestBody = BodyFraming.request(head)
         // Past an Upgrade (or CONNECT) request, unless the ship switches protocols, the bytes that
         // follow are not HTTP: the connection closes after the answer.
@@ -333,38 +300,35 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         // SPEC §4, in order. The PROXY header and the client address come first, per connection
         // (`clientAddress`: the PROXY protocol's address when one was sent). Each step costs a nil
         // check when the manifest leaves its feature off, and returns true when it answered.
-        if answeredByRateLimit(head: head, close: close, context: context) { return }
+        if answeredByRateLimit(head: head, close: close) { return }
         // One normalised path for static dirs, modules and routes (SPEC §4).
         let target: RequestTarget
         do {
             target = try RequestTarget.parse(head.targetString, method: head.method)
         } catch {
-            refuse(.malformed(error.reason), context: context)
+            refuse(.malformed(error.reason))
             return
         }
         if settings.edge.staticFiles != nil,
-            answeredFromStaticFiles(head: head, path: target.path, close: close, context: context)
+            answeredFromStaticFiles(head: head, path: target.path, close: close)
         {
             return
         }
         if let hooks = settings.hooks {
             // Request modules (SPEC §7): they may answer, or change the path and headers routed on;
             // they go on with `routeRequest`. A module that reads the request gets its JA4H.
-            runRequestHooks(
-                hooks, head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
+            runRequestHooks(hooks, head: head, target: target, close: close, isUpgrade: isUpgrade)
             return
         }
-        routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade, context: context)
+        routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade)
     }
 
     /// The CORS preflight cache, the route table and the proxying of SPEC §4, after the steps that
     /// may answer first. `target` is `head`'s request target, parsed once per request.
-    func routeRequest(
-        head: MessageHead, target: RequestTarget, close: Bool, isUpgrade: Bool, context: ChannelHandlerContext
-    ) {
+    func routeRequest(head: MessageHead, target: RequestTarget, close: Bool, isUpgrade: Bool) {
         let path = target.path
         var corsCapture: CorsCapture?
-        if answeredFromCorsCache(head: head, path: path, close: close, context: context, miss: &corsCapture) {
+        if answeredFromCorsCache(head: head, path: path, close: close, miss: &corsCapture) {
             return
         }
         // Route table, readiness, circuit breaker (SPEC §4).
@@ -383,10 +347,10 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         let isTrial: Bool
         switch routing {
         case .answer(let response, let counted):
-            answer(response, head: head, close: close, context: context, entry: counted)
+            answer(response, head: head, close: close, entry: counted)
             return
         case .bay(let bayEntry, let berth):
-            boardBay(berth, head: head, entry: bayEntry, close: close, context: context)
+            boardBay(berth, head: head, entry: bayEntry, close: close)
             return
         case .ship(let shipEntry, let shipBreaker, let trial):
             (entry, breaker, isTrial) = (shipEntry, shipBreaker, trial)
@@ -410,9 +374,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         if head.expectsContinue {
             // The relay takes the expectation on (the ship never sees it): the client sends its
             // body now instead of after its own timeout.
-            sendNow(
-                allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"),
-                context: context)
+            sendNow(allocator.buffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n"))
         }
         exchange.start()
     }
@@ -430,65 +392,54 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     // MARK: Local answers
 
     /// Answers the request locally (request body, if any, is read and dropped).
-    func answer(
-        _ response: LocalResponse, head: MessageHead, close: Bool, context: ChannelHandlerContext,
-        entry: RouteEntry? = nil
-    ) {
+    func answer(_ response: LocalResponse, head: MessageHead, close: Bool, entry: RouteEntry? = nil) {
         entry?.requests.increment()
         state = .answered(close: close)
-        writeLocal(
-            response, version: head.version, close: close, isHead: head.method.isHead, context: context)
+        writeLocal(response, version: head.version, close: close, isHead: head.method.isHead)
     }
 
     /// Answers and closes (malformed request, oversized head).
-    func respond(_ response: LocalResponse, version: HTTPVersion, context: ChannelHandlerContext) {
-        writeLocal(response, version: version, close: true, isHead: false, context: context)
+    func respond(_ response: LocalResponse, version: HTTPVersion) {
+        writeLocal(response, version: version, close: true, isHead: false)
         closeAfterWrites()
     }
 
     /// Closes the connection once everything written so far has gone out.
     private func closeAfterWrites() {
         state = .closed
-        guard let context else { return }
-        let channel = context.channel
-        writer.beforeNIOWrite(context: context)
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        deadline = nil
+        transport?.closeAfterWrites()
     }
 
-    private func writeLocal(
-        _ response: LocalResponse, version: HTTPVersion, close: Bool, isHead: Bool,
-        context: ChannelHandlerContext
-    ) {
+    private func writeLocal(_ response: LocalResponse, version: HTTPVersion, close: Bool, isHead: Bool) {
         var bytes = allocator.buffer(capacity: 256)
         HeadWriter.local(response, version: version, close: close, isHead: isHead, into: &bytes)
-        sendNow(bytes, context: context)
+        sendNow(bytes)
     }
 
     /// Writes a whole answer and sends it at once.
-    func sendNow(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
-        writer.write(bytes, context: context)
-        writer.flush(context: context)
+    func sendNow(_ bytes: ByteBuffer) {
+        guard let transport else { return }
+        transport.write(bytes)
+        transport.flush()
     }
 
     // MARK: Called by the exchange
 
     /// Queues bytes for the client until `flushClient`.
     func writeToClient(_ bytes: ByteBuffer) {
-        guard let context else { return }
-        writer.write(bytes, context: context)
+        transport?.write(bytes)
     }
 
     /// Sends what was queued; while the client's socket is full the ship's reads are held.
     func flushClient() {
-        guard let context, writer.flush(context: context), !clientWritable else { return }
+        guard let transport, transport.flush(), !clientWritable else { return }
         switch state {
         case .proxying(let exchange):
             exchange.upstream?.pauseReads()
             if exchange.responseStarted && stalledBytes == nil {
                 // The send timeout (SPEC §4) runs while the client's socket is full.
-                stalledBytes = context.channel.heldBytes
+                stalledBytes = transport.heldBytes
                 watch(for: settings.limits.sendTimeout)
             }
         case .tunnelled(let upstream): upstream.pauseReads()
@@ -498,78 +449,37 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     func closeClient() {
         state = .closed
-        context?.close(promise: nil)
+        deadline = nil
+        transport?.close()
     }
 
     /// The exchange wrote its last bytes; the connection waits for the next request or closes.
     func exchangeFinished(_ exchange: Exchange) {
-        guard case .proxying(let current) = state, current === exchange, let context else { return }
+        guard case .proxying(let current) = state, current === exchange, let transport else { return }
         // Settled before the flush, so that nothing the flush sets off finds the connection still
         // busy with the finished exchange.
         settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
-        writer.flush(context: context)
-        if let lane = settings.lane, case .idle = state, inbound == nil, !resumed, !draining {
-            passToLane(lane, context: context)
+        transport.flush()
+        if case .idle = state, inbound == nil, !draining {
+            let released = releasedUpstream
+            releasedUpstream = nil
+            transport.becameIdle(lastShip: released?.link, shipIndex: released?.shipIndex ?? -1)
         }
-    }
-
-    /// A kept-alive plain connection between requests goes to the lane (`ProxyLane`), once
-    /// everything written to it is out: the lane owns its socket (a duplicate) from here.
-    private func passToLane(_ lane: ProxyLane, context: ChannelHandlerContext) {
-        guard writer.isIdle, context.channel.holdsNoWrites,
-            let descriptor = writer.isOn ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
-        else { return }
-        let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
-        guard duplicate >= 0 else { return }
-        // The ship connection that served the last request, if it is idle in its pool and holds
-        // nothing unwritten, goes along.
-        var ship: (fd: CInt, index: Int, handler: UpstreamHandler)?
-        if let (handler, index) = releasedUpstream, handler.owner == nil, handler.isActive,
-            let channel = handler.context?.channel, channel.holdsNoWrites,
-            let shipDescriptor = handler.descriptor >= 0
-                ? handler.descriptor : SocketWriter.descriptor(of: channel)
-        {
-            let shipDuplicate = fcntl(shipDescriptor, F_DUPFD_CLOEXEC, 0)
-            if shipDuplicate >= 0 { ship = (shipDuplicate, index, handler) }
-        }
-        releasedUpstream = nil
-        guard
-            lane.adopt(
-                ProxyLane.Arrival(
-                    fd: duplicate, settings: settings, address: clientAddress, port: clientPort,
-                    ship: ship?.fd ?? -1, shipIndex: ship?.index ?? -1))
-        else {
-            Glibc.close(duplicate)
-            if let ship { Glibc.close(ship.fd) }
-            return
-        }
-        if let ship {
-            ship.handler.pool?.remove(ship.handler)
-            ship.handler.pool = nil
-            ship.handler.close()
-        }
-        state = .closed
-        watchdog.cancel()
-        writer.stop()
-        context.close(promise: nil)
     }
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.
     func exchangeBroken(_ exchange: Exchange) {
-        guard case .proxying(let current) = state, current === exchange, let context else { return }
-        state = .closed
-        writer.flush(context: context)
-        context.close(promise: nil)
+        guard case .proxying(let current) = state, current === exchange, let transport else { return }
+        transport.flush()
+        closeClient()
     }
 
     /// An exchange that failed before any response byte: answer it locally.
     func exchangeFailed(_ exchange: Exchange, response: LocalResponse) {
-        guard case .proxying(let current) = state, current === exchange, let context else { return }
+        guard case .proxying(let current) = state, current === exchange else { return }
         // After a failure the connection closes once the request body, if any is still coming, is dropped.
         let close = exchange.closeClient || !exchange.requestEnded
-        writeLocal(
-            response, version: exchange.clientVersion, close: close, isHead: exchange.isHead, context: context
-        )
+        writeLocal(response, version: exchange.clientVersion, close: close, isHead: exchange.isHead)
         settle(close: close, requestEnded: exchange.requestEnded)
     }
 
@@ -590,14 +500,14 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     func pauseClientReads() {
         guard !readsPaused else { return }
         readsPaused = true
-        context?.channel.setAutoRead(false)
+        transport?.setReading(false)
     }
 
     func resumeClientReads() {
         guard readsPaused else { return }
         if case .proxying(let exchange) = state, exchange.requestEnded, inbound != nil { return }
         readsPaused = false
-        context?.channel.setAutoRead(true)
+        transport?.setReading(true)
     }
 
     private func becomeIdle() {
@@ -607,47 +517,51 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
             closeAfterWrites()  // landing: the response just written still goes out first
             return
         }
-        if inbound != nil, let context {
-            // A pipelined request is next; not from inside the write that ends this response.
-            let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-            context.eventLoop.execute { bound.value.processInbound() }
-        }
+        // A pipelined request is next; not from inside the write that ends this response.
+        if inbound != nil { transport?.processLater() }
         resumeClientReads()
         watch(for: settings.limits.idleTimeout)
     }
 
-    /// Bytes read earlier (a pipelined request, or what the lane handed back with the connection):
+    /// Bytes read earlier (a pipelined request, or what came with a connection handed over):
     /// taken as a read would take them, and flushed as the end of a read would (a request body
     /// that came with its head must not wait for the client's next read to reach the ship).
-    private func processInbound() {
-        guard let context, let bytes = inbound else { return }
+    func processInbound() {
+        guard transport != nil, let bytes = inbound else { return }
         inbound = nil
-        process(bytes, context: context)
-        flushUpstream()
+        process(bytes)
+        readComplete()
         resumeClientReads()
     }
+
+    // MARK: The deadline
 
     /// Watches the connection for `amount`: while idle (no request head yet) it then closes; while
     /// proxying, the exchange times out waiting for the ship's first byte.
     func watch(for amount: TimeAmount) { watch(until: NIODeadline.now() + amount) }
 
-    func unwatch() { watchdog.clear() }
-
-    func watch(until deadline: NIODeadline) {
-        if watchdog.move(to: deadline) { return }
-        guard let context else { return }
-        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
-        watchdog.watch(until: deadline, on: context.eventLoop) { bound.value.watchdogFired() }
+    func unwatch() {
+        guard deadline != nil else { return }
+        deadline = nil
+        transport?.clearWatch()
     }
 
-    private func watchdogFired() {
-        guard watchdog.expired(now: NIODeadline.now()) else {
+    func watch(until deadline: NIODeadline) {
+        self.deadline = deadline
+        transport?.watch(until: deadline)
+    }
+
+    /// The driver's timer fired: acts when the deadline set last has passed.
+    func deadlinePassed(now: NIODeadline) {
+        guard let deadline else { return }
+        guard now >= deadline else {
             // The deadline moved while the timer slept: sleep again until the new one.
-            if let deadline = watchdog.deadline { watch(until: deadline) }
+            transport?.watch(until: deadline)
             return
         }
+        self.deadline = nil
         switch state {
-        case .idle: context?.close(promise: nil)
+        case .idle: closeClient()
         case .proxying(let exchange):
             if stalledBytes != nil {
                 sendTimedOut(exchange)
@@ -661,11 +575,11 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The send timeout passed: a client that took some of what waits for it gets another period;
     /// one that took nothing is closed, and the ship's connection with it.
     private func sendTimedOut(_ exchange: Exchange) {
-        guard let context, let stalled = stalledBytes, !clientWritable else {
+        guard let transport, let stalled = stalledBytes, !clientWritable else {
             stalledBytes = nil
             return
         }
-        let held = context.channel.heldBytes
+        let held = transport.heldBytes
         if held < stalled {
             stalledBytes = held
             watch(for: settings.limits.sendTimeout)
@@ -681,17 +595,13 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         resetClient()
     }
 
-    /// Closes with a reset (`SO_LINGER` 0): the bytes the client never took are dropped with the
-    /// socket instead of keeping it, and its buffers, alive in the kernel for as long as the client
-    /// keeps its window shut (nginx's `reset_timedout_connection`).
+    /// Closes with a reset: the bytes the client never took are dropped with the socket instead of
+    /// keeping it, and its buffers, alive in the kernel for as long as the client keeps its window
+    /// shut (nginx's `reset_timedout_connection`).
     func resetClient() {
         state = .closed
-        guard let channel = context?.channel else { return }
-        guard let options = channel as? any SocketOptionProvider else {
-            channel.close(promise: nil)
-            return
-        }
-        options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+        deadline = nil
+        transport?.reset()
     }
 
     static func microsecondsSinceEpoch() -> Int64 {
@@ -699,21 +609,19 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler {
         clock_gettime(CLOCK_REALTIME, &now)
         return Int64(now.tv_sec) * 1_000_000 + Int64(now.tv_nsec / 1000)
     }
-}
 
-/// Asks every connection of a listener to finish its current response and close.
-struct RelayDrainEvent: Sendable {}
+    // MARK: Tunnels
 
-extension RelayServerHandler {
     /// The ship accepted an upgrade: from here both connections pass bytes unchanged. What the
     /// client sent after its request already waits in `inbound` and goes first.
-    func startTunnel(to upstream: UpstreamHandler) {
-        guard let context else {
+    func startTunnel(to upstream: ShipLink) {
+        guard transport != nil else {
             upstream.close()
             return
         }
         state = .tunnelled(upstream)
-        watchdog.cancel()
+        deadline = nil
+        transport?.clearWatch()
         upstream.enterTunnel(peer: self)
         if let bytes = inbound {
             inbound = nil
@@ -723,48 +631,24 @@ extension RelayServerHandler {
         flushClient()
         if readsPaused {
             readsPaused = false
-            context.channel.setAutoRead(true)
+            transport?.setReading(true)
         }
     }
-}
 
-extension RelayServerHandler {
-    /// Hands an open tunnel's two sockets to the relay's tunnel thread (`TunnelPump`) and closes
-    /// their channels here. Only plain connections whose channels hold no unwritten bytes go (the
-    /// pump must be the only writer from the first byte on); any other tunnel stays on this loop.
-    func passTunnelToPump() {
-        guard case .tunnelled(let upstream) = state, let pump = settings.tunnels, !secure, let context,
-            let shipChannel = upstream.context?.channel, upstream.descriptor >= 0,
-            context.channel.holdsNoWrites, shipChannel.holdsNoWrites,
-            let clientDescriptor = writer.isOn
-                ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
-        else { return }
-        // Duplicates: closing the channels closes NIO's descriptors, not the sockets.
-        let client = fcntl(clientDescriptor, F_DUPFD_CLOEXEC, 0)
-        let ship = fcntl(upstream.descriptor, F_DUPFD_CLOEXEC, 0)
-        guard client >= 0, ship >= 0, pump.adopt(client: client, ship: ship) else {
-            if client >= 0 { Glibc.close(client) }
-            if ship >= 0 { Glibc.close(ship) }
-            return
-        }
+    /// A bay takes the connection: the bytes that follow the upgrade in this read go with it.
+    func handOverToBay(_ berth: BayBerth, _ boarding: BayBoarding) {
+        state = .handedOver(berth, boarding)
+    }
+
+    /// The tunnel left this model (its driver moved both sockets elsewhere): nothing more happens
+    /// here, and closing the connection is not the tunnel's end.
+    func tunnelMoved() {
+        guard case .tunnelled(let upstream) = state else { return }
         state = .closed
-        writer.stop()
         upstream.leaveTunnel()
         upstream.close()
-        context.close(promise: nil)
     }
 }
 
-extension Channel {
-    /// Turns reading on or off (for backpressure); called on the channel's event loop.
-    func setAutoRead(_ on: Bool) {
-        try? syncOptions?.setOption(.autoRead, value: on)
-    }
-
-    /// Whether SwiftNIO holds none of the bytes written to this channel (all are in the socket);
-    /// called on the channel's event loop.
-    var holdsNoWrites: Bool { (try? syncOptions?.getOption(.bufferedWritableBytes)) == 0 }
-
-    /// The bytes written to this channel that SwiftNIO still holds; called on its event loop.
-    var heldBytes: Int { (try? syncOptions?.getOption(.bufferedWritableBytes)) ?? 0 }
-}
+/// Asks every connection of a listener to finish its current response and close.
+struct RelayDrainEvent: Sendable {}

@@ -1,26 +1,25 @@
 import NIOCore
 import NIOHTTP1
 
-/// The relay's end of one keep-alive connection to a ship. It lives on the client's event loop;
-/// while leased it parses the ship's response (head, then body framing) and hands both to its
-/// `owner`, and it holds back reads while the client cannot take more data (backpressure). After an
-/// accepted upgrade it is one end of a byte tunnel to the client's handler.
-final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
+/// The relay's end of one keep-alive connection to a ship, as a model without I/O. It lives on its
+/// client's thread; while leased it parses the ship's response (head, then body framing) and hands
+/// both to its `owner`, and it holds back reads while the client cannot take more data
+/// (backpressure). After an accepted upgrade it is one end of a byte tunnel to the client's
+/// connection. Everything it does to the world goes through its `ShipTransport`.
+final class ShipLink {
+    /// The driver; nil once it let go of the connection.
+    private(set) var transport: (any ShipTransport)?
     /// The exchange using this connection now; nil while idle in the pool. Strong (a weak
     /// reference costs an allocation per exchange): every way an exchange lets go of its
     /// connection clears it, and so does the connection closing.
     var owner: Exchange?
     /// Strong, like `tunnelPeer`: a weak reference would move the object's reference counts to a
-    /// side table and make every retain of it slower. Pools live as long as their loop; both are
+    /// side table and make every retain of it slower. Pools live as long as their thread; both are
     /// cleared when the connection closes.
     var pool: UpstreamPool?
-    /// The client's handler once this connection is a tunnel.
-    private var tunnelPeer: RelayServerHandler?
-    private(set) var context: ChannelHandlerContext?
-    /// Set by the owner while the client's socket is full (reading is off: `autoRead`).
+    /// The client's connection once this connection is a tunnel.
+    private var tunnelPeer: ClientConnection?
+    /// Set by the owner while the client's socket is full (reading is off).
     private var readsPaused = false
 
     private enum Phase {
@@ -35,32 +34,27 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
     /// The last head's field list, for the next head to parse into.
     private var spareFields: [HeaderField] = []
 
-    /// The channel's writability, kept from its change events (SwiftNIO fires them as a write
-    /// crosses the high water mark and as a flush drains below the low one): asking the channel
-    /// costs reference counting on the hot path.
+    /// The socket's writability, kept from the driver's change events.
     private(set) var isWritable = false
-    /// Open: set when the handler joins an active channel, cleared when it goes inactive (cheaper
-    /// than asking the channel on every lease).
+    /// Open: set when the driver says the connection is up, cleared when it closes (cheaper than
+    /// asking the driver on every lease).
     private(set) var isActive = false
-    /// Writes to the ship's socket (straight to it while it takes them).
-    private var writer = SocketWriter()
 
-    func handlerAdded(context: ChannelHandlerContext) {
-        self.context = context
-        isActive = context.channel.isActive
-        isWritable = context.channel.isWritable
+    init() {}
+
+    // MARK: Events from the driver
+
+    /// The driver is ready (`active`: the socket is connected).
+    func start(transport: any ShipTransport, active: Bool) {
+        self.transport = transport
+        isActive = active
+        isWritable = transport.isWritable
     }
 
-    func channelActive(context: ChannelHandlerContext) {
-        isActive = true
-        writer.attach(to: context.channel)
-        context.fireChannelActive()
-    }
+    func becameActive() { isActive = true }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
-        writer.stop()
-        self.context = nil
-    }
+    /// The driver lets go: nothing is done through it any more.
+    func detach() { transport = nil }
 
     /// A request head is about to go out: the next bytes from the ship start its response.
     func expectResponse() {
@@ -69,28 +63,28 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         scanned = 0
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let bytes = unwrapInboundIn(data)
+    /// Bytes read from the ship.
+    func received(_ bytes: ByteBuffer) {
         if case .tunnel = phase {
             tunnelPeer?.writeToClient(bytes)
             return
         }
         guard owner != nil else {
             // An idle connection that talks out of turn cannot be trusted with the next request.
-            context.close(promise: nil)
+            close()
             return
         }
         if var buffered = inbound, buffered.readableBytes > 0 {
             inbound = nil
             var more = bytes
             buffered.writeBuffer(&more)
-            process(buffered, context: context)
+            process(buffered)
         } else {
-            process(bytes, context: context)
+            process(bytes)
         }
     }
 
-    private func process(_ bytes: ByteBuffer, context: ChannelHandlerContext) {
+    private func process(_ bytes: ByteBuffer) {
         var buffer = bytes
         loop: while let owner {
             switch phase {
@@ -100,7 +94,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                 buffer.moveReaderIndex(to: buffer.writerIndex)
                 break loop
             case .head:
-                // As in the client's handler: parsed into a local with the last head's field list.
+                // As in the client's connection: parsed into a local with the last head's field list.
                 var head = MessageHead(bytes: buffer)
                 swap(&head.fields, &spareFields)
                 switch HeadParser.next(
@@ -161,15 +155,15 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
                 break loop
             }
         }
-        if case .tunnel = phase {
+        if case .tunnel = phase, let peer = tunnelPeer {
             if buffer.readableBytes > 0 {
                 // What the ship sent right after its 101 belongs to the new protocol.
-                tunnelPeer?.writeToClient(buffer)
-                tunnelPeer?.flushClient()
+                peer.writeToClient(buffer)
+                peer.flushClient()
                 buffer.moveReaderIndex(to: buffer.writerIndex)
             }
-            // Only now: the tunnel thread must find both channels with nothing left to write.
-            tunnelPeer?.passTunnelToPump()
+            // Only now: a driver that moves tunnels must find both ends with nothing left to write.
+            peer.transport?.tunnelOpened(ship: self)
         }
         if buffer.readableBytes > 0, owner != nil {
             inbound = buffer
@@ -189,7 +183,8 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func channelReadComplete(context: ChannelHandlerContext) {
+    /// The end of a read.
+    func readComplete() {
         if case .tunnel = phase {
             tunnelPeer?.flushClient()
         } else {
@@ -197,97 +192,81 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    /// The connection closed (`error`: what the driver saw, for the 502's text).
+    func closed(error: String? = nil) {
         isActive = false
         isWritable = false
-        writer.stop()
         pool?.remove(self)
         pool = nil
         switch phase {
         case .tunnel:
             tunnelPeer?.closeClient()
             tunnelPeer = nil
-        case .body(.untilClose, _):
+        case .body(.untilClose, _) where error == nil:
             // The ship's close ends a body without a length.
             phase = .idle
             owner?.responseEnded(from: self, reusable: false)
         default:
-            owner?.upstreamClosed(self, error: nil)
-        }
-        owner = nil
-        context.fireChannelInactive()
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        if case .tunnel = phase {
-            tunnelPeer?.closeClient()
-        } else {
             owner?.upstreamClosed(self, error: error)
         }
-        context.close(promise: nil)
+        owner = nil
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        isWritable = context.channel.isWritable
-        if isWritable {
-            if case .tunnel = phase {
-                tunnelPeer?.resumeClientReads()
-            } else {
-                owner?.upstreamBecameWritable(self)
-            }
+    func writabilityChanged(_ writable: Bool) {
+        isWritable = writable
+        guard writable else { return }
+        if case .tunnel = phase {
+            tunnelPeer?.resumeClientReads()
+        } else {
+            owner?.upstreamBecameWritable(self)
         }
-        context.fireChannelWritabilityChanged()
     }
 
-    // MARK: Used by the owner (same event loop)
+    // MARK: Used by the owner (same thread)
 
     func send(_ bytes: ByteBuffer) {
-        guard let context else { return }
-        writer.write(bytes, context: context)
+        transport?.write(bytes)
     }
 
     /// Sends what `send` queued. Returns true when the socket is full: the caller holds its reads
-    /// until `channelWritabilityChanged`.
+    /// until `writabilityChanged`.
     @discardableResult
     func flush() -> Bool {
-        guard let context else { return false }
-        return writer.flush(context: context) && !isWritable
+        guard let transport else { return false }
+        return transport.flush() && !isWritable
     }
 
     /// Turns this connection into the ship's end of a tunnel to `peer`.
-    func enterTunnel(peer: RelayServerHandler) {
+    func enterTunnel(peer: ClientConnection) {
         tunnelPeer = peer
         phase = .tunnel
     }
 
-    /// The tunnel went to the pump: this channel's closing is not the tunnel's end.
+    /// The tunnel went elsewhere: this connection's closing is not the tunnel's end.
     func leaveTunnel() {
         tunnelPeer = nil
         phase = .idle
     }
 
-    /// The socket's descriptor while direct writes are on, else -1.
-    var descriptor: CInt { writer.descriptor }
-
     func pauseReads() {
         guard !readsPaused else { return }
         readsPaused = true
-        context?.channel.setAutoRead(false)
+        transport?.setReading(false)
     }
 
     func resumeReads() {
         guard readsPaused else { return }
         readsPaused = false
-        context?.channel.setAutoRead(true)
+        transport?.setReading(true)
     }
 
-    func close() { context?.close(promise: nil) }
+    func close() { transport?.close() }
 }
 
 /// Idle keep-alive connections to one ship on one event loop (most recently used first).
 final class UpstreamPool {
     let address: SocketAddressOrPath
-    private var idle: [UpstreamHandler] = []
+    private var idle: [ShipLink] = []
     /// The ship's idle connections over all pools (every loop's and the lane's) stay within it.
     private let allowance: IdleAllowance
 
@@ -297,7 +276,7 @@ final class UpstreamPool {
     }
 
     /// An idle, still open connection, or nil.
-    func lease() -> UpstreamHandler? {
+    func lease() -> ShipLink? {
         while let handler = idle.popLast() {
             allowance.give()
             if handler.isActive { return handler }
@@ -306,7 +285,7 @@ final class UpstreamPool {
     }
 
     /// Returns a connection whose exchange finished cleanly.
-    func release(_ handler: UpstreamHandler) {
+    func release(_ handler: ShipLink) {
         handler.owner = nil
         handler.resumeReads()
         guard handler.isActive else { return }
@@ -317,7 +296,7 @@ final class UpstreamPool {
         }
     }
 
-    func remove(_ handler: UpstreamHandler) {
+    func remove(_ handler: ShipLink) {
         let before = idle.count
         idle.removeAll { $0 === handler }
         for _ in idle.count..<before { allowance.give() }

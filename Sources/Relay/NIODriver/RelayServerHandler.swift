@@ -1,0 +1,346 @@
+import Logging
+import NIOCore
+import NIOPosix
+import NIOWebSocket
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// SwiftNIO's driver of a client connection: the last handler of a listener's pipeline. It reads
+/// and writes the channel, keeps its timer, opens ship connections and sends files for its
+/// `ClientConnection`, which decides everything else.
+final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, ClientTransport {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    let connection: ClientConnection
+    private var settings: ListenerSettings { connection.settings }
+    private(set) var context: ChannelHandlerContext?
+    private var watchdog = Watchdog()
+    /// Writes to the client's socket (straight to it on plain connections while it takes them).
+    private var writer = SocketWriter()
+    /// Came back from the lane (`ProxyLane`) with a request it does not take: stays here.
+    private var resumed = false
+    /// While a file goes out by sendfile: the check that it was not truncated meanwhile and that
+    /// the client takes it.
+    var fileWatch: RepeatedTask?
+    /// The channel's allocator, taken once (asking the channel for it costs reference counting
+    /// through SwiftNIO's lifecycle state on every request).
+    private(set) var allocator = ByteBufferAllocator()
+    /// The client channel's writability, kept from its change events.
+    private(set) var isWritable = false
+
+    init(settings: ListenerSettings, loop: LoopContext) {
+        self.connection = ClientConnection(settings: settings, loop: loop)
+    }
+
+    /// A connection the lane gives back: its client's address and the bytes it read and did not
+    /// take (from the head of a request it leaves to the event loop); call before adding the handler.
+    func resume(from arrival: ProxyLane.Arrival, bytes: ByteBuffer) {
+        resumed = true
+        connection.resume(address: arrival.address, port: arrival.port, bytes: bytes)
+    }
+
+    // MARK: Channel events
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+        allocator = context.channel.allocator
+        isWritable = context.channel.isWritable
+        connection.start(transport: self, clientAddress: context.channel.remoteAddress?.ipAddress)
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if resumed { connection.processInbound() }
+        context.fireChannelActive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        stopIO()
+        connection.detach()
+        self.context = nil
+    }
+
+    private func stopIO() {
+        watchdog.cancel()
+        fileWatch?.cancel()
+        fileWatch = nil
+        writer.stop()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        connection.received(unwrapInboundIn(data))
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        connection.readComplete()
+        // The last handler: nothing after it wants the event.
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        isWritable = false
+        connection.closed()
+        watchdog.cancel()
+        writer.stop()
+        context.fireChannelInactive()
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        isWritable = context.channel.isWritable
+        connection.writabilityChanged(isWritable)
+        context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ClientAddressEvent {
+            connection.proxyHeaderGave(address: event.address.ipAddress, port: event.address.port)
+        } else if event is RelayDrainEvent {
+            connection.drain()
+        } else {
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
+    // MARK: ClientTransport
+
+    var peerPort: Int? { context?.channel.remoteAddress?.port }
+
+    func write(_ bytes: ByteBuffer) {
+        guard let context else { return }
+        writer.write(bytes, context: context)
+    }
+
+    @discardableResult
+    func flush() -> Bool {
+        guard let context else { return false }
+        return writer.flush(context: context)
+    }
+
+    var heldBytes: Int { context?.channel.heldBytes ?? 0 }
+
+    func setReading(_ on: Bool) { context?.channel.setAutoRead(on) }
+
+    func close() { context?.close(promise: nil) }
+
+    /// Before a write through the pipeline: what the writer queued goes first.
+    func prepareNIOWrite() {
+        guard let context else { return }
+        writer.beforeNIOWrite(context: context)
+    }
+
+    func closeAfterWrites() {
+        guard let context else { return }
+        let channel = context.channel
+        writer.beforeNIOWrite(context: context)
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
+
+    func reset() {
+        guard let channel = context?.channel else { return }
+        guard let options = channel as? any SocketOptionProvider else {
+            channel.close(promise: nil)
+            return
+        }
+        options.setSoLinger(linger(l_onoff: 1, l_linger: 0)).whenComplete { _ in channel.close(promise: nil) }
+    }
+
+    func watch(until deadline: NIODeadline) {
+        if watchdog.covers(deadline) { return }
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        watchdog.watch(until: deadline, on: context.eventLoop) {
+            let handler = bound.value
+            handler.watchdog.fired()
+            handler.connection.deadlinePassed(now: .now())
+        }
+    }
+
+    func clearWatch() {
+        // The timer stays: when it fires, the core finds no deadline (cheaper than cancelling it
+        // on every request).
+    }
+
+    func processLater() {
+        guard let context else { return }
+        let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        context.eventLoop.execute { bound.value.connection.processInbound() }
+    }
+
+    func connect(
+        to address: SocketAddressOrPath, timeout: TimeAmount,
+        completion: @escaping (Result<ShipLink, ConnectFailure>) -> Void
+    ) {
+        guard let eventLoop = context?.eventLoop else {
+            completion(.failure(.failed("the client's connection closed")))
+            return
+        }
+        var bootstrap = ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.recvAllocator, value: RelayLimits.upstreamReceiveBuffers)
+            .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                }
+            }
+        let connected: EventLoopFuture<any Channel>
+        switch address {
+        case .tcp(let host, let port):
+            bootstrap = bootstrap.channelOption(.socketOption(.tcp_nodelay), value: 1)
+            connected = bootstrap.connect(host: host, port: port)
+        case .unix(let path):
+            connected = bootstrap.connect(unixDomainSocketPath: path)
+        }
+        let bound = NIOLoopBound(completion, eventLoop: eventLoop)
+        connected.whenComplete { result in
+            let completion = bound.value
+            switch result {
+            case .success(let channel):
+                guard let handler = try? channel.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+                else {
+                    channel.close(promise: nil)
+                    completion(.failure(.failed(SocketErrorText.describe(ChannelError.ioOnClosedChannel))))
+                    return
+                }
+                completion(.success(handler.link))
+            case .failure(let error):
+                completion(.failure(Self.connectFailure(error)))
+            }
+        }
+    }
+
+    private static func connectFailure(_ error: any Error) -> ConnectFailure {
+        if let code = RelayResources.exhaustion(in: error) { return .exhausted(code) }
+        if case ChannelError.connectTimeout = error { return .timedOut }
+        return .failed(SocketErrorText.describe(error))
+    }
+
+    func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {
+        guard let context else { return }
+        // The WebSocket handlers write through the pipeline from here.
+        writer.beforeNIOWrite(context: context)
+        stopIO()
+        let limits = berth.limits
+        do {
+            try context.pipeline.syncOperations.addHandlers(
+                [
+                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
+                    WebSocketFrameEncoder(),
+                    NIOWebSocketFrameAggregator(
+                        minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
+                        maxAccumulatedFrameSize: limits.maxMessageBytes),
+                    BayClientHandler(
+                        berth: berth, boarding: boarding.boarding, generation: boarding.generation),
+                ], position: .after(self))
+        } catch {
+            connection.closeClient()
+            return
+        }
+        // Leaves the pipeline to the WebSocket handlers, with the bytes that came after the upgrade.
+        if rest.readableBytes > 0 { context.fireChannelRead(NIOAny(rest)) }
+        context.fireChannelReadComplete()
+        let channel = context.channel
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+        // Reading goes on through the new handlers (they hold it back themselves).
+        channel.setAutoRead(true)
+    }
+
+    // MARK: Hand-off points
+
+    func becameIdle(lastShip: ShipLink?, shipIndex: Int) {
+        guard let context, !connection.secure else { return }
+        // Finding the socket's descriptor costs about as much as ten direct writes save: it is
+        // done once a connection shows it is kept alive, never for a one-request connection.
+        if !writer.isOn { writer.attach(to: context.channel) }
+        if let lane = settings.lane, !resumed {
+            passToLane(lane, lastShip: lastShip, shipIndex: shipIndex, context: context)
+        }
+    }
+
+    /// A kept-alive plain connection between requests goes to the lane (`ProxyLane`), once
+    /// everything written to it is out: the lane owns its socket (a duplicate) from here.
+    private func passToLane(
+        _ lane: ProxyLane, lastShip: ShipLink?, shipIndex: Int, context: ChannelHandlerContext
+    ) {
+        guard writer.isIdle, context.channel.holdsNoWrites,
+            let descriptor = writer.isOn ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
+        else { return }
+        let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
+        guard duplicate >= 0 else { return }
+        // The ship connection that served the last request, if it is idle in its pool and holds
+        // nothing unwritten, goes along.
+        var ship: (fd: CInt, link: ShipLink)?
+        if let link = lastShip, link.owner == nil, link.isActive,
+            let handler = link.transport as? UpstreamHandler, let channel = handler.context?.channel,
+            channel.holdsNoWrites,
+            let shipDescriptor = handler.descriptor >= 0
+                ? handler.descriptor : SocketWriter.descriptor(of: channel)
+        {
+            let shipDuplicate = fcntl(shipDescriptor, F_DUPFD_CLOEXEC, 0)
+            if shipDuplicate >= 0 { ship = (shipDuplicate, link) }
+        }
+        guard
+            lane.adopt(
+                ProxyLane.Arrival(
+                    fd: duplicate, settings: settings, address: connection.clientAddress,
+                    port: connection.clientPort, ship: ship?.fd ?? -1, shipIndex: ship == nil ? -1 : shipIndex
+                ))
+        else {
+            Glibc.close(duplicate)
+            if let ship { Glibc.close(ship.fd) }
+            return
+        }
+        if let ship {
+            ship.link.pool?.remove(ship.link)
+            ship.link.pool = nil
+            ship.link.close()
+        }
+        connection.closeClient()
+        stopIO()
+    }
+
+    /// Hands an open tunnel's two sockets to the relay's tunnel thread (`TunnelPump`) and closes
+    /// their channels here. Only plain connections whose channels hold no unwritten bytes go (the
+    /// pump must be the only writer from the first byte on); any other tunnel stays on this loop.
+    func tunnelOpened(ship: ShipLink) {
+        guard let pump = settings.tunnels, !connection.secure, let context,
+            let upstream = ship.transport as? UpstreamHandler,
+            let shipChannel = upstream.context?.channel, upstream.descriptor >= 0,
+            context.channel.holdsNoWrites, shipChannel.holdsNoWrites,
+            let clientDescriptor = writer.isOn
+                ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
+        else { return }
+        // Duplicates: closing the channels closes NIO's descriptors, not the sockets.
+        let client = fcntl(clientDescriptor, F_DUPFD_CLOEXEC, 0)
+        let shipFD = fcntl(upstream.descriptor, F_DUPFD_CLOEXEC, 0)
+        guard client >= 0, shipFD >= 0, pump.adopt(client: client, ship: shipFD) else {
+            if client >= 0 { Glibc.close(client) }
+            if shipFD >= 0 { Glibc.close(shipFD) }
+            return
+        }
+        connection.tunnelMoved()
+        writer.stop()
+        context.close(promise: nil)
+    }
+}
+
+extension Channel {
+    /// Turns reading on or off (for backpressure); called on the channel's event loop.
+    func setAutoRead(_ on: Bool) {
+        try? syncOptions?.setOption(.autoRead, value: on)
+    }
+
+    /// Whether SwiftNIO holds none of the bytes written to this channel (all are in the socket);
+    /// called on the channel's event loop.
+    var holdsNoWrites: Bool { (try? syncOptions?.getOption(.bufferedWritableBytes)) == 0 }
+
+    /// The bytes written to this channel that SwiftNIO still holds; called on its event loop.
+    var heldBytes: Int { (try? syncOptions?.getOption(.bufferedWritableBytes)) ?? 0 }
+}

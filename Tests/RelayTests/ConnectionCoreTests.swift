@@ -1,0 +1,490 @@
+import Logging
+import NIOCore
+import ShipManifest
+import Testing
+
+@testable import Relay
+
+/// The relay's model of a connection (`ClientConnection`, `Exchange`, `ShipLink`) without a socket,
+/// an event loop or a timer: events in (bytes read, a read's end, a deadline passing, a ship
+/// connection opening, failing or closing), and what the model asks of its drivers out, recorded by
+/// transports that only note it. Every retry and timeout rule of SPEC §4 is a sequence here.
+@Suite("Connection core")
+struct ConnectionCoreTests {
+    // MARK: Proxying
+
+    @Test func aGetIsRewrittenForTheShipAndItsAnswerPassesToTheClient() throws {
+        let core = try Core()
+        core.send("GET /page?x=1 HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        #expect(core.client.connects == ["127.0.0.1:\(Core.appPort)"])
+        let ship = core.openShip()
+        #expect(ship.written.hasPrefix("GET /page?x=1 HTTP/1.1\r\n"))
+        #expect(ship.written.contains("X-Forwarded-For: 192.0.2.7\r\n"))
+        #expect(ship.written.contains("X-Forwarded-Proto: http\r\n"))
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(core.client.written == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(core.client.idleWith === ship.link)
+        #expect(!core.client.closed)
+
+        // The next request on the connection meets the same ship connection, from the pool.
+        core.client.written = ""
+        ship.written = ""
+        core.send("GET /again HTTP/1.1\r\nHost: example.com\r\n\r\n")
+        #expect(core.client.connects.count == 1)
+        #expect(ship.written.hasPrefix("GET /again HTTP/1.1\r\n"))
+        core.shipSends(ship, "HTTP/1.1 204 No Content\r\n\r\n")
+        #expect(core.client.written == "HTTP/1.1 204 No Content\r\n\r\n")
+    }
+
+    @Test func aRequestNoRouteMatchesIs404AndOneToAShipNotReadyIs503() throws {
+        let core = try Core()
+        core.send("GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        #expect(core.client.connects.isEmpty)
+        core.client.written = ""
+        core.send("GET /down/x HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(core.client.written.contains("ship 'down' is not ready"))
+        #expect(!core.client.closed)
+    }
+
+    @Test func aRefusedConnectionIsRetriedTwiceThen502() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        core.failConnect(.failed("connection refused"))
+        core.failConnect(.failed("connection refused"))
+        #expect(core.client.written.isEmpty)
+        core.failConnect(.failed("connection refused"))
+        #expect(core.client.connects.count == 3)
+        #expect(core.client.written.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(core.client.written.contains("ship 'app': connection refused"))
+        #expect(!core.client.closed)
+
+        // A third refusal after two is answered too; one that succeeds on its retry is served.
+        core.client.written = ""
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        core.failConnect(.failed("connection refused"))
+        let ship = core.openShip()
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(core.client.written == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    }
+
+    @Test func aConnectTimeoutIs504AndTheRelaysOwnExhaustionIs503() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        core.failConnect(.timedOut)
+        #expect(core.client.connects.count == 1)
+        #expect(core.client.written.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"))
+        #expect(core.client.written.contains("no connection within"))
+        core.client.written = ""
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        core.failConnect(.exhausted(24))  // EMFILE
+        #expect(core.client.written.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(core.client.written.contains("the relay cannot open a connection"))
+    }
+
+    @Test func noFirstByteBeforeTheDeadlineIs504AndTheShipConnectionIsDropped() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        let deadline = try #require(core.client.deadline)
+        // A timer that fires before the deadline changes nothing; it is asked for again.
+        core.connection.deadlinePassed(now: deadline - .seconds(1))
+        #expect(core.client.written.isEmpty)
+        #expect(core.client.deadline == deadline)
+        core.connection.deadlinePassed(now: deadline)
+        #expect(ship.closed)
+        #expect(core.client.written.hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"))
+        #expect(core.client.written.contains("no response within"))
+        #expect(!core.client.closed)
+    }
+
+    @Test func aPooledConnectionTheShipClosedIsRetriedForAGetButNotForAPost() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let first = core.openShip()
+        core.shipSends(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        // The ship closes the idle connection as the next head goes out: a GET goes again on a
+        // fresh connection.
+        core.client.written = ""
+        core.send("GET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        first.link.closed()
+        #expect(core.client.connects.count == 2)
+        let second = core.openShip()
+        #expect(second.written.hasPrefix("GET /two HTTP/1.1\r\n"))
+        core.shipSends(second, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(core.client.written == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+
+        // A POST the ship may have read is never sent twice.
+        core.client.written = ""
+        core.send("POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\na=1")
+        second.link.closed()
+        #expect(core.client.connects.count == 2)
+        #expect(core.client.written.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+    }
+
+    @Test func theShipGoingAwayMidBodyClosesTheClientAfterWhatWasRead() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nhalf")
+        #expect(core.client.written.hasSuffix("half"))
+        ship.link.closed(error: "connection reset by peer")
+        #expect(core.client.closed)
+    }
+
+    @Test func anInvalidResponseIs502() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(ship, "SSH-2.0-OpenSSH\r\n\r\n")
+        #expect(ship.closed)
+        #expect(core.client.written.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(core.client.written.contains("invalid response"))
+    }
+
+    @Test func theClientGoingAwayDropsTheShipConnection() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        core.connection.closed()
+        #expect(ship.closed)
+        // A late answer finds no one and writes nothing.
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(core.client.written.isEmpty)
+    }
+
+    // MARK: Framing
+
+    @Test func aChunkedResponseIsDechunkedForAnHTTP10ClientThatThenCloses() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.0\r\nHost: a\r\nConnection: keep-alive\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.0 200 OK\r\n"))
+        #expect(!core.client.written.lowercased().contains("transfer-encoding"))
+        #expect(core.client.written.hasSuffix("\r\n\r\nhello"))
+        #expect(core.client.closedAfterWrites)
+    }
+
+    @Test func aBodyEndedByTheShipsCloseIsChunkedForAnHTTP11Client() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nabc")
+        core.shipSends(ship, "de")
+        ship.link.closed()
+        #expect(core.client.written.contains("Transfer-Encoding: chunked\r\n"))
+        #expect(core.client.written.hasSuffix("\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n"))
+        #expect(!core.client.closed)
+    }
+
+    @Test func aRequestBodyStreamsToTheShipAndExpectContinueIsAnsweredHere() throws {
+        let core = try Core()
+        core.send("PUT /up HTTP/1.1\r\nHost: a\r\nContent-Length: 6\r\nExpect: 100-continue\r\n\r\n")
+        #expect(core.client.written == "HTTP/1.1 100 Continue\r\n\r\n")
+        // Body bytes that come before the ship's connection is open wait for it; reading stops.
+        core.send("abc")
+        #expect(core.client.reading == false)
+        let ship = core.openShip()
+        #expect(!ship.written.lowercased().contains("expect:"))
+        #expect(ship.written.hasSuffix("\r\n\r\nabc"))
+        #expect(core.client.reading == true)
+        core.send("def")
+        #expect(ship.written.hasSuffix("abcdef"))
+        core.shipSends(ship, "HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+        #expect(core.client.written.hasSuffix("HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n"))
+    }
+
+    // MARK: Bad input
+
+    @Test func aMalformedRequestIs400AndClosesOnTheFirstAndOnAKeptAliveRequest() throws {
+        for first in [true, false] {
+            let core = try Core()
+            if !first {
+                core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+                core.shipSends(core.openShip(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+                core.client.written = ""
+            }
+            core.send("GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n")
+            #expect(core.client.written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+            #expect(core.client.closedAfterWrites)
+            #expect(core.client.connects.count == (first ? 0 : 1))
+        }
+    }
+
+    @Test func anInvalidChunkedUploadDropsTheShipConnectionAndIs400() throws {
+        let core = try Core()
+        core.send("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+        let ship = core.openShip()
+        core.send("zz\r\nnot a chunk\r\n")
+        #expect(ship.closed)
+        #expect(core.client.written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(core.client.closedAfterWrites)
+    }
+
+    // MARK: Connection life
+
+    @Test func anIdleConnectionClosesAtItsDeadlineAndAHeadThatNeverEndsToo() throws {
+        let core = try Core()
+        let headDeadline = try #require(core.client.deadline)
+        core.send("GET / HTT")
+        core.connection.deadlinePassed(now: headDeadline)
+        #expect(core.client.closed)
+
+        let kept = try Core()
+        kept.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        kept.shipSends(kept.openShip(), "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        let idleDeadline = try #require(kept.client.deadline)
+        #expect(idleDeadline > headDeadline)
+        #expect(!kept.client.closed)
+        kept.connection.deadlinePassed(now: idleDeadline)
+        #expect(kept.client.closed)
+    }
+
+    @Test func pipelinedRequestsAreAnsweredInOrderOneAtATime() throws {
+        let core = try Core()
+        core.send("GET /one HTTP/1.1\r\nHost: a\r\n\r\nGET /two HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        #expect(ship.written.hasPrefix("GET /one "))
+        #expect(!ship.written.contains("/two"))
+        #expect(core.client.reading == false)
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        // Not from inside the write that ended the first response: the driver is asked to come back.
+        #expect(core.client.processLaterCalls == 1)
+        ship.written = ""
+        core.connection.processInbound()
+        #expect(ship.written.hasPrefix("GET /two "))
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
+        #expect(core.client.written.hasSuffix("\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2"))
+        #expect(core.client.reading == true)
+    }
+
+    @Test func drainingClosesAnIdleConnectionAndEndsABusyOneAfterItsResponse() throws {
+        let idle = try Core()
+        idle.connection.drain()
+        #expect(idle.client.closed)
+
+        let busy = try Core()
+        busy.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = busy.openShip()
+        busy.connection.drain()
+        #expect(!busy.client.closed)
+        busy.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(busy.client.written.contains("Connection: close\r\n"))
+        #expect(busy.client.closedAfterWrites)
+        #expect(busy.client.idleWith == nil)
+    }
+
+    // MARK: Backpressure
+
+    @Test func aFullShipSocketStopsReadingTheClientUntilItDrains() throws {
+        let core = try Core()
+        core.send("POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        let ship = core.openShip()
+        ship.full = true
+        ship.link.writabilityChanged(false)
+        core.send(String(repeating: "x", count: 1000))
+        #expect(core.client.reading == false)
+        ship.full = false
+        ship.link.writabilityChanged(true)
+        #expect(core.client.reading == true)
+    }
+
+    @Test func aClientThatTakesNothingForTheSendTimeoutIsReset() throws {
+        let core = try Core()
+        core.send("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        core.client.held = 50_000
+        core.client.full = true
+        core.connection.writabilityChanged(false)
+        core.shipSends(
+            ship, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\n" + String(repeating: "x", count: 8000))
+        #expect(ship.reading == false)
+        let first = try #require(core.client.deadline)
+        // Some bytes were taken: another period.
+        core.client.held = 40_000
+        core.connection.deadlinePassed(now: first)
+        #expect(!core.client.wasReset)
+        let second = try #require(core.client.deadline)
+        core.connection.deadlinePassed(now: second)
+        #expect(core.client.wasReset)
+        #expect(ship.closed)
+    }
+
+    // MARK: Upgrades
+
+    @Test func anAcceptedUpgradeBecomesATunnelBothWays() throws {
+        let core = try Core()
+        core.send("GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(
+            ship,
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfrom-ship")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
+        #expect(core.client.written.hasSuffix("\r\n\r\nfrom-ship"))
+        #expect(core.client.tunnelWith === ship.link)
+        ship.written = ""
+        core.send("from-client")
+        #expect(ship.written == "from-client")
+        core.shipSends(ship, "more")
+        #expect(core.client.written.hasSuffix("from-shipmore"))
+        ship.link.closed()
+        #expect(core.client.closed)
+    }
+
+    @Test func aRefusedUpgradeIsAnsweredAndTheConnectionCloses() throws {
+        let core = try Core()
+        core.send("GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(ship, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
+        #expect(core.client.closedAfterWrites)
+        #expect(core.client.tunnelWith == nil)
+    }
+}
+
+// MARK: - The harness
+
+/// A relay listener's core with recording transports: `app` is ready at `/` (except `/n…`: no
+/// route), `down` is not (`/down…`).
+private final class Core {
+    static let appPort = 18_080
+    let settings: ListenerSettings
+    let loop = LoopContext()
+    let client = RecordingClient()
+    let connection: ClientConnection
+
+    init(limits: RelayLimits = RelayLimits()) throws {
+        let loaded = ManifestLoader.load(
+            text: """
+                [mothership.bind]
+                http = "127.0.0.1:18000"
+
+                [[fleet.web]]
+                name = "down"
+                command = "sleep"
+                bind = "tcp://127.0.0.1:18081"
+                routes = [{ bind = "http", pattern = "/down.*" }]
+
+                [[fleet.web]]
+                name = "app"
+                command = "sleep"
+                bind = "tcp://127.0.0.1:\(Self.appPort)"
+                routes = [{ bind = "http", pattern = "/([^n].*)?" }]
+                """)
+        let manifest = try #require(loaded.manifest, "\(loaded.diagnostics)")
+        let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
+        directory.set(ship: "app", ready: true)
+        settings = ListenerSettings(
+            name: "http",
+            routes: RouteTable.build(bind: "http", manifest: manifest, directory: directory),
+            scheme: "http", limits: limits, breakers: BreakerBoard(ships: manifest.ships.count),
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+        connection = ClientConnection(settings: settings, loop: loop)
+        connection.start(transport: client, clientAddress: "192.0.2.7")
+    }
+
+    /// Bytes from the client, as one read.
+    func send(_ text: String) {
+        connection.received(ByteBuffer(string: text))
+        connection.readComplete()
+    }
+
+    /// Completes the oldest connect the core asked for with a fresh ship connection.
+    func openShip() -> RecordingShip {
+        let ship = RecordingShip()
+        ship.link.start(transport: ship, active: true)
+        let completion = client.pendingConnects.removeFirst()
+        completion(.success(ship.link))
+        return ship
+    }
+
+    func failConnect(_ failure: ConnectFailure) {
+        let completion = client.pendingConnects.removeFirst()
+        completion(.failure(failure))
+    }
+
+    /// Bytes from the ship, as one read.
+    func shipSends(_ ship: RecordingShip, _ text: String) {
+        ship.link.received(ByteBuffer(string: text))
+        ship.link.readComplete()
+    }
+}
+
+private final class RecordingClient: ClientTransport {
+    var written = ""
+    private var queued = ""
+    var connects: [String] = []
+    var pendingConnects: [(Result<ShipLink, ConnectFailure>) -> Void] = []
+    var deadline: NIODeadline?
+    var reading = true
+    var closed = false
+    var closedAfterWrites = false
+    var wasReset = false
+    var processLaterCalls = 0
+    var idleWith: ShipLink?
+    var tunnelWith: ShipLink?
+    /// The socket takes nothing more (flush leaves bytes held).
+    var full = false
+    var held = 0
+
+    let allocator = ByteBufferAllocator()
+    var peerPort: Int? { 51_000 }
+    var isWritable: Bool { !full }
+    var heldBytes: Int { held }
+
+    func write(_ bytes: ByteBuffer) { queued += String(buffer: bytes) }
+    func flush() -> Bool {
+        written += queued
+        queued = ""
+        return full
+    }
+    func setReading(_ on: Bool) { reading = on }
+    func close() { closed = true }
+    func closeAfterWrites() {
+        _ = flush()
+        closedAfterWrites = true
+    }
+    func reset() {
+        wasReset = true
+        closed = true
+    }
+    func watch(until deadline: NIODeadline) { self.deadline = deadline }
+    func clearWatch() { deadline = nil }
+    func processLater() { processLaterCalls += 1 }
+    func connect(
+        to address: SocketAddressOrPath, timeout: TimeAmount,
+        completion: @escaping (Result<ShipLink, ConnectFailure>) -> Void
+    ) {
+        switch address {
+        case .tcp(let host, let port): connects.append("\(host):\(port)")
+        case .unix(let path): connects.append(path)
+        }
+        pendingConnects.append(completion)
+    }
+    func sendFile(
+        descriptor: CInt, range: ClosedRange<Int>, path: String, coding: ContentCoding?, chunked: Bool
+    ) {}
+    func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {}
+    func becameIdle(lastShip: ShipLink?, shipIndex: Int) { idleWith = lastShip }
+    func tunnelOpened(ship: ShipLink) { tunnelWith = ship }
+}
+
+private final class RecordingShip: ShipTransport {
+    let link = ShipLink()
+    var written = ""
+    var closed = false
+    var reading = true
+    var full = false
+    var isWritable: Bool { !full }
+
+    func write(_ bytes: ByteBuffer) { written += String(buffer: bytes) }
+    func flush() -> Bool { full }
+    func setReading(_ on: Bool) { reading = on }
+    func close() {
+        guard !closed else { return }
+        closed = true
+        link.closed()
+    }
+}
