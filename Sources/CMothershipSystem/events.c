@@ -11,7 +11,9 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <sys/syscall.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int ms_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
@@ -152,4 +154,115 @@ int ms_socket_error(int fd) {
     socklen_t length = sizeof error;
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) != 0) return errno;
     return error;
+}
+
+int ms_listen_stream(const char *host, int port, const char *path, int reuse_port, int backlog) {
+    const int one = 1;
+    if (path != NULL) {
+        struct sockaddr_un address;
+        memset(&address, 0, sizeof address);
+        address.sun_family = AF_UNIX;
+        if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
+        strcpy(address.sun_path, path);
+        const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (fd < 0) return -errno;
+        struct stat info;
+        if (lstat(path, &info) == 0 && S_ISSOCK(info.st_mode)) unlink(path);
+        if (bind(fd, (struct sockaddr *)&address, sizeof address) != 0 || listen(fd, backlog) != 0) {
+            const int error = errno;
+            close(fd);
+            return -error;
+        }
+        return fd;
+    }
+    struct addrinfo hints, *found = NULL;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_flags = AI_PASSIVE;
+    char service[16];
+    snprintf(service, sizeof service, "%d", port);
+    const int status = getaddrinfo(host, service, &hints, &found);
+    if (status != 0 || found == NULL) return -EADDRNOTAVAIL;
+    const int fd = socket(found->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        const int error = errno;
+        freeaddrinfo(found);
+        return -error;
+    }
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (reuse_port) setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    if (bind(fd, found->ai_addr, found->ai_addrlen) != 0 || listen(fd, backlog) != 0) {
+        const int error = errno;
+        close(fd);
+        freeaddrinfo(found);
+        return -error;
+    }
+    freeaddrinfo(found);
+    return fd;
+}
+
+int ms_local_port(int fd) {
+    struct sockaddr_storage address;
+    socklen_t length = sizeof address;
+    if (getsockname(fd, (struct sockaddr *)&address, &length) != 0) return -errno;
+    if (address.ss_family == AF_INET) return ntohs(((struct sockaddr_in *)&address)->sin_port);
+    if (address.ss_family == AF_INET6) return ntohs(((struct sockaddr_in6 *)&address)->sin6_port);
+    return 0;
+}
+
+int ms_accept_stream(int listener, char *address, size_t address_size, int *port_out) {
+    struct sockaddr_storage peer;
+    socklen_t length = sizeof peer;
+    const int fd = accept4(listener, (struct sockaddr *)&peer, &length, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return -errno;
+    if (address_size > 0) address[0] = 0;
+    *port_out = 0;
+    if (peer.ss_family == AF_INET) {
+        const struct sockaddr_in *v4 = (const struct sockaddr_in *)&peer;
+        inet_ntop(AF_INET, &v4->sin_addr, address, (socklen_t)address_size);
+        *port_out = ntohs(v4->sin_port);
+    } else if (peer.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *v6 = (const struct sockaddr_in6 *)&peer;
+        if (IN6_IS_ADDR_V4MAPPED(&v6->sin6_addr)) {
+            inet_ntop(AF_INET, &v6->sin6_addr.s6_addr[12], address, (socklen_t)address_size);
+        } else {
+            inet_ntop(AF_INET6, &v6->sin6_addr, address, (socklen_t)address_size);
+        }
+        *port_out = ntohs(v6->sin6_port);
+    }
+    if (peer.ss_family == AF_INET || peer.ss_family == AF_INET6) {
+        const int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    }
+    return fd;
+}
+
+int ms_connect_numeric(const char *host, int port) {
+    struct sockaddr_storage address;
+    memset(&address, 0, sizeof address);
+    socklen_t length;
+    struct sockaddr_in *v4 = (struct sockaddr_in *)&address;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *)&address;
+    if (inet_pton(AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons((uint16_t)port);
+        length = sizeof *v4;
+    } else if (inet_pton(AF_INET6, host, &v6->sin6_addr) == 1) {
+        v6->sin6_family = AF_INET6;
+        v6->sin6_port = htons((uint16_t)port);
+        length = sizeof *v6;
+    } else {
+        return -EINVAL;
+    }
+    const int fd = socket(address.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) return -errno;
+    const int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&address, length) != 0 && errno != EINPROGRESS) {
+        const int error = errno;
+        close(fd);
+        return -error;
+    }
+    return fd;
 }

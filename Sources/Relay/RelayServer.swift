@@ -1,3 +1,4 @@
+import CMothershipSystem
 import Logging
 import NIOCore
 import NIOPosix
@@ -20,12 +21,14 @@ public actor RelayServer {
     private let logger: Logger
     private let manifestDirectory: String
     private let hooks: (any RelayHooks)?
+    /// SwiftNIO's connections (TLS binds, bays' WebSockets), for draining.
     private let connections = ConnectionRegistry()
-    /// Upgraded connections' thread, started with the first tunnel (nil: `MOTHERSHIP_TUNNEL_THREAD=0`).
-    nonisolated let tunnels = TunnelPump.enabled ? TunnelPump() : nil
-    /// Kept-alive plain connections' thread (nil: `MOTHERSHIP_LANE=0`, or before `start`).
-    private var lane: ProxyLane?
+    /// The threads that serve plain binds (nil before `start`, or without plain binds).
+    private var workers: RelayWorkers?
+    /// Listening sockets several workers share (Unix sockets), closed by the relay.
+    private var sharedSockets: [CInt] = []
     private var listeners: [(name: String, channel: any Channel)] = []
+    private var addresses: [(name: String, address: SocketAddress?)] = []
     private var contexts: LoopContexts?
     /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.
     public nonisolated let requestDurations = RequestDurations()
@@ -61,14 +64,9 @@ public actor RelayServer {
             SharedRateLimiter($0, now: EdgeFeatures.now())
         }
         let corsCache = manifest.settings.corsCache.map(CorsPreflightCache.init)
-        let group = self.group
-        let connections = self.connections
-        let lane =
-            ProxyLane.enabled
-            ? ProxyLane { arrival, bytes in
-                Self.resume(arrival, bytes: bytes, group: group, connections: connections, contexts: contexts)
-            } : nil
-        self.lane = lane
+        let metrics = RelayMetrics(binds: manifest.settings.listeners.map(\.name))
+        let workerCount = manifest.settings.relayWorkers ?? RelayWorkers.defaultCount
+        var plain: [RelayWorkers.Listener] = []
         do {
             for listener in manifest.settings.listeners {
                 let settings = ListenerSettings(
@@ -81,63 +79,105 @@ public actor RelayServer {
                     edge: EdgeFeatures.build(
                         bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
                         rateLimiter: rateLimiter,
-                        corsCache: corsCache),
-                    tunnels: tunnels, lane: lane)
-                let tls = try listener.tls.map { try makeTLSContext($0, listener: listener.name) }
-                let channel = try await bind(listener, settings: settings, tls: tls, contexts: contexts)
-                listeners.append((listener.name, channel))
+                        corsCache: corsCache))
+                if let files = listener.tls {
+                    // TLS stays on SwiftNIO (NIOSSL), driving the same model of a connection.
+                    let tls = try makeTLSContext(files, listener: listener.name)
+                    let channel = try await bind(
+                        listener, settings: settings, tls: tls, contexts: contexts,
+                        connections: metrics.connections(listener.name))
+                    listeners.append((listener.name, channel))
+                    addresses.append((listener.name, channel.localAddress))
+                    logger.info("relay bind '\(listener.name)' (TLS) on SwiftNIO's event loops")
+                } else {
+                    let bound = try listen(listener, workers: workerCount)
+                    plain.append(
+                        RelayWorkers.Listener(
+                            settings: settings, sockets: bound.sockets, shared: bound.shared,
+                            proxyProtocol: listener.proxyProtocol,
+                            trustedProxies: listener.trustedProxies.isEmpty ? nil : listener.trustedProxies))
+                    addresses.append((listener.name, bound.address))
+                    logger.info(
+                        "relay bind '\(listener.name)' on \(workerCount) worker thread\(workerCount == 1 ? "" : "s")"
+                    )
+                }
+            }
+            if !plain.isEmpty {
+                let book = ShipAddressBook(
+                    hosts: manifest.ships.compactMap { ship -> String? in
+                        if case .tcp(let host, _)? = ship.bind { return host }
+                        return nil
+                    })
+                await book.resolveAll()
+                let workers = RelayWorkers(count: workerCount)
+                self.workers = workers
+                try await workers.start(
+                    RelayWorkers.Shared(
+                        listeners: plain, hooks: hooks, addresses: book, group: group,
+                        connections: connections,
+                        metrics: metrics, logger: logger))
             }
         } catch {
+            for listener in plain where !listener.shared {
+                for socket in listener.sockets { Glibc.close(socket) }
+            }
+            self.workers = nil
             await closeListeners()
             throw error
         }
-        return listeners.map { ($0.name, $0.channel.localAddress) }
+        return addresses
     }
 
     /// Stops accepting, asks open connections to close after their current response, waits up to
     /// `limits.drainTimeout`, then closes whatever is left.
     public func drain() async {
         let deadline = NIODeadline.now() + limits.drainTimeout
+        await workers?.drain(until: deadline)
+        workers = nil
         await closeListeners()
-        lane?.startDraining(until: deadline)
-        await connections.drain(timeout: limits.drainTimeout)
-        await lane?.drained()
-        // Tunnels (WebSockets) on the pump's thread get the same time, then close.
-        await tunnels?.drain(until: deadline)
+        await connections.drain(timeout: max(.zero, deadline - .now()))
         await contexts?.closeIdleConnections()
     }
 
     private func closeListeners() async {
         for (_, channel) in listeners { try? await channel.close() }
+        for socket in sharedSockets { Glibc.close(socket) }
+        sharedSockets.removeAll()
         for listener in manifest.settings.listeners {
             if case .unix(let path) = listener.address { unlink(path) }
         }
         listeners.removeAll()
     }
 
-    /// A connection the lane gives back goes on on an event loop, as an accepted one would.
-    private nonisolated static func resume(
-        _ arrival: ProxyLane.Arrival, bytes: ByteBuffer, group: any EventLoopGroup,
-        connections: ConnectionRegistry, contexts: LoopContexts
+    /// The listening sockets of a plain bind: one per worker on TCP (`SO_REUSEPORT`; a port of 0
+    /// is chosen by the first and shared by the rest), one for all on a Unix socket.
+    private func listen(_ listener: Listener, workers: Int) throws -> (
+        sockets: [CInt], shared: Bool, address: SocketAddress?
     ) {
-        ClientBootstrap(group: group)
-            .channelOption(.maxMessagesPerRead, value: 16)
-            .channelOption(.recvAllocator, value: RelayLimits.receiveBuffers)
-            .channelOption(.writeBufferWaterMark, value: RelayLimits.writeWaterMarks)
-            .channelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    connections.add(channel)
-                    let handler = RelayServerHandler(
-                        settings: arrival.settings, loop: contexts.context(for: channel.eventLoop))
-                    handler.resume(from: arrival, bytes: bytes)
-                    try channel.pipeline.syncOperations.addHandler(handler)
+        func failure(_ code: CInt) -> RelayError {
+            RelayError.bind(
+                listener: listener.name, address: listener.address, reason: RelayResources.describe(code))
+        }
+        switch listener.address {
+        case .unix(let path):
+            let socket = ms_listen_stream(nil, 0, path, 0, 1024)
+            guard socket >= 0 else { throw failure(-socket) }
+            sharedSockets.append(socket)
+            return ([socket], true, try? SocketAddress(unixDomainSocketPath: path))
+        case .tcp(let host, let port):
+            var sockets: [CInt] = []
+            var chosenPort = port
+            for _ in 0..<workers {
+                let socket = ms_listen_stream(host, CInt(chosenPort), nil, 1, 1024)
+                guard socket >= 0 else {
+                    for open in sockets { Glibc.close(open) }
+                    throw failure(-socket)
                 }
+                if chosenPort == 0 { chosenPort = Int(ms_local_port(socket)) }
+                sockets.append(socket)
             }
-            .withConnectedSocket(arrival.fd)
-            .whenFailure { error in
-                arrival.settings.logger.warning(
-                    "a connection the lane gave back could not join an event loop: \(error)")
-            }
+            return (sockets, false, try? SocketAddress.makeAddressResolvingHost(host, port: chosenPort))
+        }
     }
 
     private func makeTLSContext(_ files: TLSFiles, listener: String) throws -> NIOSSLContext {
@@ -162,7 +202,8 @@ public actor RelayServer {
     }
 
     private func bind(
-        _ listener: Listener, settings: ListenerSettings, tls: NIOSSLContext?, contexts: LoopContexts
+        _ listener: Listener, settings: ListenerSettings, tls: NIOSSLContext, contexts: LoopContexts,
+        connections gauge: RelayMetrics.Connections
     ) async throws -> any Channel {
         let connections = self.connections
         let proxyProtocol = listener.proxyProtocol
@@ -184,13 +225,15 @@ public actor RelayServer {
             .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     connections.add(channel)
+                    gauge.opened()
+                    channel.closeFuture.whenComplete { _ in gauge.closed() }
                     let pipeline = channel.pipeline.syncOperations
                     if proxyProtocol {
-                        try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted))
+                        try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted, logger: logger))
                     }
-                    if let tls { try pipeline.addHandler(NIOSSLServerHandler(context: tls)) }
-                    // HTTP/1 is parsed and written by the relay's own handler: heads are rewritten
-                    // from the bytes they came in, bodies pass through unchanged.
+                    try pipeline.addHandler(NIOSSLServerHandler(context: tls))
+                    // HTTP/1 is parsed and written by the relay's own model of a connection:
+                    // heads are rewritten from the bytes they came in, bodies pass through unchanged.
                     try pipeline.addHandler(
                         RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop))
                     )
@@ -209,6 +252,7 @@ public actor RelayServer {
 public enum RelayError: Error, Sendable, CustomStringConvertible {
     case bind(listener: String, address: BindAddress, reason: String)
     case tls(listener: String, certificate: String, key: String, reason: String)
+    case workers(reason: String)
 
     public var description: String {
         switch self {
@@ -216,6 +260,8 @@ public enum RelayError: Error, Sendable, CustomStringConvertible {
             "cannot listen on bind '\(listener)' (\(address)): \(reason) (mothership.bind.\(listener))"
         case .tls(let listener, let certificate, let key, let reason):
             "cannot load TLS certificate '\(certificate)' or key '\(key)' for bind '\(listener)': \(reason) (mothership.bind.\(listener).tls)"
+        case .workers(let reason):
+            "cannot start the relay's worker threads: \(reason) (mothership.relay_workers)"
         }
     }
 }

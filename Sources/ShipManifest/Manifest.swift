@@ -49,6 +49,9 @@ public struct MothershipSettings: Sendable {
     public var rateLimiting: RateLimiting?
     public var flagship: FlagshipSettings?
     public var uplinks: [Uplink]
+    /// `relay_workers` (ours): the threads that serve plain HTTP/1 connections; nil: one per core.
+    /// Not a ship's `workers` (its instances).
+    public var relayWorkers: Int?
 
     public init(
         name: String, metricsPort: Int? = nil, compression: Bool = false, corsCache: CorsCacheSettings? = nil,

@@ -7,8 +7,10 @@ struct SettingsDecoder {
 
     static let keys = [
         "name", "metrics_port", "compression", "cors_cache", "env", "bind", "static_dirs", "rate_limiting",
-        "flagship", "uplinks", "prelaunch",
+        "flagship", "uplinks", "prelaunch", "relay_workers",
     ]
+
+    static let maximumRelayWorkers = 256
 
     func decode(_ table: TableReader?, defaultName: String) -> MothershipSettings {
         var settings = MothershipSettings(name: defaultName)
@@ -30,6 +32,15 @@ struct SettingsDecoder {
             }
         }
         settings.compression = table.bool("compression") ?? false
+        if let workers = table.integer("relay_workers") {
+            if (1...Self.maximumRelayWorkers).contains(workers) {
+                settings.relayWorkers = workers
+            } else {
+                context.error(
+                    table.path.appending("relay_workers"),
+                    "\(workers) is not a number of relay threads from 1 to \(Self.maximumRelayWorkers)")
+            }
+        }
         settings.corsCache = corsCache(table)
         settings.environment = table.stringMap("env") ?? [:]
         if let binds = table.table("bind") { settings.listeners = listeners(binds) }

@@ -333,10 +333,8 @@ struct RelayEndToEndTests {
 
     // MARK: 4. Upgrade tunnel
 
-    /// With the tunnel thread (the default) and with tunnels left on their event loops (as on TLS
-    /// binds, and with `MOTHERSHIP_TUNNEL_THREAD=0`).
-    @Test(.timeLimit(.minutes(1)), arguments: ["1", "0"])
-    func tunnelsUpgradesBothWaysAndClosesAfterADeclinedOne(tunnelThread: String) async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func tunnelsUpgradesBothWaysAndClosesAfterADeclinedOne() async throws {
         let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
@@ -346,7 +344,7 @@ struct RelayEndToEndTests {
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
             \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["http:/(ws|first|no-upgrade).*"]"#))
-            """, environment: ["MOTHERSHIP_TUNNEL_THREAD": tunnelThread])
+            """)
         defer { mothership.stop() }
         let upgrade = [
             "Connection: Upgrade", "Upgrade: websocket", "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==",
@@ -556,7 +554,7 @@ struct RelayEndToEndTests {
             let response = try await other.exchange(RawConnection.request("GET", "/meanwhile-\(index)"))
             #expect(try ShipEcho(response).ship == "web")
         }
-        // `other` is on the lane now (kept alive after a proxied answer): its connect times out too.
+        // `other` is kept alive after a proxied answer: its connect times out too.
         let laneSent = try await other.sendTimed(RawConnection.request("GET", "/backlog"))
         #expect(await silent.isSilent(for: 1.0), "the relay answered a request the ship never answered")
 

@@ -13,8 +13,8 @@ import Testing
 /// open files) counted against a ship, the send timeout, and the idle pool's size per ship.
 ///
 /// Where it makes sense each fault is checked on the first request of a connection and on a later
-/// request of a kept-alive connection (after a successful warm-up GET, which moves the connection to
-/// the lane): the two are served by different code.
+/// request of a kept-alive connection (after a successful warm-up GET, with its ship connection
+/// pooled): the two are different states of a connection.
 ///
 /// Serialized: several tests load the machine (600 connections, ten 100 MB answers, 200 requests
 /// held at once) and one measures the relay's CPU time, which they must not do to each other.
@@ -77,7 +77,7 @@ struct SecurityEndToEndTests {
 
     /// Fault 2: a chunked POST sent (head and whole body in one write) on a connection that had a
     /// first request hung for a minute, intermittently: the body's bytes were lost when the
-    /// connection went back from the lane to an event loop. Ten fresh connections, each warmed up,
+    /// connection changed thread (the lane, since removed). Ten fresh connections, each warmed up,
     /// each must be answered within 15 s.
     @Test(.timeLimit(.minutes(3)))
     func aChunkedUploadInOneWriteOnAKeptAliveConnectionIsAnsweredEveryTime() async throws {
@@ -209,7 +209,7 @@ struct SecurityEndToEndTests {
     /// Fault 4, out of file descriptors: the relay failing to open a socket to a ship for want of
     /// descriptors was counted as the ship failing (502s, then the ship's breaker open for 30 s).
     /// With the relay's open-files limit lowered to 256 and 600 connections held open, requests on
-    /// accepted connections (a fresh one and one already on the lane) are answered 200 or 503 "too
+    /// accepted connections (a fresh one and a kept-alive one) are answered 200 or 503 "too
     /// many open files", never 502 (unfixed: 502s, then the breaker's 503 "circuit open"); the failed
     /// accepts are logged; once the connections close, the ship is served again at once (no open
     /// breaker).

@@ -23,7 +23,6 @@ struct ConnectionCoreTests {
         #expect(ship.written.contains("X-Forwarded-Proto: http\r\n"))
         core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
         #expect(core.client.written == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
-        #expect(core.client.idleWith === ship.link)
         #expect(!core.client.closed)
 
         // The next request on the connection meets the same ship connection, from the pool.
@@ -273,7 +272,6 @@ struct ConnectionCoreTests {
         busy.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
         #expect(busy.client.written.contains("Connection: close\r\n"))
         #expect(busy.client.closedAfterWrites)
-        #expect(busy.client.idleWith == nil)
     }
 
     // MARK: Backpressure
@@ -323,7 +321,6 @@ struct ConnectionCoreTests {
             "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfrom-ship")
         #expect(core.client.written.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
         #expect(core.client.written.hasSuffix("\r\n\r\nfrom-ship"))
-        #expect(core.client.tunnelWith === ship.link)
         ship.written = ""
         core.send("from-client")
         #expect(ship.written == "from-client")
@@ -340,7 +337,6 @@ struct ConnectionCoreTests {
         core.shipSends(ship, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         #expect(core.client.written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
         #expect(core.client.closedAfterWrites)
-        #expect(core.client.tunnelWith == nil)
     }
 }
 
@@ -423,8 +419,6 @@ private final class RecordingClient: ClientTransport {
     var closedAfterWrites = false
     var wasReset = false
     var processLaterCalls = 0
-    var idleWith: ShipLink?
-    var tunnelWith: ShipLink?
     /// The socket takes nothing more (flush leaves bytes held).
     var full = false
     var held = 0
@@ -467,8 +461,6 @@ private final class RecordingClient: ClientTransport {
         descriptor: CInt, range: ClosedRange<Int>, path: String, coding: ContentCoding?, chunked: Bool
     ) {}
     func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {}
-    func becameIdle(lastShip: ShipLink?, shipIndex: Int) { idleWith = lastShip }
-    func tunnelOpened(ship: ShipLink) { tunnelWith = ship }
 }
 
 private final class RecordingShip: ShipTransport {

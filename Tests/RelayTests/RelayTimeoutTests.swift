@@ -210,9 +210,9 @@ struct RelayTimeoutTests {
         #expect(seconds >= 0.25 && seconds < 10, "closed after \(seconds) s")
     }
 
-    /// After a proxied answer the connection is on the lane's thread (`ProxyLane`), which keeps the
-    /// same idle timeout.
-    @Test func anIdleConnectionOnTheLaneIsClosedAfterTheIdleTimeout() async throws {
+    /// After a proxied answer (the connection kept alive with its ship connection pooled) the same
+    /// idle timeout holds.
+    @Test func anIdleConnectionAfterAProxiedAnswerIsClosedAfterTheIdleTimeout() async throws {
         let harness = try await Harness.start(idle: Self.limit)
         let (received, seconds) = try await harness.untilClosed(
             after: "GET /once HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -246,9 +246,10 @@ struct RelayTimeoutTests {
         #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
     }
 
-    /// The same on the lane: the second request, sent once the first is answered, is the lane's
-    /// (the connection moved there with the pooled ship connection, which goes silent).
-    @Test func aPooledShipConnectionOnTheLaneThatGoesSilentGets504AfterTheFirstByteTimeout() async throws {
+    /// The same with the second request sent once the first is answered (over the pooled ship
+    /// connection, which goes silent).
+    @Test func aPooledShipConnectionThatGoesSilentAfterAnAnswerGets504AfterTheFirstByteTimeout() async throws
+    {
         let harness = try await Harness.start(firstByte: Self.limit)
         let (received, seconds) = try await harness.untilClosed(
             after: "GET /once HTTP/1.1\r\nHost: a\r\n\r\n",
@@ -263,8 +264,7 @@ struct RelayTimeoutTests {
     }
 
     /// Draining on shutdown (SPEC §4) is bounded for tunnels too: an open WebSocket keeps the relay
-    /// for the drain timeout, then closes. The tunnel is on the tunnel thread by then (a plain
-    /// connection), so this also shows the handover and the thread's part in the drain.
+    /// for the drain timeout, then closes.
     @Test func anOpenTunnelIsClosedWhenTheDrainTimeoutEnds() async throws {
         let harness = try await Harness.start(drain: Self.limit)
         let collector = Collector(
@@ -280,7 +280,6 @@ struct RelayTimeoutTests {
         #expect(try await Self.eventually { try await received().hasPrefix("HTTP/1.1 101 ") })
         try await channel.writeAndFlush(ByteBuffer(string: "ping\n"))
         #expect(try await Self.eventually { try await received().hasSuffix("\r\n\r\nping\n") })
-        #expect(harness.relay.tunnels?.openTunnels == 1)
 
         let clock = ContinuousClock()
         let started = clock.now
@@ -288,7 +287,6 @@ struct RelayTimeoutTests {
         let elapsed = started.duration(to: clock.now)
         #expect(elapsed >= .milliseconds(250) && elapsed < .seconds(10), "drained in \(elapsed)")
         #expect(try await Self.eventually { !channel.isActive }, "the tunnel's client is closed")
-        #expect(harness.relay.tunnels?.openTunnels == 0)
     }
 
     static func eventually(_ condition: () async throws -> Bool) async throws -> Bool {

@@ -286,6 +286,10 @@ let ruleCases: [RuleCase] = [
     RuleCase(
         rule: "metrics port out of range", toml: "[mothership]\nmetrics_port = 0\n",
         path: "mothership.metrics_port", message: "0 is not a port number from 1 to 65535", line: 2),
+    RuleCase(
+        rule: "no relay workers", toml: "[mothership]\nrelay_workers = 0\n",
+        path: "mothership.relay_workers", message: "0 is not a number of relay threads from 1 to 256", line: 2
+    ),
 
     // Durations and other typed values.
     RuleCase(

@@ -62,6 +62,9 @@ enum {
     MS_EPOLL_OUT = 0x004,
     MS_EPOLL_ERR = 0x008,
     MS_EPOLL_HUP = 0x010,
+    /// EPOLLEXCLUSIVE (on adding only): of the epoll instances waiting on one listening socket, one
+    /// is woken per connection instead of all.
+    MS_EPOLL_EXCLUSIVE = 0x10000000,
 };
 /// Adds `fd` (`add` non-zero) or changes its interest to `events` (MS_EPOLL_* bits, level-triggered;
 /// errors and hang-ups are always reported). Returns 0 or the errno.
@@ -86,6 +89,21 @@ ssize_t ms_recv(int fd, void *buffer, size_t length);
 int ms_connect_stream(const char *host, int port, const char *path, int attempt);
 /// The pending error of a socket (SO_ERROR): 0 when its connection was made.
 int ms_socket_error(int fd);
+
+/// A listening, non-blocking, close-on-exec stream socket on `host`:`port` (a name is resolved:
+/// call at start-up only) or on the Unix socket `path` (an existing socket file there is replaced).
+/// `reuse_port`: SO_REUSEPORT, so that several sockets share the address and the kernel spreads
+/// connections over them. Returns the socket or -errno.
+int ms_listen_stream(const char *host, int port, const char *path, int reuse_port, int backlog);
+/// The port a socket is bound to (0 for a Unix socket), or -errno.
+int ms_local_port(int fd);
+/// Accepts a connection as a non-blocking, close-on-exec socket with TCP_NODELAY (on TCP); its
+/// peer's numeric address is written to `address` (empty for a Unix peer) and port to `port_out`.
+/// Returns the socket or -errno (-EAGAIN: none waiting).
+int ms_accept_stream(int listener, char *address, size_t address_size, int *port_out);
+/// Starts a non-blocking connection to the numeric IPv4 or IPv6 address `host`:`port` (no resolver).
+/// Returns the socket (possibly still connecting, as `ms_connect_stream`) or -errno.
+int ms_connect_numeric(const char *host, int port);
 
 /// A non-blocking, close-on-exec eventfd.
 int ms_eventfd(void);

@@ -63,9 +63,6 @@ final class ClientConnection {
     /// its turn.
     private(set) var readsPaused = false
     private(set) var draining = false
-    /// The ship connection the last exchange returned to its pool (and its ship's index): drivers
-    /// that move kept-alive connections take it along, so that the client keeps meeting the same one.
-    var releasedUpstream: (link: ShipLink, shipIndex: Int)?
     private let parserLimits: HeadParser.Limits
     /// While the client's socket holds back a response: the bytes the driver held for it when the
     /// send timeout was last armed (any fewer since means the client took some).
@@ -97,14 +94,6 @@ final class ClientConnection {
         clientWritable = transport.isWritable
         if self.clientAddress == nil { self.clientAddress = clientAddress }
         watch(for: settings.limits.headerReadTimeout)
-    }
-
-    /// A connection that arrives with bytes already read (a hand-back from another driver): its
-    /// client's address and those bytes; call before `start`, then `processInbound`.
-    func resume(address: String?, port: Int?, bytes: ByteBuffer) {
-        clientAddress = address
-        clientPort = port
-        if bytes.readableBytes > 0 { inbound = bytes }
     }
 
     /// The driver lets go (its connection is gone or no longer the relay's): nothing is done
@@ -289,9 +278,9 @@ final class ClientConnection {
     }
 
     private func received(head: MessageHead) {
+        loop.requests?.increment()
         unwatch()
         stalledBytes = nil
-        releasedUpstream = nil
         requestBody = BodyFraming.request(head)
         // Past an Upgrade (or CONNECT) request, unless the ship switches protocols, the bytes that
         // follow are not HTTP: the connection closes after the answer.
@@ -460,11 +449,6 @@ final class ClientConnection {
         // busy with the finished exchange.
         settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
         transport.flush()
-        if case .idle = state, inbound == nil, !draining {
-            let released = releasedUpstream
-            releasedUpstream = nil
-            transport.becameIdle(lastShip: released?.link, shipIndex: released?.shipIndex ?? -1)
-        }
     }
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.
@@ -638,15 +622,6 @@ final class ClientConnection {
     /// A bay takes the connection: the bytes that follow the upgrade in this read go with it.
     func handOverToBay(_ berth: BayBerth, _ boarding: BayBoarding) {
         state = .handedOver(berth, boarding)
-    }
-
-    /// The tunnel left this model (its driver moved both sockets elsewhere): nothing more happens
-    /// here, and closing the connection is not the tunnel's end.
-    func tunnelMoved() {
-        guard case .tunnelled(let upstream) = state else { return }
-        state = .closed
-        upstream.leaveTunnel()
-        upstream.close()
     }
 }
 

@@ -348,8 +348,6 @@ final class Exchange {
         upstream = nil
         if upstreamKeepAlive && requestEnded && reusable {
             pool.release(handler)
-            // Goes along with the client's connection, if its driver moves it.
-            owner.releasedUpstream = (handler, entry.shipIndex)
         } else {
             handler.owner = nil
             handler.close()

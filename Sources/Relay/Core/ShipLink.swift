@@ -155,15 +155,11 @@ final class ShipLink {
                 break loop
             }
         }
-        if case .tunnel = phase, let peer = tunnelPeer {
-            if buffer.readableBytes > 0 {
-                // What the ship sent right after its 101 belongs to the new protocol.
-                peer.writeToClient(buffer)
-                peer.flushClient()
-                buffer.moveReaderIndex(to: buffer.writerIndex)
-            }
-            // Only now: a driver that moves tunnels must find both ends with nothing left to write.
-            peer.transport?.tunnelOpened(ship: self)
+        if case .tunnel = phase, let peer = tunnelPeer, buffer.readableBytes > 0 {
+            // What the ship sent right after its 101 belongs to the new protocol.
+            peer.writeToClient(buffer)
+            peer.flushClient()
+            buffer.moveReaderIndex(to: buffer.writerIndex)
         }
         if buffer.readableBytes > 0, owner != nil {
             inbound = buffer
@@ -240,12 +236,6 @@ final class ShipLink {
     func enterTunnel(peer: ClientConnection) {
         tunnelPeer = peer
         phase = .tunnel
-    }
-
-    /// The tunnel went elsewhere: this connection's closing is not the tunnel's end.
-    func leaveTunnel() {
-        tunnelPeer = nil
-        phase = .idle
     }
 
     func pauseReads() {

@@ -58,11 +58,6 @@ protocol ClientTransport: AnyObject {
     /// Gives the connection to a bay's WebSocket handling, with the bytes read after the upgrade.
     func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer)
 
-    /// The connection is between requests with nothing held (a hand-off point for drivers that
-    /// move kept-alive connections elsewhere); `ship` served its last request and idles in its pool.
-    func becameIdle(lastShip: ShipLink?, shipIndex: Int)
-    /// A tunnel to `ship` is open and what came with the upgrade was written (a hand-off point).
-    func tunnelOpened(ship: ShipLink)
 }
 
 /// What a ship connection's core (`ShipLink`) asks of its driver.

@@ -18,12 +18,12 @@ extension RelayServerHandler {
             return
         }
         let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: descriptor)
+        flush()
         let bound = NIOLoopBound(self, eventLoop: context.eventLoop)
         if coding == nil && !connection.secure {
             let region = FileRegion(
                 fileHandle: handle, readerIndex: body.lowerBound, endIndex: body.upperBound + 1)
             watchFileSend(descriptor: descriptor, path: path, end: body.upperBound + 1, context: context)
-            prepareNIOWrite()
             context.writeAndFlush(NIOAny(IOData.fileRegion(region))).whenComplete { result in
                 let handler = bound.value
                 handler.fileWatch?.cancel()  // before the descriptor it checks is closed
@@ -33,7 +33,6 @@ extension RelayServerHandler {
             }
             return
         }
-        prepareNIOWrite()
         let eventLoop = context.eventLoop
         let compressor = coding.map { NIOLoopBound(ResponseCompressor(coding: $0), eventLoop: eventLoop) }
         // A file that shrank while being read ends early: the connection must close then.

@@ -7,9 +7,9 @@ import NIOWebSocket
     import Glibc
 #endif
 
-/// SwiftNIO's driver of a client connection: the last handler of a listener's pipeline. It reads
-/// and writes the channel, keeps its timer, opens ship connections and sends files for its
-/// `ClientConnection`, which decides everything else.
+/// SwiftNIO's driver of a client connection on a TLS bind: the last handler of the listener's
+/// pipeline. It reads and writes the channel, keeps its timer, opens ship connections and sends
+/// files for its `ClientConnection`, which decides everything else (plain binds are the workers').
 final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, ClientTransport {
     typealias InboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
@@ -18,10 +18,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
     private var settings: ListenerSettings { connection.settings }
     private(set) var context: ChannelHandlerContext?
     private var watchdog = Watchdog()
-    /// Writes to the client's socket (straight to it on plain connections while it takes them).
-    private var writer = SocketWriter()
-    /// Came back from the lane (`ProxyLane`) with a request it does not take: stays here.
-    private var resumed = false
+    /// Written since the last flush.
+    private var unflushed = false
     /// While a file goes out by sendfile: the check that it was not truncated meanwhile and that
     /// the client takes it.
     var fileWatch: RepeatedTask?
@@ -35,13 +33,6 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         self.connection = ClientConnection(settings: settings, loop: loop)
     }
 
-    /// A connection the lane gives back: its client's address and the bytes it read and did not
-    /// take (from the head of a request it leaves to the event loop); call before adding the handler.
-    func resume(from arrival: ProxyLane.Arrival, bytes: ByteBuffer) {
-        resumed = true
-        connection.resume(address: arrival.address, port: arrival.port, bytes: bytes)
-    }
-
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -49,11 +40,6 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         allocator = context.channel.allocator
         isWritable = context.channel.isWritable
         connection.start(transport: self, clientAddress: context.channel.remoteAddress?.ipAddress)
-    }
-
-    func channelActive(context: ChannelHandlerContext) {
-        if resumed { connection.processInbound() }
-        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
@@ -66,7 +52,6 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         watchdog.cancel()
         fileWatch?.cancel()
         fileWatch = nil
-        writer.stop()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -82,7 +67,6 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         isWritable = false
         connection.closed()
         watchdog.cancel()
-        writer.stop()
         context.fireChannelInactive()
     }
 
@@ -112,13 +96,16 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
 
     func write(_ bytes: ByteBuffer) {
         guard let context else { return }
-        writer.write(bytes, context: context)
+        context.write(wrapOutboundOut(bytes), promise: nil)
+        unflushed = true
     }
 
     @discardableResult
     func flush() -> Bool {
-        guard let context else { return false }
-        return writer.flush(context: context)
+        guard let context, unflushed else { return false }
+        unflushed = false
+        context.flush()
+        return true
     }
 
     var heldBytes: Int { context?.channel.heldBytes ?? 0 }
@@ -127,16 +114,10 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
 
     func close() { context?.close(promise: nil) }
 
-    /// Before a write through the pipeline: what the writer queued goes first.
-    func prepareNIOWrite() {
-        guard let context else { return }
-        writer.beforeNIOWrite(context: context)
-    }
-
     func closeAfterWrites() {
         guard let context else { return }
         let channel = context.channel
-        writer.beforeNIOWrite(context: context)
+        unflushed = false
         context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
             channel.close(promise: nil)
         }
@@ -224,8 +205,7 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
 
     func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {
         guard let context else { return }
-        // The WebSocket handlers write through the pipeline from here.
-        writer.beforeNIOWrite(context: context)
+        flush()
         stopIO()
         let limits = berth.limits
         do {
@@ -250,84 +230,6 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
         // Reading goes on through the new handlers (they hold it back themselves).
         channel.setAutoRead(true)
-    }
-
-    // MARK: Hand-off points
-
-    func becameIdle(lastShip: ShipLink?, shipIndex: Int) {
-        guard let context, !connection.secure else { return }
-        // Finding the socket's descriptor costs about as much as ten direct writes save: it is
-        // done once a connection shows it is kept alive, never for a one-request connection.
-        if !writer.isOn { writer.attach(to: context.channel) }
-        if let lane = settings.lane, !resumed {
-            passToLane(lane, lastShip: lastShip, shipIndex: shipIndex, context: context)
-        }
-    }
-
-    /// A kept-alive plain connection between requests goes to the lane (`ProxyLane`), once
-    /// everything written to it is out: the lane owns its socket (a duplicate) from here.
-    private func passToLane(
-        _ lane: ProxyLane, lastShip: ShipLink?, shipIndex: Int, context: ChannelHandlerContext
-    ) {
-        guard writer.isIdle, context.channel.holdsNoWrites,
-            let descriptor = writer.isOn ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
-        else { return }
-        let duplicate = fcntl(descriptor, F_DUPFD_CLOEXEC, 0)
-        guard duplicate >= 0 else { return }
-        // The ship connection that served the last request, if it is idle in its pool and holds
-        // nothing unwritten, goes along.
-        var ship: (fd: CInt, link: ShipLink)?
-        if let link = lastShip, link.owner == nil, link.isActive,
-            let handler = link.transport as? UpstreamHandler, let channel = handler.context?.channel,
-            channel.holdsNoWrites,
-            let shipDescriptor = handler.descriptor >= 0
-                ? handler.descriptor : SocketWriter.descriptor(of: channel)
-        {
-            let shipDuplicate = fcntl(shipDescriptor, F_DUPFD_CLOEXEC, 0)
-            if shipDuplicate >= 0 { ship = (shipDuplicate, link) }
-        }
-        guard
-            lane.adopt(
-                ProxyLane.Arrival(
-                    fd: duplicate, settings: settings, address: connection.clientAddress,
-                    port: connection.clientPort, ship: ship?.fd ?? -1, shipIndex: ship == nil ? -1 : shipIndex
-                ))
-        else {
-            Glibc.close(duplicate)
-            if let ship { Glibc.close(ship.fd) }
-            return
-        }
-        if let ship {
-            ship.link.pool?.remove(ship.link)
-            ship.link.pool = nil
-            ship.link.close()
-        }
-        connection.closeClient()
-        stopIO()
-    }
-
-    /// Hands an open tunnel's two sockets to the relay's tunnel thread (`TunnelPump`) and closes
-    /// their channels here. Only plain connections whose channels hold no unwritten bytes go (the
-    /// pump must be the only writer from the first byte on); any other tunnel stays on this loop.
-    func tunnelOpened(ship: ShipLink) {
-        guard let pump = settings.tunnels, !connection.secure, let context,
-            let upstream = ship.transport as? UpstreamHandler,
-            let shipChannel = upstream.context?.channel, upstream.descriptor >= 0,
-            context.channel.holdsNoWrites, shipChannel.holdsNoWrites,
-            let clientDescriptor = writer.isOn
-                ? writer.descriptor : SocketWriter.descriptor(of: context.channel)
-        else { return }
-        // Duplicates: closing the channels closes NIO's descriptors, not the sockets.
-        let client = fcntl(clientDescriptor, F_DUPFD_CLOEXEC, 0)
-        let shipFD = fcntl(upstream.descriptor, F_DUPFD_CLOEXEC, 0)
-        guard client >= 0, shipFD >= 0, pump.adopt(client: client, ship: shipFD) else {
-            if client >= 0 { Glibc.close(client) }
-            if shipFD >= 0 { Glibc.close(shipFD) }
-            return
-        }
-        connection.tunnelMoved()
-        writer.stop()
-        context.close(promise: nil)
     }
 }
 

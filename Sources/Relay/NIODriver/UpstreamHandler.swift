@@ -12,8 +12,8 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, Shi
     /// crosses the high water mark and as a flush drains below the low one): asking the channel
     /// costs reference counting on the hot path.
     private(set) var isWritable = false
-    /// Writes to the ship's socket (straight to it while it takes them).
-    private var writer = SocketWriter()
+    /// Written since the last flush.
+    private var unflushed = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -22,13 +22,11 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, Shi
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        writer.attach(to: context.channel)
         link.becameActive()
         context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        writer.stop()
         link.detach()
         self.context = nil
     }
@@ -43,7 +41,6 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, Shi
 
     func channelInactive(context: ChannelHandlerContext) {
         isWritable = false
-        writer.stop()
         link.closed()
         context.fireChannelInactive()
     }
@@ -63,19 +60,19 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, Shi
 
     func write(_ bytes: ByteBuffer) {
         guard let context else { return }
-        writer.write(bytes, context: context)
+        context.write(wrapOutboundOut(bytes), promise: nil)
+        unflushed = true
     }
 
     @discardableResult
     func flush() -> Bool {
-        guard let context else { return false }
-        return writer.flush(context: context)
+        guard let context, unflushed else { return false }
+        unflushed = false
+        context.flush()
+        return true
     }
 
     func setReading(_ on: Bool) { context?.channel.setAutoRead(on) }
 
     func close() { context?.close(promise: nil) }
-
-    /// The socket's descriptor while direct writes are on, else -1.
-    var descriptor: CInt { writer.descriptor }
 }

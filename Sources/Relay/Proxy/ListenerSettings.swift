@@ -14,17 +14,10 @@ final class ListenerSettings: Sendable {
     let hooks: (any RelayHooks)?
     /// Static files, compression, CORS cache, rate limits (SPEC §5).
     let edge: EdgeFeatures
-    /// The thread that carries accepted upgrades on plain connections; nil: they stay on their loops.
-    let tunnels: TunnelPump?
-    /// The thread that serves kept-alive connections after their first request; nil: they stay on
-    /// their loops (always on a listener with TLS, request modules or edge features).
-    let lane: ProxyLane?
 
     init(
         name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
-        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none,
-        tunnels: TunnelPump? = nil,
-        lane: ProxyLane? = nil
+        logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none
     ) {
         self.name = name
         self.routes = routes
@@ -34,13 +27,6 @@ final class ListenerSettings: Sendable {
         self.logger = logger
         self.hooks = hooks
         self.edge = edge
-        self.tunnels = tunnels
-        // The lane takes part only on plain listeners without request modules or edge features,
-        // and while requests are not logged one by one (it does not log them).
-        let plain =
-            scheme == "http" && hooks == nil && edge.rateLimiter == nil && edge.staticFiles == nil
-            && edge.corsCache == nil && !edge.compression && logger.logLevel > .debug
-        self.lane = plain ? lane : nil
     }
 }
 

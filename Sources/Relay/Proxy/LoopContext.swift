@@ -1,3 +1,4 @@
+import Metrics
 import NIOConcurrencyHelpers
 import NIOCore
 import ShipManifest
@@ -10,6 +11,8 @@ final class LoopContext {
     var requestIDs = RequestIDGenerator()
     /// This loop's request and response modules (their instances), when the manifest has any.
     var hooks: (any LoopHooks)?
+    /// `mothership_relay_worker_requests_total{worker}` of a worker's loop (nil on SwiftNIO's).
+    var requests: Counter?
 
     /// The pool of `entry`'s ship (a ship route's entry); `board` holds the ship's idle allowance.
     func pool(for entry: RouteEntry, board: BreakerBoard) -> UpstreamPool {

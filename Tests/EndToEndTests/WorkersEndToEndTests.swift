@@ -6,11 +6,11 @@ import Testing
     import Glibc
 #endif
 
-/// Kept-alive connections after their first request are served by the lane's thread
-/// (`ProxyLane`), not by the event loops: the same behaviour, checked through the binary on
-/// connections that have had a first request (the lane never sees a connection before).
-@Suite("Lane end to end")
-struct LaneEndToEndTests {
+/// Plain binds are served by the relay's worker threads (`relay_workers`, one per core by
+/// default), each connection on one worker from accept to close: kept-alive connections, bodies,
+/// framing and landing, checked through the binary.
+@Suite("Workers end to end")
+struct WorkersEndToEndTests {
     typealias Relay = RelayEndToEndTests
 
     /// The names of the process's threads.
@@ -23,25 +23,25 @@ struct LaneEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func keptAliveConnectionsMoveToTheLaneAndAreServedTheSame() async throws {
+    func keptAliveConnectionsAreServedOnTheWorkers() async throws {
         let directory = try Relay.directory()
         defer { directory.remove() }
         let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
         defer { mothership.stop() }
-        #expect(!Self.threadNames(of: mothership.pid).contains("mothership-lane"))
+        // One worker per core by default.
+        let cores = sysconf(Int32(_SC_NPROCESSORS_ONLN))
+        #expect(Self.threadNames(of: mothership.pid).filter { $0.hasPrefix("mothership-w") }.count == cores)
         let connection = try RawConnection(port: relay)
         let first = try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/first")))
-        // From the second request on, the lane's thread (started by the first connection it takes).
         let second = try ShipEcho(
             try await connection.exchange(
                 RawConnection.request("GET", "/second?x=1", ["X-Forwarded-For: 198.51.100.1", "Foo: bar"])))
-        #expect(Self.threadNames(of: mothership.pid).contains("mothership-lane"))
         #expect(second.path == "/second?x=1")
         #expect(second.all("x-forwarded-for") == ["198.51.100.1, 127.0.0.1"])
         #expect(second.header("x-forwarded-proto") == "http")
         let requestID = try #require(second.header("x-request-id"))
         #expect(requestID.count == 32 && requestID != first.header("x-request-id"))
-        // The ship connection went along with the client's: the ship sees one connection.
+        // The ship connection was pooled on the worker: the ship sees one connection.
         #expect(second.peer == first.peer)
 
         // Lengths, chunks, HEAD, bodiless statuses, a body that ends with the ship's connection.
@@ -66,7 +66,7 @@ struct LaneEndToEndTests {
         let pipelined = [try await connection.response(), try await connection.response()]
         #expect(try pipelined.map { try ShipEcho($0).path } == ["/pipelined-1", "/pipelined-2"])
 
-        // Bodies with a length stream through the lane; a ship that answers before the body has
+        // Bodies with a length stream through; a ship that answers before the body has
         // all arrived gets the rest dropped, and the connection goes on.
         let upload = RawConnection.pattern(1 << 20)
         let posted = try ShipEcho(
@@ -79,7 +79,7 @@ struct LaneEndToEndTests {
             try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after-early"))).path
                 == "/after-early")
 
-        // A chunked body goes back to an event loop with the connection, which goes on there.
+        // A chunked body, and the connection goes on.
         var chunkedUpload = RawConnection.request("POST", "/upload-chunked", ["Transfer-Encoding: chunked"])
         chunkedUpload += Array("5\r\nhello\r\n0\r\n\r\n".utf8)
         let postedChunked = try ShipEcho(try await connection.exchange(chunkedUpload))
@@ -88,7 +88,7 @@ struct LaneEndToEndTests {
             try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/after"))).path
                 == "/after")
 
-        // A malformed head on a lane connection is refused as the event loops refuse it.
+        // A malformed head on a kept-alive connection is refused as on a first request.
         let malformed = try RawConnection(port: relay)
         #expect(try await malformed.exchange(RawConnection.request("GET", "/warm")).status == 200)
         let refused = try await malformed.exchange(
@@ -108,7 +108,7 @@ struct LaneEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func theLaneAnswers404And503ItselfAnd502WhenAShipRefusesThenOpensTheBreaker() async throws {
+    func keptAliveConnectionsGet404And503And502WhenAShipRefusesThenTheBreakerOpens() async throws {
         let relay = LoopbackPorts.free()
         let directory = try Relay.directory()
         defer { directory.remove() }
@@ -130,8 +130,7 @@ struct LaneEndToEndTests {
             """, waitingFor: ["listening on", "listener-closed"])
         defer { mothership.stop() }
         let connection = try RawConnection(port: relay)
-        // The first proxied answer moves the connection to the lane (the web ship may still be
-        // starting: its 503s are answered on the event loop).
+        // The web ship may still be starting: 503s until it is ready.
         let deadline = ContinuousClock.now + .seconds(20)
         while try await connection.exchange(RawConnection.request("GET", "/api/warm")).status != 200 {
             #expect(ContinuousClock.now < deadline, "web never became ready")
@@ -155,11 +154,10 @@ struct LaneEndToEndTests {
         #expect(
             try ShipEcho(try await connection.exchange(RawConnection.request("GET", "/api/after"))).path
                 == "/api/after")
-        #expect(Self.threadNames(of: mothership.pid).contains("mothership-lane"))
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func aClientThatStopsReadingHoldsTheShipBackOnTheLane() async throws {
+    func aClientThatStopsReadingHoldsTheShipBack() async throws {
         let directory = try Relay.directory()
         defer { directory.remove() }
         let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
@@ -173,7 +171,7 @@ struct LaneEndToEndTests {
         // Without backpressure the relay would hold most of the 100 MB.
         #expect(residentStalled - residentBefore < 20_000, "\(residentBefore) kB → \(residentStalled) kB")
         // Reading again, nothing is lost; the connection serves the next request.
-        // (More than the sockets' buffers hold, so that the lane holds the ship back meanwhile.)
+        // (More than the sockets' buffers hold, so that the worker holds the ship back meanwhile.)
         let size = 8_000_000
         let slow = try RawConnection(port: relay)
         #expect(try await slow.exchange(RawConnection.request("GET", "/warm")).status == 200)
@@ -186,7 +184,7 @@ struct LaneEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func sigtermClosesIdleLaneConnectionsAndLetsABusyOneFinish() async throws {
+    func sigtermClosesIdleKeptAliveConnectionsAndLetsABusyOneFinish() async throws {
         let directory = try Relay.directory()
         defer { directory.remove() }
         let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
@@ -208,22 +206,28 @@ struct LaneEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(1)))
-    func withTheLaneOffEveryRequestStaysOnTheEventLoops() async throws {
+    func relayWorkersSetsTheNumberOfWorkerThreadsAndEachServes() async throws {
         let directory = try Relay.directory()
         defer { directory.remove() }
         let relay = LoopbackPorts.free()
         let mothership = try await Relay.launch(
             in: directory,
             """
+            [mothership]
+            relay_workers = 3
+
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
             \(Relay.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
-            """, environment: ["MOTHERSHIP_LANE": "0"])
+            """)
         defer { mothership.stop() }
-        let connection = try RawConnection(port: relay)
-        for index in 1...3 {
+        #expect(Self.threadNames(of: mothership.pid).filter { $0.hasPrefix("mothership-w") }.count == 3)
+        // Connections spread over the workers' sockets: each one answers.
+        for index in 1...12 {
+            let connection = try RawConnection(port: relay)
             #expect(try await connection.exchange(RawConnection.request("GET", "/\(index)")).status == 200)
+            #expect(
+                try await connection.exchange(RawConnection.request("GET", "/\(index)/again")).status == 200)
         }
-        #expect(!Self.threadNames(of: mothership.pid).contains("mothership-lane"))
     }
 }

@@ -1,0 +1,692 @@
+import CMothershipSystem
+import Logging
+import NIOCore
+import NIOPosix
+import NIOWebSocket
+import ShipManifest
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// What a worker keeps of each of its sockets (a client's or a ship's): the descriptor, its epoll
+/// interest and the bytes written and not yet taken.
+class WorkerSocket {
+    unowned(unsafe) let loop: WorkerLoop
+    let fd: CInt
+    /// Its index in the loop's table, and its epoll token.
+    var slot = -1
+    private(set) var isOpen = true
+    /// The epoll interest registered now.
+    private var interest: UInt32 = 0
+    /// Whether the connection wants to read (its driver's `setReading`).
+    var reading = true
+    /// Written and not yet tried.
+    private var queued: [ByteBuffer] = []
+    /// Tried and not taken (the socket was full).
+    private(set) var unsent: ByteBuffer?
+    /// Past the high water mark: not writable until below the low one.
+    private(set) var writable = true
+    /// A send failed: the socket closes (after the current call) and takes nothing more.
+    private var failed = false
+    /// Since when the socket has taken nothing of `unsent` (the send timeout of files).
+    var stalledSince: NIODeadline?
+
+    init(fd: CInt, loop: WorkerLoop) {
+        self.fd = fd
+        self.loop = loop
+    }
+
+    var heldBytes: Int { unsent?.readableBytes ?? 0 }
+    var holdsNothing: Bool { queued.isEmpty && unsent == nil }
+
+    /// Joins the loop's epoll instance (`connecting`: watched for writing first).
+    func register(connecting: Bool = false) -> Bool {
+        interest = connecting ? UInt32(MS_EPOLL_OUT) : UInt32(MS_EPOLL_IN)
+        return ms_epoll_set(loop.epoll, fd, UInt64(slot), interest, 1) == 0
+    }
+
+    func updateInterest() {
+        guard isOpen else { return }
+        var wanted: UInt32 = 0
+        if reading { wanted |= UInt32(MS_EPOLL_IN) }
+        if unsent != nil || needsWritable { wanted |= UInt32(MS_EPOLL_OUT) }
+        guard wanted != interest else { return }
+        interest = wanted
+        _ = ms_epoll_set(loop.epoll, fd, UInt64(slot), wanted, 0)
+    }
+
+    /// Subclasses that wait for writability of their own (a file to send) say so.
+    var needsWritable: Bool { false }
+
+    func setReading(_ on: Bool) {
+        guard reading != on else { return }
+        reading = on
+        updateInterest()
+    }
+
+    func write(_ bytes: ByteBuffer) {
+        guard !failed else { return }
+        queued.append(bytes)
+    }
+
+    /// Sends what was queued after what waits; true when bytes remain held.
+    @discardableResult
+    func flush() -> Bool {
+        guard !failed, !queued.isEmpty else { return unsent != nil }
+        if unsent != nil {
+            for var buffer in queued { unsent!.writeBuffer(&buffer) }
+            queued.removeAll(keepingCapacity: true)
+            checkHighWater()
+            return true
+        }
+        var total = 0
+        for buffer in queued { total += buffer.readableBytes }
+        let sent: Int
+        if queued.count == 1 {
+            sent = queued[0].withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
+        } else {
+            sent = sendVectors()
+        }
+        if sent == total {
+            queued.removeAll(keepingCapacity: true)
+            return false
+        }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+            queued.removeAll()
+            failSoon()
+            return false
+        }
+        var skip = max(sent, 0)
+        var rest = loop.allocator.buffer(capacity: total - skip)
+        for var buffer in queued {
+            if skip >= buffer.readableBytes {
+                skip -= buffer.readableBytes
+                continue
+            }
+            buffer.moveReaderIndex(forwardBy: skip)
+            skip = 0
+            rest.writeBuffer(&buffer)
+        }
+        queued.removeAll(keepingCapacity: true)
+        unsent = rest
+        stalledSince = .now()
+        checkHighWater()
+        updateInterest()
+        return true
+    }
+
+    private func sendVectors() -> Int {
+        var vectors = loop.vectors
+        vectors.removeAll(keepingCapacity: true)
+        let count = min(queued.count, 64)
+        for index in 0..<count {
+            queued[index].withUnsafeReadableBytes { bytes in
+                vectors.append(
+                    iovec(
+                        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+            }
+        }
+        // The buffers outlive the call: `queued` holds them.
+        // Beyond 64 buffers (rare), the rest waits as unsent for the socket's next turn.
+        let sent = vectors.withUnsafeBufferPointer { ms_sendv(fd, $0.baseAddress, CInt($0.count)) }
+        loop.vectors = vectors
+        return sent
+    }
+
+    private func checkHighWater() {
+        if writable && heldBytes > WorkerLoop.highWater {
+            writable = false
+            writabilityChanged(false)
+        }
+    }
+
+    /// The socket is writable again: what waits goes out.
+    func sendUnsent() {
+        guard var bytes = unsent, !failed else { return }
+        let sent = bytes.withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
+        if sent < 0 {
+            if errno != EAGAIN && errno != EWOULDBLOCK { failSoon() }
+            return
+        }
+        bytes.moveReaderIndex(forwardBy: sent)
+        if sent > 0 { stalledSince = .now() }
+        unsent = bytes.readableBytes > 0 ? bytes : nil
+        if unsent == nil { stalledSince = nil }
+        updateInterest()
+        if !writable && heldBytes < WorkerLoop.lowWater {
+            writable = true
+            writabilityChanged(true)
+        }
+        if unsent == nil { allSent() }
+    }
+
+    /// Everything written has gone out.
+    func allSent() {}
+
+    func writabilityChanged(_ writable: Bool) {}
+
+    private func failSoon() {
+        guard !failed else { return }
+        failed = true
+        unsent = nil
+        loop.deferred.append { [self] in closeSocket(error: errno) }
+    }
+
+    /// Reads once into the loop's buffer: the count, 0 at the end of the stream, or -errno.
+    func receive(_ size: Int) -> Int {
+        loop.readBuffer.clear()
+        loop.readBuffer.reserveCapacity(minimumWritableBytes: size)
+        let count = loop.readBuffer.withUnsafeMutableWritableBytes {
+            ms_recv(fd, $0.baseAddress, min(size, $0.count))
+        }
+        if count > 0 {
+            loop.readBuffer.moveWriterIndex(forwardBy: count)
+            return count
+        }
+        return count == 0 ? 0 : -Int(errno)
+    }
+
+    /// Leaves epoll and closes the descriptor (`keepDescriptor`: someone else owns it now).
+    func detach(keepDescriptor: Bool = false) {
+        guard isOpen else { return }
+        isOpen = false
+        _ = ms_epoll_remove(loop.epoll, fd)
+        if !keepDescriptor { Glibc.close(fd) }
+        loop.release(slot: slot)
+        queued.removeAll()
+        unsent = nil
+    }
+
+    /// Closes because the socket failed (`error`: errno) or the peer went away (0).
+    func closeSocket(error: CInt) {}
+}
+
+// MARK: - Clients
+
+/// A client connection on a worker: the `ClientTransport` of its `ClientConnection`.
+final class WorkerClient: WorkerSocket, ClientTransport {
+    /// A bind with `proxy_protocol = true`: the first bytes are held until `ProxyHeaderParser`
+    /// decides (the rules of `ProxyProtocolHandler`).
+    struct ProxyHeaderCheck {
+        let trusted: [CIDRRange]?
+        var buffered: ByteBuffer?
+    }
+
+    let connection: ClientConnection
+    private let connections: RelayMetrics.Connections
+    let peerPort: Int?
+    private var peerAddress: String?
+    private var proxyCheck: ProxyHeaderCheck?
+    private var deadline: NIODeadline?
+    private var closeWhenSent = false
+    private var file: FileSend?
+
+    init(
+        fd: CInt, loop: WorkerLoop, settings: ListenerSettings, connections: RelayMetrics.Connections,
+        peerPort: Int?
+    ) {
+        self.connection = ClientConnection(settings: settings, loop: loop.context)
+        self.connections = connections
+        self.peerPort = peerPort
+        super.init(fd: fd, loop: loop)
+    }
+
+    var allocator: ByteBufferAllocator { loop.allocator }
+    var isWritable: Bool { writable }
+
+    func start(address: String?, proxyProtocol: ProxyHeaderCheck?) {
+        peerAddress = address
+        proxyCheck = proxyProtocol
+        connection.start(transport: self, clientAddress: address)
+    }
+
+    // MARK: Events
+
+    func handle(events: UInt32) {
+        if events & UInt32(MS_EPOLL_OUT) != 0 {
+            if file != nil { continueFile() } else { sendUnsent() }
+        }
+        guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
+        if reading {
+            read()
+        } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
+            closeSocket(error: 0)
+        }
+    }
+
+    private func read() {
+        var delivered = false
+        for _ in 0..<4 {
+            let count = receive(WorkerLoop.clientReadSize)
+            if count > 0 {
+                delivered = true
+                deliver(loop.readBuffer)
+                if count < WorkerLoop.clientReadSize || !isOpen || !reading { break }
+                continue
+            }
+            if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) { break }
+            if delivered && isOpen { connection.readComplete() }
+            closeSocket(error: count == 0 ? 0 : CInt(-count))
+            return
+        }
+        if delivered && isOpen { connection.readComplete() }
+    }
+
+    private func deliver(_ bytes: ByteBuffer) {
+        guard var check = proxyCheck else {
+            connection.received(bytes)
+            return
+        }
+        var bytes = bytes
+        check.buffered.setOrWriteBuffer(&bytes)
+        guard let buffered = check.buffered else { return }
+        let logger = connection.settings.logger
+        switch ProxyHeaderParser.parse(buffered) {
+        case .needMoreData:
+            proxyCheck = check
+        case .absent:
+            proxyCheck = nil
+            connection.received(buffered)
+        case .header(let header, let length):
+            guard isTrusted(check.trusted) else {
+                logger.info(
+                    "Closing a connection that sent a PROXY header from outside trusted_proxies",
+                    metadata: ["peer": "\(peerAddress ?? "unknown")"])
+                close()
+                return
+            }
+            proxyCheck = nil
+            if let source = header.source {
+                connection.proxyHeaderGave(address: source.ipAddress, port: source.port)
+            }
+            let rest = buffered.getSlice(
+                at: buffered.readerIndex + length, length: buffered.readableBytes - length)!
+            if rest.readableBytes > 0 { connection.received(rest) }
+        case .invalid(let reason):
+            logger.debug(
+                "Closing a connection with a malformed PROXY header",
+                metadata: ["peer": "\(peerAddress ?? "unknown")", "reason": "\(reason)"])
+            close()
+        }
+    }
+
+    private func isTrusted(_ trusted: [CIDRRange]?) -> Bool {
+        guard let trusted else { return true }
+        guard let text = peerAddress, let address = IPAddress(parsing: text) else { return false }
+        return trusted.contains { $0.contains(address) }
+    }
+
+    func sweep(now: NIODeadline) {
+        if let deadline, now >= deadline {
+            self.deadline = nil
+            connection.deadlinePassed(now: now)
+        }
+        guard isOpen, file != nil || closeWhenSent, let since = stalledSince, unsent != nil else { return }
+        let limit = connection.settings.limits.sendTimeout
+        if now - since >= limit {
+            connection.settings.logger.info(
+                "closing a client that took nothing of \(file.map { "'\($0.path)'" } ?? "its response") for \(DurationText.format(.nanoseconds(limit.nanoseconds)))"
+            )
+            reset()
+        }
+    }
+
+    override func writabilityChanged(_ writable: Bool) {
+        connection.writabilityChanged(writable)
+    }
+
+    override func allSent() {
+        if closeWhenSent { close() }
+    }
+
+    override func closeSocket(error: CInt) { close() }
+
+    // MARK: ClientTransport
+
+    func close() {
+        guard isOpen else { return }
+        endFile()
+        detach()
+        connections.closed()
+        loop.clientClosed(self)
+        connection.closed()
+        connection.detach()
+    }
+
+    func closeAfterWrites() {
+        if holdsNothing {
+            loop.deferred.append { [self] in close() }
+            return
+        }
+        flush()
+        closeWhenSent = true
+        setReading(false)
+        if unsent == nil { loop.deferred.append { [self] in close() } }
+    }
+
+    func reset() {
+        var option = linger(l_onoff: 1, l_linger: 0)
+        _ = setsockopt(fd, SOL_SOCKET, SO_LINGER, &option, socklen_t(MemoryLayout<linger>.size))
+        close()
+    }
+
+    func watch(until deadline: NIODeadline) { self.deadline = deadline }
+
+    func clearWatch() { deadline = nil }
+
+    func processLater() { loop.later.append(self) }
+
+    func connect(
+        to address: SocketAddressOrPath, timeout: TimeAmount,
+        completion: @escaping (Result<ShipLink, ConnectFailure>) -> Void
+    ) {
+        WorkerShip.connect(to: address, timeout: timeout, on: loop, completion: completion)
+    }
+
+    func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {
+        guard isOpen else { return }
+        // What the socket did not take of the 101 goes first, through SwiftNIO.
+        flush()
+        let held = unsent
+        detach(keepDescriptor: true)
+        loop.clientClosed(self)
+        connection.detach()
+        let connections = self.connections
+        let registry = loop.shared.connections
+        loop.shared.metrics.bayMoves.increment()
+        let limits = berth.limits
+        let fd = self.fd
+        let settings = connection.settings
+        ClientBootstrap(group: loop.shared.group)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([
+                        HeldBytesHandler(unsent: held, rest: rest),
+                        ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
+                        WebSocketFrameEncoder(),
+                        NIOWebSocketFrameAggregator(
+                            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
+                            maxAccumulatedFrameSize: limits.maxMessageBytes),
+                        BayClientHandler(
+                            berth: berth, boarding: boarding.boarding, generation: boarding.generation),
+                    ])
+                }
+            }
+            .withConnectedSocket(fd)
+            .whenComplete { result in
+                switch result {
+                case .success(let channel):
+                    registry.add(channel)
+                    channel.closeFuture.whenComplete { _ in connections.closed() }
+                case .failure(let error):
+                    connections.closed()
+                    settings.logger.warning(
+                        "a WebSocket for bay '\(berth.bay)' could not join an event loop: \(error)")
+                }
+            }
+    }
+
+    // MARK: Files
+
+    private struct FileSend {
+        let fd: CInt
+        var offset: Int
+        let end: Int
+        let path: String
+        let compressor: ResponseCompressor?
+        let chunked: Bool
+    }
+
+    override var needsWritable: Bool { file != nil }
+
+    func sendFile(
+        descriptor: CInt, range: ClosedRange<Int>, path: String, coding: ContentCoding?, chunked: Bool
+    ) {
+        file = FileSend(
+            fd: descriptor, offset: range.lowerBound, end: range.upperBound + 1, path: path,
+            compressor: coding.map { ResponseCompressor(coding: $0) }, chunked: chunked)
+        stalledSince = .now()
+        continueFile()
+    }
+
+    /// Sends as much of the file as the socket takes now; the rest when it is writable again.
+    private func continueFile() {
+        if unsent != nil { sendUnsent() }
+        guard isOpen, var send = file else { return }
+        if flush() {
+            updateInterest()
+            return
+        }
+        if let compressor = send.compressor {
+            while send.offset < send.end {
+                var chunk = loop.allocator.buffer(capacity: min(64 * 1024, send.end - send.offset))
+                let count = min(64 * 1024, send.end - send.offset)
+                let read = chunk.writeWithUnsafeMutableBytes(minimumWritableBytes: count) { target in
+                    max(0, pread(send.fd, target.baseAddress, count, off_t(send.offset)))
+                }
+                guard read > 0 else {
+                    truncated(send, at: send.offset)
+                    return
+                }
+                send.offset += read
+                var output = loop.allocator.buffer(capacity: read / 2 + 64)
+                compressor.compress(chunk, into: &output)
+                write(Self.framed(output, chunked: send.chunked))
+                file = send
+                if flush() {
+                    updateInterest()
+                    return
+                }
+            }
+            var last = loop.allocator.buffer(capacity: 64)
+            compressor.finish(into: &last)
+            var ending = Self.framed(last, chunked: send.chunked)
+            if send.chunked { ending.writeStaticString("0\r\n\r\n") }
+            write(ending)
+            flush()
+            endFile(succeeded: true)
+            return
+        }
+        while send.offset < send.end {
+            var offset = off_t(send.offset)
+            let sent = Glibc.sendfile(fd, send.fd, &offset, min(send.end - send.offset, 1 << 20))
+            if sent > 0 {
+                send.offset += sent
+                stalledSince = .now()
+                continue
+            }
+            file = send
+            if sent == 0 {
+                truncated(send, at: send.offset)
+                return
+            }
+            if errno == EAGAIN || errno == EWOULDBLOCK {
+                updateInterest()
+                return
+            }
+            endFile(succeeded: false)
+            return
+        }
+        file = send
+        endFile(succeeded: true)
+    }
+
+    private func truncated(_ send: FileSend, at offset: Int) {
+        connection.settings.logger.warning(
+            "static file '\(send.path)' was truncated while being sent (\(offset) of \(send.end) bytes); connection closed"
+        )
+        endFile(succeeded: false)
+    }
+
+    private func endFile(succeeded: Bool? = nil) {
+        guard let send = file else { return }
+        file = nil
+        Glibc.close(send.fd)
+        stalledSince = unsent == nil ? nil : stalledSince
+        updateInterest()
+        if let succeeded { connection.staticFinished(succeeded: succeeded) }
+    }
+
+    /// A compressed piece as a chunk (HTTP/1.1) or as it is (HTTP/1.0, ended by the close).
+    private static func framed(_ bytes: ByteBuffer, chunked: Bool) -> ByteBuffer {
+        guard chunked, bytes.readableBytes > 0 else { return bytes }
+        var framed = ByteBuffer()
+        framed.reserveCapacity(bytes.readableBytes + 16)
+        HeadWriter.writeChunkSize(bytes.readableBytes, into: &framed)
+        framed.writeImmutableBuffer(bytes)
+        framed.writeStaticString("\r\n")
+        return framed
+    }
+}
+
+/// The bytes a worker had for a WebSocket connection it gives to SwiftNIO: what the socket had not
+/// taken goes out first, and what was read after the upgrade is the first thing the frame decoder
+/// reads; then the handler leaves.
+private final class HeldBytesHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+    private let unsent: ByteBuffer?
+    private let rest: ByteBuffer
+
+    init(unsent: ByteBuffer?, rest: ByteBuffer) {
+        self.unsent = unsent
+        self.rest = rest
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        if let unsent { context.writeAndFlush(wrapOutboundOut(unsent), promise: nil) }
+        context.fireChannelActive()
+        if rest.readableBytes > 0 {
+            context.fireChannelRead(wrapInboundOut(rest))
+            context.fireChannelReadComplete()
+        }
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
+    }
+}
+
+// MARK: - Ships
+
+/// A connection to a ship on a worker: the `ShipTransport` of its `ShipLink`.
+final class WorkerShip: WorkerSocket, ShipTransport {
+    let link = ShipLink()
+    private var connecting: (completion: (Result<ShipLink, ConnectFailure>) -> Void, deadline: NIODeadline)?
+
+    var isWritable: Bool { writable }
+
+    /// Opens a connection to `address`; `completion` runs on the loop, never inside this call.
+    static func connect(
+        to address: SocketAddressOrPath, timeout: TimeAmount, on loop: WorkerLoop,
+        completion: @escaping (Result<ShipLink, ConnectFailure>) -> Void
+    ) {
+        let fd: CInt
+        switch address {
+        case .unix(let path):
+            fd = ms_connect_stream(nil, 0, path, 0)
+        case .tcp(let host, let port):
+            let addresses = loop.shared.addresses.addresses(for: host)
+            guard !addresses.isEmpty else {
+                loop.deferred.append { completion(.failure(.failed("cannot resolve '\(host)'"))) }
+                return
+            }
+            loop.connectRotation &+= 1
+            fd = ms_connect_numeric(addresses[loop.connectRotation % addresses.count], CInt(port))
+        }
+        guard fd >= 0 else {
+            let code = -fd
+            let failure: ConnectFailure =
+                RelayResources.isExhaustion(code) ? .exhausted(code) : .failed(RelayResources.describe(code))
+            loop.deferred.append { completion(.failure(failure)) }
+            return
+        }
+        let ship = WorkerShip(fd: fd, loop: loop)
+        ship.slot = loop.take(.ship(ship))
+        guard ship.register(connecting: true) else {
+            ship.detach()
+            loop.deferred.append { completion(.failure(.failed("cannot watch the connection"))) }
+            return
+        }
+        ship.connecting = (completion, .now() + timeout)
+    }
+
+    func handle(events: UInt32) {
+        if connecting != nil {
+            if events & UInt32(MS_EPOLL_OUT | MS_EPOLL_ERR | MS_EPOLL_HUP) != 0 { connected() }
+            return
+        }
+        if events & UInt32(MS_EPOLL_OUT) != 0 { sendUnsent() }
+        guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
+        if reading {
+            read()
+        } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
+            closeSocket(error: events & UInt32(MS_EPOLL_ERR) != 0 ? ms_socket_error(fd) : 0)
+        }
+    }
+
+    private func connected() {
+        guard let (completion, _) = connecting else { return }
+        connecting = nil
+        let error = ms_socket_error(fd)
+        guard error == 0 else {
+            detach()
+            completion(
+                .failure(
+                    RelayResources.isExhaustion(error)
+                        ? .exhausted(error) : .failed(RelayResources.describe(error))))
+            return
+        }
+        updateInterest()
+        link.start(transport: self, active: true)
+        completion(.success(link))
+    }
+
+    private func read() {
+        var delivered = false
+        for _ in 0..<4 {
+            let count = receive(WorkerLoop.shipReadSize)
+            if count > 0 {
+                delivered = true
+                link.received(loop.readBuffer)
+                if count < WorkerLoop.shipReadSize || !isOpen || !reading { break }
+                continue
+            }
+            if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) { break }
+            if delivered && isOpen { link.readComplete() }
+            closeSocket(error: count == 0 ? 0 : CInt(-count))
+            return
+        }
+        if delivered && isOpen { link.readComplete() }
+    }
+
+    func sweep(now: NIODeadline) {
+        guard let (completion, deadline) = connecting, now >= deadline else { return }
+        connecting = nil
+        detach()
+        completion(.failure(.timedOut))
+    }
+
+    override func writabilityChanged(_ writable: Bool) {
+        link.writabilityChanged(writable)
+    }
+
+    override func closeSocket(error: CInt) {
+        guard isOpen else { return }
+        detach()
+        link.closed(error: error == 0 ? nil : RelayResources.describe(error))
+        link.detach()
+    }
+
+    func close() {
+        guard isOpen else { return }
+        if let (completion, _) = connecting {
+            connecting = nil
+            detach()
+            completion(.failure(.failed("connection closed")))
+            return
+        }
+        detach()
+        link.closed()
+        link.detach()
+    }
+}
