@@ -8,7 +8,7 @@
 # one or several), so on timing, more than the instruction count does.
 #
 #   MOTHERSHIP_BIN=.build/release/mothership bench/callgrind.sh
-#   MOTHERSHIP_LANE=0 MOTHERSHIP_TUNNEL_THREAD=0 MOTHERSHIP_BIN=... bench/callgrind.sh
+#   MOTHERSHIP_BIN=... RELAY_WORKERS=1 bench/callgrind.sh   (relay_workers in the manifest)
 #
 # What it does: starts the shared bench's nginx backend (../shared/bench/backend.sh, outside
 # valgrind: GET / -> "hello", GET /64k -> 65536 bytes), then the relay under
@@ -32,7 +32,7 @@
 # callgrind_annotate text (self cost per function, demangled when swift-demangle is on PATH;
 # `callgrind_annotate --inclusive=yes OUT/callgrind.get_small.thread15.out` for more).
 #
-# Env: MOTHERSHIP_BIN (default `mothership` on PATH); any other variable (MOTHERSHIP_LANE=0, ...)
+# Env: MOTHERSHIP_BIN (default `mothership` on PATH); any other variable
 #      reaches the relay. REQUESTS=2000 CONNS=4 WARMUP=400 (per workload)
 #      CONCURRENT=1 (one request in flight on every connection; 0 = one in flight in all)
 #      WORKLOADS="get_small get_64k"  START_TIMEOUT=300 PHASE_TIMEOUT=600 (s, each bounded)
@@ -102,6 +102,9 @@ wait_http "http://127.0.0.1:$BE/" hello 30 "$BG_PID"
 
 mkdir -p "$W/ms"
 cat >"$W/ms/ship-manifest.toml" <<TOML
+${RELAY_WORKERS:+[mothership]
+relay_workers = $RELAY_WORKERS
+}
 [mothership.bind]
 http = "127.0.0.1:$LP"
 
@@ -117,6 +120,7 @@ TOML
 machine_info
 echo "# binary: $BIN ($(stat -c %y "$BIN" | cut -d. -f1))${CG_STRIP:+ CG_STRIP=$CG_STRIP}"
 echo "# env: $(env | grep -E '^MOTHERSHIP_' | grep -v '^MOTHERSHIP_BIN=' | sort | tr '\n' ' ')"
+echo "# relay_workers=${RELAY_WORKERS:-default}"
 echo "# requests=$REQUESTS conns=$CONNS warmup=$WARMUP concurrent=$CONCURRENT out=$OUT"
 
 t0=$SECONDS
