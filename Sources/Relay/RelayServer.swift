@@ -58,7 +58,10 @@ public actor RelayServer {
         RelayResources.raiseOpenFilesLimit(logger: logger)
         let contexts = try await LoopContexts.make(for: group)
         self.contexts = contexts
-        if let hooks { try await contexts.installHooks(hooks) }
+        // Module instances on SwiftNIO's loops serve TLS binds only (the workers make their own).
+        if let hooks, manifest.settings.listeners.contains(where: { $0.tls != nil }) {
+            try await contexts.installHooks(hooks)
+        }
         let breakers = BreakerBoard(ships: manifest.ships.count)
         let rateLimiter = manifest.settings.rateLimiting.map {
             SharedRateLimiter($0, now: EdgeFeatures.now())

@@ -895,7 +895,7 @@ struct RelayEndToEndTests {
         in directory: TemporaryDirectory, _ manifest: String, arguments: [String] = [],
         environment: [String: String] = [:], waitingFor texts: [String] = ["lifecycle: Running"]
     ) async throws -> RunningMothership {
-        try directory.write("ship-manifest.toml", manifest)
+        try directory.write("ship-manifest.toml", Self.underTest(manifest))
         let mothership = try RunningMothership(arguments, in: directory.path, environment: environment)
         do {
             for text in texts {
@@ -913,6 +913,19 @@ struct RelayEndToEndTests {
             throw error
         }
         return mothership
+    }
+
+    /// The relay's driver configuration the suite runs against: `MOTHERSHIP_TEST_RELAY_WORKERS=N`
+    /// sets `relay_workers` in every manifest that does not set it (CI runs the end-to-end suites
+    /// with the default, one worker per core, and again with one worker); unset, the default.
+    static func underTest(_ manifest: String) -> String {
+        guard let workers = ProcessInfo.processInfo.environment["MOTHERSHIP_TEST_RELAY_WORKERS"],
+            !manifest.contains("relay_workers")
+        else { return manifest }
+        if let table = manifest.range(of: "[mothership]\n") {
+            return manifest.replacingCharacters(in: table, with: "[mothership]\nrelay_workers = \(workers)\n")
+        }
+        return "[mothership]\nrelay_workers = \(workers)\n\n" + manifest
     }
 
     /// A relay on a free port in front of one ship, `web` (`ship.py http`), routed `/.*`.

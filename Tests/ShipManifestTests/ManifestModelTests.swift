@@ -319,6 +319,7 @@ struct FixtureTests {
         let settings = manifest.settings
         #expect(settings.metricsPort != nil)
         #expect(settings.compression)
+        #expect(settings.relayWorkers == 2)
         #expect(settings.corsCache != nil)
         #expect(!settings.environment.isEmpty)
         #expect(settings.listeners.count >= 4)

@@ -1,0 +1,102 @@
+import Foundation
+import NIOCore
+import Testing
+
+@testable import Relay
+
+#if canImport(Glibc)
+    import Glibc
+#endif
+
+/// A tunnel on a worker thread (an accepted upgrade on a plain bind): bytes both ways, whole and in
+/// order, through sockets that fill (8 MiB each way at once: the worker's writes are partial, bytes
+/// wait for the socket, and the other side is held back meanwhile), and the end of the stream.
+@Suite("Worker tunnels", .timeLimit(.minutes(1)))
+struct WorkerTunnelTests {
+    @Test func eightMebibytesEachWayArriveWholeAndInOrder() async throws {
+        let harness = try await RelayTimeoutTests.Harness.start()
+        let port = harness.relayPort
+        let fd = try Self.connect(port: port)
+        defer { close(fd) }
+        try Self.writeAll(
+            fd, Array("GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".utf8)
+        )
+        let head = try Self.readHead(fd)
+        #expect(head.hasPrefix("HTTP/1.1 101 "), "\(head)")
+
+        let size = 8 << 20
+        let pattern = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+        // Written and read at once: the echo sends back while more is still coming.
+        async let written: Void = Task.detached { try Self.writeAll(fd, pattern) }.value
+        let received = try await Task.detached { try Self.read(fd, count: size) }.value
+        try await written
+        #expect(received.count == size)
+        #expect(received == pattern, "the echoed bytes differ from what was sent")
+
+        // The client's end of the stream closes the tunnel: the ship's side, then the client's.
+        shutdown(fd, Int32(SHUT_WR))
+        let rest = try await Task.detached { try Self.read(fd, count: 1) }.value
+        #expect(rest.isEmpty, "the tunnel closed after the client's end of stream")
+        await harness.stop()
+    }
+
+    static func connect(port: Int) throws -> CInt {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
+        }
+        guard result == 0 else {
+            close(fd)
+            throw Failure.system("connect", errno)
+        }
+        var timeout = timeval(tv_sec: 20, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        return fd
+    }
+
+    static func writeAll(_ fd: CInt, _ bytes: [UInt8]) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes[offset...].withUnsafeBytes {
+                Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL))
+            }
+            guard written > 0 else { throw Failure.system("send", errno) }
+            offset += written
+        }
+    }
+
+    /// Reads until `count` bytes came or the stream ended.
+    static func read(_ fd: CInt, count: Int) throws -> [UInt8] {
+        var bytes = [UInt8]()
+        bytes.reserveCapacity(count)
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while bytes.count < count {
+            let wanted = min(chunk.count, count - bytes.count)
+            let read = chunk.withUnsafeMutableBytes { Glibc.recv(fd, $0.baseAddress, wanted, 0) }
+            if read == 0 { break }
+            guard read > 0 else { throw Failure.system("recv", errno) }
+            bytes.append(contentsOf: chunk[0..<read])
+        }
+        return bytes
+    }
+
+    /// Reads one byte at a time up to the end of a response head.
+    static func readHead(_ fd: CInt) throws -> String {
+        var head = [UInt8]()
+        while !head.suffix(4).elementsEqual(Array("\r\n\r\n".utf8)) {
+            let byte = try read(fd, count: 1)
+            guard let first = byte.first else { break }
+            head.append(first)
+        }
+        return String(decoding: head, as: UTF8.self)
+    }
+
+    enum Failure: Error { case system(String, CInt) }
+}
