@@ -18,8 +18,10 @@ import ShipManifest
 final class ClientConnection {
     let settings: ListenerSettings
     let loop: LoopContext
-    /// The driver; nil once it let go of the connection (nothing is done from then on).
-    private(set) var transport: (any ClientTransport)?
+    /// The driver; nil once it let go of the connection (nothing is done from then on). Not
+    /// counted: the driver owns the connection and clears this (`detach`) before it goes, so the
+    /// dozen calls a request makes through it cost no reference counting.
+    private(set) unowned(unsafe) var transport: (any ClientTransport)?
     /// The client's address: the peer, or what a PROXY protocol header said.
     var clientAddress: String? {
         didSet { clientAddressBytes = clientAddress.map { Array($0.utf8) } }
@@ -30,23 +32,36 @@ final class ClientConnection {
     private var clientAddressBytes: [UInt8]?
     let secure: Bool
 
-    enum State {
+    /// Plain values only: the exchange, the tunnel and the boarding a state goes with are kept
+    /// beside it (copying an enum that holds references costs reference counting at every `switch`).
+    enum State: Equatable {
         /// Waiting for the next request head.
         case idle
         /// Answered locally; the rest of the request body is discarded until its end.
         case answered(close: Bool)
         /// Answering locally with a body that streams (a static file); later requests wait.
         case streaming(close: Bool)
-        /// Proxying to a ship.
-        case proxying(Exchange)
-        /// Bytes flow through a tunnel to the ship's connection.
-        case tunnelled(ShipLink)
+        /// Proxying to a ship (`exchange`).
+        case proxying
+        /// Bytes flow through a tunnel to the ship's connection (`tunnel`).
+        case tunnelled
         /// A WebSocket to a bay: the bytes after the upgrade go to the bay's handling with the
-        /// connection (once, then nothing more comes here).
-        case handedOver(BayBerth?, BayBoarding?)
+        /// connection (`boarding`, once; then nothing more comes here).
+        case handedOver
         case closed
     }
-    var state = State.idle
+    var state = State.idle {
+        didSet {
+            if state != .proxying { exchange = nil }
+            if state != .tunnelled { tunnel = nil }
+        }
+    }
+    /// The current exchange while `proxying`.
+    private(set) var exchange: Exchange?
+    /// The ship's end while `tunnelled`.
+    private var tunnel: ShipLink?
+    /// The bay that takes the connection, until the bytes after the upgrade went with it.
+    private var boarding: (berth: BayBerth, boarding: BayBoarding)?
     /// Bytes read and not yet taken: the rest of a head, or pipelined requests waiting their turn.
     private var inbound: ByteBuffer?
     private var scanned = 0
@@ -163,7 +178,8 @@ final class ClientConnection {
                 // A pipelined request waits until the file is out.
                 if buffer.readableBytes > 0 { pauseClientReads() }
                 break loop
-            case .proxying(let exchange):
+            case .proxying:
+                guard let exchange else { break loop }
                 if exchange.requestEnded {
                     // A pipelined request: it waits until this response is out; reading stops
                     // while it waits.
@@ -188,16 +204,16 @@ final class ClientConnection {
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                     break loop
                 }
-            case .tunnelled(let upstream):
+            case .tunnelled:
                 // Flushed at the end of the read (`readComplete`).
-                if buffer.readableBytes > 0 {
+                if buffer.readableBytes > 0, let upstream = tunnel {
                     upstream.send(buffer)
                     buffer.moveReaderIndex(to: buffer.writerIndex)
                 }
                 break loop
-            case .handedOver(let berth, let boarding):
-                if let berth, let boarding {
-                    state = .handedOver(nil, nil)
+            case .handedOver:
+                if let (berth, boarding) = self.boarding {
+                    self.boarding = nil
                     deadline = nil
                     readsPaused = false
                     transport?.handOver(to: berth, boarding: boarding, rest: buffer)
@@ -216,8 +232,8 @@ final class ClientConnection {
     /// socket is full, the client is not read.
     func readComplete() {
         switch state {
-        case .proxying(let exchange): if exchange.upstream?.flush() == true { pauseClientReads() }
-        case .tunnelled(let upstream): if upstream.flush() { pauseClientReads() }
+        case .proxying: if exchange?.upstream?.flush() == true { pauseClientReads() }
+        case .tunnelled: if tunnel?.flush() == true { pauseClientReads() }
         default: break
         }
     }
@@ -225,8 +241,8 @@ final class ClientConnection {
     /// The client's connection closed.
     func closed() {
         switch state {
-        case .proxying(let exchange): exchange.abandon()
-        case .tunnelled(let upstream): upstream.close()
+        case .proxying: exchange?.abandon()
+        case .tunnelled: tunnel?.close()
         default: break
         }
         state = .closed
@@ -242,8 +258,8 @@ final class ClientConnection {
             unwatch()
         }
         switch state {
-        case .proxying(let exchange): exchange.upstream?.resumeReads()
-        case .tunnelled(let upstream): upstream.resumeReads()
+        case .proxying: exchange?.upstream?.resumeReads()
+        case .tunnelled: tunnel?.resumeReads()
         default: break
         }
     }
@@ -359,7 +375,8 @@ final class ClientConnection {
         exchange.corsCapture = corsCapture
         // Compression (SPEC §5.2), the last step, is chosen now and applied to the response.
         exchange.compression = compressionRequest(head)
-        state = .proxying(exchange)
+        state = .proxying
+        self.exchange = exchange
         if head.expectsContinue {
             // The relay takes the expectation on (the ship never sees it): the client sends its
             // body now instead of after its own timeout.
@@ -424,14 +441,15 @@ final class ClientConnection {
     func flushClient() {
         guard let transport, transport.flush(), !clientWritable else { return }
         switch state {
-        case .proxying(let exchange):
+        case .proxying:
+            guard let exchange else { return }
             exchange.upstream?.pauseReads()
             if exchange.responseStarted && stalledBytes == nil {
                 // The send timeout (SPEC §4) runs while the client's socket is full.
                 stalledBytes = transport.heldBytes
                 watch(for: settings.limits.sendTimeout)
             }
-        case .tunnelled(let upstream): upstream.pauseReads()
+        case .tunnelled: tunnel?.pauseReads()
         default: break
         }
     }
@@ -444,7 +462,7 @@ final class ClientConnection {
 
     /// The exchange wrote its last bytes; the connection waits for the next request or closes.
     func exchangeFinished(_ exchange: Exchange) {
-        guard case .proxying(let current) = state, current === exchange, let transport else { return }
+        guard self.exchange === exchange, let transport else { return }
         // Settled before the flush, so that nothing the flush sets off finds the connection still
         // busy with the finished exchange.
         settle(close: exchange.closeClient, requestEnded: exchange.requestEnded)
@@ -453,14 +471,14 @@ final class ClientConnection {
 
     /// An exchange that cannot finish its response (the ship went away mid-body): close the client.
     func exchangeBroken(_ exchange: Exchange) {
-        guard case .proxying(let current) = state, current === exchange, let transport else { return }
+        guard self.exchange === exchange, let transport else { return }
         transport.flush()
         closeClient()
     }
 
     /// An exchange that failed before any response byte: answer it locally.
     func exchangeFailed(_ exchange: Exchange, response: LocalResponse) {
-        guard case .proxying(let current) = state, current === exchange else { return }
+        guard self.exchange === exchange else { return }
         // After a failure the connection closes once the request body, if any is still coming, is dropped.
         let close = exchange.closeClient || !exchange.requestEnded
         writeLocal(response, version: exchange.clientVersion, close: close, isHead: exchange.isHead)
@@ -489,7 +507,7 @@ final class ClientConnection {
 
     func resumeClientReads() {
         guard readsPaused else { return }
-        if case .proxying(let exchange) = state, exchange.requestEnded, inbound != nil { return }
+        if let exchange, exchange.requestEnded, inbound != nil { return }
         readsPaused = false
         transport?.setReading(true)
     }
@@ -546,7 +564,8 @@ final class ClientConnection {
         self.deadline = nil
         switch state {
         case .idle: closeClient()
-        case .proxying(let exchange):
+        case .proxying:
+            guard let exchange else { return }
             if stalledBytes != nil {
                 sendTimedOut(exchange)
             } else {
@@ -603,7 +622,8 @@ final class ClientConnection {
             upstream.close()
             return
         }
-        state = .tunnelled(upstream)
+        state = .tunnelled
+        tunnel = upstream
         deadline = nil
         transport?.clearWatch()
         upstream.enterTunnel(peer: self)
@@ -621,7 +641,8 @@ final class ClientConnection {
 
     /// A bay takes the connection: the bytes that follow the upgrade in this read go with it.
     func handOverToBay(_ berth: BayBerth, _ boarding: BayBoarding) {
-        state = .handedOver(berth, boarding)
+        state = .handedOver
+        self.boarding = (berth, boarding)
     }
 }
 

@@ -7,8 +7,9 @@ import NIOHTTP1
 /// (backpressure). After an accepted upgrade it is one end of a byte tunnel to the client's
 /// connection. Everything it does to the world goes through its `ShipTransport`.
 final class ShipLink {
-    /// The driver; nil once it let go of the connection.
-    private(set) var transport: (any ShipTransport)?
+    /// The driver; nil once it let go of the connection. Not counted, as `ClientConnection`'s: the
+    /// driver owns the link and clears this (`detach`) before it goes.
+    private(set) unowned(unsafe) var transport: (any ShipTransport)?
     /// The exchange using this connection now; nil while idle in the pool. Strong (a weak
     /// reference costs an allocation per exchange): every way an exchange lets go of its
     /// connection clears it, and so does the connection closing.
