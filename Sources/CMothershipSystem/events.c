@@ -100,13 +100,19 @@ ssize_t ms_recv(int fd, void *buffer, size_t length) {
     return result;
 }
 
+/// `path` as a Unix socket address; -1 when it is too long for one.
+static int unix_address(const char *path, struct sockaddr_un *address) {
+    memset(address, 0, sizeof *address);
+    address->sun_family = AF_UNIX;
+    if (strlen(path) >= sizeof address->sun_path) return -1;
+    strcpy(address->sun_path, path);
+    return 0;
+}
+
 int ms_connect_stream(const char *host, int port, const char *path, int attempt) {
     if (path != NULL) {
         struct sockaddr_un address;
-        memset(&address, 0, sizeof address);
-        address.sun_family = AF_UNIX;
-        if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
-        strcpy(address.sun_path, path);
+        if (unix_address(path, &address) != 0) return -ENAMETOOLONG;
         const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return -errno;
         if (connect(fd, (struct sockaddr *)&address, sizeof address) != 0 && errno != EINPROGRESS &&
@@ -160,10 +166,7 @@ int ms_listen_stream(const char *host, int port, const char *path, int reuse_por
     const int one = 1;
     if (path != NULL) {
         struct sockaddr_un address;
-        memset(&address, 0, sizeof address);
-        address.sun_family = AF_UNIX;
-        if (strlen(path) >= sizeof address.sun_path) return -ENAMETOOLONG;
-        strcpy(address.sun_path, path);
+        if (unix_address(path, &address) != 0) return -ENAMETOOLONG;
         const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
         if (fd < 0) return -errno;
         struct stat info;

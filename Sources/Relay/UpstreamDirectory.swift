@@ -1,16 +1,62 @@
+import ShipManifest
 import Synchronization
 
-/// Whether one ship can take traffic now. The fleet side flips it; the relay reads it on every
-/// request, so it is a single atomic load (no lock, no hashing on the hot path).
+/// One running instance of a ship: where it listens and whether it takes new requests.
+public struct ShipInstance: Sendable, Hashable {
+    /// Stable while the instance lives (its connections are pooled under it).
+    public var id: Int
+    public var address: BindAddress
+    public var ready: Bool
+
+    public init(id: Int, address: BindAddress, ready: Bool = true) {
+        self.id = id
+        self.address = address
+        self.ready = ready
+    }
+}
+
+/// Whether one ship can take traffic now, and its instances. The fleet side flips the gate and
+/// replaces the instance set; the relay reads the gate on every request (a single atomic load) and
+/// the set only when its version moved (a lock then, once per change and thread).
+///
+/// An instance that leaves the set is retired: it takes no new request, the requests it serves
+/// finish, and its connections close as they come back. One that stays with `ready = false` takes
+/// no new request either, and keeps its idle connections for when it is ready again.
 public final class ShipGate: Sendable {
     public let ship: String
     private let open = Atomic<Bool>(false)
+    private let version = Atomic<Int>(0)
+    private let instances = Mutex<[ShipInstance]>([])
 
     init(ship: String) { self.ship = ship }
 
     public var isOpen: Bool { open.load(ordering: .relaxed) }
 
     public func set(open value: Bool) { open.store(value, ordering: .relaxed) }
+
+    /// Replaces the ship's instances (a worker's restart adds the new one, then retires the old).
+    public func set(instances new: [ShipInstance]) {
+        instances.withLock { instances in
+            instances = new
+            version.add(1, ordering: .releasing)
+        }
+    }
+
+    /// The manifest's one instance, unless the set was given already.
+    func adopt(address: BindAddress) {
+        instances.withLock { instances in
+            guard instances.isEmpty else { return }
+            instances = [ShipInstance(id: 0, address: address)]
+            version.add(1, ordering: .releasing)
+        }
+    }
+
+    /// Moves whenever the set changes: a thread reads the set again when it differs from the one it saw.
+    var instanceVersion: Int { version.load(ordering: .acquiring) }
+
+    func snapshot() -> (version: Int, instances: [ShipInstance]) {
+        instances.withLock { (version.load(ordering: .relaxed), $0) }
+    }
 }
 
 /// What the relay knows about the fleet: one gate per ship, by name. Relay declares it and never
@@ -29,4 +75,7 @@ public final class UpstreamDirectory: Sendable {
 
     /// Opens (ready) or closes (starting, backing off, stopped) the gate of `ship`.
     public func set(ship: String, ready: Bool) { gates[ship]?.set(open: ready) }
+
+    /// Replaces the instances of `ship` (by default the one its manifest entry binds).
+    public func set(ship: String, instances: [ShipInstance]) { gates[ship]?.set(instances: instances) }
 }

@@ -42,6 +42,23 @@ struct CompressionTests {
             hasContentRange: range, cacheControl: cacheControl, coding: coding, isHead: head)
     }
 
+    /// A connection's next request reuses the coding its last `Accept-Encoding` gave when the
+    /// header's bytes are the same, joined over repeated lines as `joinedValues` joins them.
+    @Test func theAcceptEncodingMemoMatchesTheJoinedBytesExactly() throws {
+        let two = try HeadParserTests.head(
+            "GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: gzip\r\naccept-encoding: br;q=0.5\r\n\r\n")
+        let joined = try #require(two.joinedValues(named: "accept-encoding"))
+        #expect(joined == "gzip, br;q=0.5")
+        #expect(two.joinedValues(named: "accept-encoding", equal: Array(joined.utf8)))
+        #expect(!two.joinedValues(named: "accept-encoding", equal: Array("gzip".utf8)))
+        #expect(!two.joinedValues(named: "accept-encoding", equal: Array("gzip, br;q=0.6".utf8)))
+        #expect(!two.joinedValues(named: "accept-encoding", equal: Array("gzip, br;q=0.5, x".utf8)))
+        let none = try HeadParserTests.head("GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(!none.joinedValues(named: "accept-encoding", equal: []))
+        let empty = try HeadParserTests.head("GET / HTTP/1.1\r\nHost: a\r\nAccept-Encoding: \r\n\r\n")
+        #expect(empty.joinedValues(named: "accept-encoding", equal: []))
+    }
+
     @Test func onlyLargeEnoughCompressibleUnencodedResponsesAreCompressed() {
         #expect(Self.decide() == .compress(.gzip))
         #expect(Self.decide(length: nil) == .compress(.gzip))

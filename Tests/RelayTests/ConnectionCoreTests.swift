@@ -153,6 +153,67 @@ struct ConnectionCoreTests {
         #expect(core.client.written.isEmpty)
     }
 
+    // MARK: A ship's instances
+
+    /// A ship is a set of instances that changes under traffic (a worker's phased restart adds the
+    /// new one and retires the old): requests take turns over the ready ones; a retired instance
+    /// takes no new request, finishes the one it serves, and its connection closes after it; with
+    /// none ready the ship is answered as not ready. No request fails on the way.
+    @Test func requestsTakeTurnsOverAShipsInstancesAndARetiredOneFinishesWhatItServes() throws {
+        let core = try Core()
+        let one = ShipInstance(id: 1, address: .tcp(host: "127.0.0.1", port: 18_101))
+        let two = ShipInstance(id: 2, address: .tcp(host: "127.0.0.1", port: 18_102))
+        core.directory.set(ship: "app", instances: [one, two])
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+
+        core.send("GET /1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        let first = core.openShip()
+        core.shipSends(first, ok)
+        core.send("GET /2 HTTP/1.1\r\nHost: a\r\n\r\n")
+        let second = core.openShip()
+        core.shipSends(second, ok)
+        #expect(Set(core.client.connects) == ["127.0.0.1:18101", "127.0.0.1:18102"])
+        let firstInstance = core.client.connects[0] == "127.0.0.1:18101" ? one : two
+        let secondInstance = firstInstance == one ? two : one
+
+        // The third request is the first instance's turn again, on its pooled connection; the
+        // instance retires while it is in flight.
+        first.written = ""
+        core.send("GET /3 HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(first.written.hasPrefix("GET /3 "))
+        core.directory.set(ship: "app", instances: [secondInstance])
+        core.client.written = ""
+        core.shipSends(first, ok)
+        #expect(core.client.written == ok)
+        #expect(first.closed, "a retired instance's connection closes once its request is done")
+
+        // From now on every request goes to the instance that stayed.
+        for index in 4...7 {
+            second.written = ""
+            core.client.written = ""
+            core.send("GET /\(index) HTTP/1.1\r\nHost: a\r\n\r\n")
+            #expect(second.written.hasPrefix("GET /\(index) "))
+            core.shipSends(second, ok)
+            #expect(core.client.written == ok)
+        }
+        #expect(core.client.connects.count == 2)
+
+        // An instance that is not ready takes nothing: with none ready, 503 as a ship not ready.
+        core.directory.set(
+            ship: "app",
+            instances: [ShipInstance(id: secondInstance.id, address: secondInstance.address, ready: false)])
+        core.client.written = ""
+        core.send("GET /8 HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
+        #expect(!second.closed, "an instance that is only not ready keeps its idle connection")
+        // Ready again: its pooled connection serves at once.
+        core.directory.set(ship: "app", instances: [secondInstance])
+        second.written = ""
+        core.send("GET /9 HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(second.written.hasPrefix("GET /9 "))
+        #expect(core.client.connects.count == 2)
+    }
+
     // MARK: Framing
 
     @Test func aChunkedResponseIsDechunkedForAnHTTP10ClientThatThenCloses() throws {
@@ -347,6 +408,7 @@ struct ConnectionCoreTests {
 private final class Core {
     static let appPort = 18_080
     let settings: ListenerSettings
+    let directory: UpstreamDirectory
     let loop = LoopContext()
     let client = RecordingClient()
     let connection: ClientConnection
@@ -372,6 +434,7 @@ private final class Core {
         let manifest = try #require(loaded.manifest, "\(loaded.diagnostics)")
         let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
         directory.set(ship: "app", ready: true)
+        self.directory = directory
         settings = ListenerSettings(
             name: "http",
             routes: RouteTable.build(bind: "http", manifest: manifest, directory: directory),

@@ -27,15 +27,15 @@ struct WorkerTunnelTests {
         let size = 8 << 20
         let pattern = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
         // Written and read at once: the echo sends back while more is still coming.
-        async let written: Void = Task.detached { try Self.writeAll(fd, pattern) }.value
-        let received = try await Task.detached { try Self.read(fd, count: size) }.value
+        async let written: Void = ShipInstancesTests.onThread { try Self.writeAll(fd, pattern) }
+        let received = try await ShipInstancesTests.onThread { try Self.read(fd, count: size) }
         try await written
         #expect(received.count == size)
         #expect(received == pattern, "the echoed bytes differ from what was sent")
 
         // The client's end of the stream closes the tunnel: the ship's side, then the client's.
         shutdown(fd, Int32(SHUT_WR))
-        let rest = try await Task.detached { try Self.read(fd, count: 1) }.value
+        let rest = try await ShipInstancesTests.onThread { try Self.read(fd, count: 1) }
         #expect(rest.isEmpty, "the tunnel closed after the client's end of stream")
         await harness.stop()
     }

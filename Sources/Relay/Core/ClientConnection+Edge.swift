@@ -60,10 +60,18 @@ extension ClientConnection {
     }
 
     /// Compression (SPEC §5.2): the coding the client accepts, nil when compression is off.
+    /// A client sends the same `Accept-Encoding` on every request of a connection: the coding
+    /// it gave last time is taken again when the header's bytes are the same (parsing it made
+    /// several strings, arrays and a dictionary per request).
     func compressionRequest(_ head: MessageHead) -> CompressionRequest? {
         guard settings.edge.compression else { return nil }
-        return CompressionRequest(
-            coding: ContentCoding.negotiate(head.joinedValues(named: "accept-encoding")))
+        if let seen = acceptEncoding, head.joinedValues(named: "accept-encoding", equal: seen.bytes) {
+            return CompressionRequest(coding: seen.coding)
+        }
+        let value = head.joinedValues(named: "accept-encoding")
+        let coding = ContentCoding.negotiate(value)
+        acceptEncoding = value.map { (Array($0.utf8), coding) }
+        return CompressionRequest(coding: coding)
     }
 
     // MARK: Local answers

@@ -85,6 +85,8 @@ final class ClientConnection {
     /// Whether a deadline is set, and which.
     private var deadline: NIODeadline?
 
+    /// The last `Accept-Encoding` value this connection sent and the coding it gave.
+    var acceptEncoding: (bytes: [UInt8], coding: ContentCoding?)?
     /// The driver's allocator, taken once.
     private(set) var allocator = ByteBufferAllocator()
     /// The client socket's writability, kept from the driver's change events.
@@ -360,6 +362,13 @@ final class ClientConnection {
         case .ship(let shipEntry, let shipBreaker, let trial):
             (entry, breaker, isTrial) = (shipEntry, shipBreaker, trial)
         }
+        guard let pool = loop.pool(for: entry, board: settings.breakers) else {
+            // The ship's gate is open but none of its instances takes requests (one retired, the
+            // next not ready yet): as a ship that is not ready.
+            if isTrial { breaker.abandonTrial() }
+            answer(.notReady(ship: entry.ship), head: head, close: close, entry: entry)
+            return
+        }
         var upstreamHead = requestHeads.take(
             capacity: head.bytes.readableBytes + 256, allocator: allocator)
         ShipRouting.writeShipHead(
@@ -368,7 +377,7 @@ final class ClientConnection {
             requestIDs: &loop.requestIDs, into: &upstreamHead)
         requestHeads.keep(upstreamHead)
         let exchange = Exchange(
-            owner: self, entry: entry, pool: loop.pool(for: entry, board: settings.breakers),
+            owner: self, entry: entry, pool: pool,
             breaker: breaker,
             head: upstreamHead, method: head.method, target: target.forwarded, clientVersion: head.version,
             closeClient: close, isUpgrade: isUpgrade, bodyless: requestBody.isNone, isTrial: isTrial)

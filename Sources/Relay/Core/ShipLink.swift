@@ -1,5 +1,6 @@
 import NIOCore
 import NIOHTTP1
+import ShipManifest
 
 /// The relay's end of one keep-alive connection to a ship, as a model without I/O. It lives on its
 /// client's thread; while leased it parses the ship's response (head, then body framing) and hands
@@ -254,16 +255,21 @@ final class ShipLink {
     func close() { transport?.close() }
 }
 
-/// Idle keep-alive connections to one ship on one event loop (most recently used first).
+/// Idle keep-alive connections to one ship instance on one thread (most recently used first).
 final class UpstreamPool {
     let address: SocketAddressOrPath
     private var idle: [ShipLink] = []
-    /// The ship's idle connections over all pools (every loop's and the lane's) stay within it.
+    /// The ship's idle connections over all pools (every thread's, every instance's) stay within it.
     private let allowance: IdleAllowance
+    /// The instance left its ship's set: nothing new goes to it, and connections coming back close.
+    private(set) var retired = false
+    /// The ship's pools on this thread, asked on each release whether the instance set moved.
+    private unowned let ship: ShipPools?
 
-    init(address: SocketAddressOrPath, allowance: IdleAllowance) {
+    init(address: SocketAddressOrPath, allowance: IdleAllowance, ship: ShipPools? = nil) {
         self.address = address
         self.allowance = allowance
+        self.ship = ship
     }
 
     /// An idle, still open connection, or nil.
@@ -280,7 +286,8 @@ final class UpstreamPool {
         handler.owner = nil
         handler.resumeReads()
         guard handler.isActive else { return }
-        if allowance.take() {
+        ship?.refresh()
+        if !retired && allowance.take() {
             idle.append(handler)
         } else {
             handler.close()
@@ -293,6 +300,12 @@ final class UpstreamPool {
         for _ in idle.count..<before { allowance.give() }
     }
 
+    /// The instance is gone: its idle connections close, and so will the busy ones once released.
+    func retire() {
+        retired = true
+        closeAll()
+    }
+
     func closeAll() {
         let handlers = idle
         idle.removeAll()
@@ -303,8 +316,15 @@ final class UpstreamPool {
     }
 }
 
-/// A ship's address as the client bootstrap wants it.
-enum SocketAddressOrPath {
+/// A ship's address as the drivers connect to it.
+enum SocketAddressOrPath: Equatable {
     case tcp(host: String, port: Int)
     case unix(path: String)
+
+    static func of(_ address: BindAddress) -> SocketAddressOrPath {
+        switch address {
+        case .tcp(let host, let port): .tcp(host: host, port: port)
+        case .unix(let path): .unix(path: path)
+        }
+    }
 }

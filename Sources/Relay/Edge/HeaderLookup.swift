@@ -29,6 +29,31 @@ extension MessageHead {
         return result
     }
 
+    /// Whether every value of the header named `name`, joined as `joinedValues` joins them, equals
+    /// `known` byte for byte; no string is made. False when the header is absent.
+    func joinedValues(named name: StaticString, equal known: [UInt8]) -> Bool {
+        bytes.withUnsafeReadableBytes { source in
+            var offset = 0
+            var found = false
+            for field in fields where Self.nameEquals(source, field.name, name) {
+                if found {
+                    guard known.count >= offset + 2, known[offset] == 0x2C, known[offset + 1] == 0x20 else {
+                        return false
+                    }
+                    offset += 2
+                }
+                found = true
+                guard known.count >= offset + field.value.count else { return false }
+                for index in field.value where source[index] != known[offset + index - field.value.lowerBound]
+                {
+                    return false
+                }
+                offset += field.value.count
+            }
+            return found && offset == known.count
+        }
+    }
+
     static func nameEquals(_ source: UnsafeRawBufferPointer, _ range: Range<Int>, _ name: StaticString)
         -> Bool
     {

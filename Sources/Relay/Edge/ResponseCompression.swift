@@ -35,7 +35,12 @@ enum ResponseCompression: Equatable {
 
     /// The decision for a ship's response head.
     static func decide(_ head: MessageHead, coding: ContentCoding?, isHead: Bool) -> ResponseCompression {
-        decide(
+        // What the numbers alone decide (most answers to browsers: small, or not a 2xx), before
+        // any header is read into a string.
+        let status = head.status
+        guard status >= 200, status < 300, status != 204, status != 206 else { return .untouched }
+        if let length = head.contentLength, length < minimumLength { return .untouched }
+        return decide(
             status: head.status, contentType: head.value(named: "content-type"),
             contentEncoding: head.value(named: "content-encoding"), contentLength: head.contentLength,
             hasContentRange: head.field(named: "content-range") != nil,

@@ -208,6 +208,18 @@ enum HeadWriter {
         if end > runStart { writer.append(source, runStart..<end) }
     }
 
+    /// A piece of a body as a chunk (`chunked`, HTTP/1.1) or as it is (HTTP/1.0, where the close
+    /// ends the body): a compressed file's pieces on their way to the client.
+    static func framed(_ bytes: ByteBuffer, chunked: Bool) -> ByteBuffer {
+        guard chunked, bytes.readableBytes > 0 else { return bytes }
+        var framed = ByteBuffer()
+        framed.reserveCapacity(bytes.readableBytes + 16)
+        writeChunkSize(bytes.readableBytes, into: &framed)
+        framed.writeImmutableBuffer(bytes)
+        framed.writeStaticString("\r\n")
+        return framed
+    }
+
     /// `"1a\r\n"`: a chunk-size line.
     static func writeChunkSize(_ size: Int, into buffer: inout ByteBuffer) {
         buffer.writeString(String(size, radix: 16))

@@ -49,7 +49,7 @@ extension RelayServerHandler {
             guard let compressor else { return context.writeAndFlush(NIOAny(chunk)) }
             var output = context.channel.allocator.buffer(capacity: chunk.readableBytes / 2 + 64)
             compressor.value.compress(chunk, into: &output)
-            return context.writeAndFlush(NIOAny(Self.framed(output, chunked: chunked)))
+            return context.writeAndFlush(NIOAny(HeadWriter.framed(output, chunked: chunked)))
         }.whenComplete { result in
             try? handle.close()
             var succeeded = (try? result.get()) != nil && sent.value == body.count
@@ -61,7 +61,7 @@ extension RelayServerHandler {
             if succeeded, let compressor, let context = bound.value.context {
                 var output = context.channel.allocator.buffer(capacity: 64)
                 compressor.value.finish(into: &output)
-                var last = Self.framed(output, chunked: chunked)
+                var last = HeadWriter.framed(output, chunked: chunked)
                 if chunked { last.writeStaticString("0\r\n\r\n") }
                 context.writeAndFlush(NIOAny(last), promise: nil)
             } else if compressor != nil {
@@ -114,16 +114,5 @@ extension RelayServerHandler {
                 handler.connection.resetClient()
             }
         }
-    }
-
-    /// A compressed piece as a chunk (HTTP/1.1) or as it is (HTTP/1.0, ended by the close).
-    private static func framed(_ bytes: ByteBuffer, chunked: Bool) -> ByteBuffer {
-        guard chunked, bytes.readableBytes > 0 else { return bytes }
-        var framed = ByteBuffer()
-        framed.reserveCapacity(bytes.readableBytes + 16)
-        HeadWriter.writeChunkSize(bytes.readableBytes, into: &framed)
-        framed.writeImmutableBuffer(bytes)
-        framed.writeStaticString("\r\n")
-        return framed
     }
 }

@@ -7,37 +7,95 @@ import ShipManifest
 /// A client connection and its upstream connection share the loop, so nothing here is locked.
 final class LoopContext {
     /// By ship index (the manifest's order).
-    private var pools: [UpstreamPool?] = []
+    private var ships: [ShipPools?] = []
     var requestIDs = RequestIDGenerator()
     /// This loop's request and response modules (their instances), when the manifest has any.
     var hooks: (any LoopHooks)?
     /// `mothership_relay_worker_requests_total{worker}` of a worker's loop (nil on SwiftNIO's).
     var requests: Counter?
 
-    /// The pool of `entry`'s ship (a ship route's entry); `board` holds the ship's idle allowance.
-    func pool(for entry: RouteEntry, board: BreakerBoard) -> UpstreamPool {
+    /// The pool of the instance of `entry`'s ship (a ship route's entry) that takes this request,
+    /// nil when no instance is ready; `board` holds the ship's idle allowance.
+    func pool(for entry: RouteEntry, board: BreakerBoard) -> UpstreamPool? {
         let index = entry.shipIndex
-        if index < pools.count, let pool = pools[index] { return pool }
-        guard case .ship(_, let address, _) = entry.target else { preconditionFailure("not a ship route") }
-        return makePool(ship: index, address: address, allowance: board.idleAllowance(index))
-    }
-
-    private func makePool(ship index: Int, address: BindAddress, allowance: IdleAllowance) -> UpstreamPool {
-        let pool: UpstreamPool
-        switch address {
-        case .tcp(let host, let port):
-            pool = UpstreamPool(address: .tcp(host: host, port: port), allowance: allowance)
-        case .unix(let path): pool = UpstreamPool(address: .unix(path: path), allowance: allowance)
+        if index < ships.count, let ship = ships[index] { return ship.pick() }
+        guard let gate = entry.shipGate else { preconditionFailure("not a ship route") }
+        let ship = ShipPools(gate: gate, allowance: board.idleAllowance(index))
+        if ships.count <= index {
+            ships.append(contentsOf: repeatElement(nil, count: index + 1 - ships.count))
         }
-        if pools.count <= index {
-            pools.append(contentsOf: repeatElement(nil, count: index + 1 - pools.count))
-        }
-        pools[index] = pool
-        return pool
+        ships[index] = ship
+        return ship.pick()
     }
 
     func closeIdleConnections() {
-        for pool in pools { pool?.closeAll() }
+        for ship in ships { ship?.closeAll() }
+    }
+
+    /// Takes every ship's current instance set (a worker's sweep: the idle connections of an
+    /// instance retired meanwhile close without waiting for a request).
+    func refreshShips() {
+        for ship in ships { ship?.refresh() }
+    }
+}
+
+/// One ship's pools on one thread: a pool per instance, brought up to date with the ship's
+/// instance set when its version moves, and a turn among the ready instances.
+final class ShipPools {
+    private let gate: ShipGate
+    private let allowance: IdleAllowance
+    private var version = -1
+    private var pools: [(instance: ShipInstance, pool: UpstreamPool)] = []
+    private var ready: [UpstreamPool] = []
+    private var turn = 0
+
+    init(gate: ShipGate, allowance: IdleAllowance) {
+        self.gate = gate
+        self.allowance = allowance
+    }
+
+    /// The next ready instance's pool, nil when none is ready.
+    func pick() -> UpstreamPool? {
+        refresh()
+        switch ready.count {
+        case 0: return nil
+        case 1: return ready[0]
+        default:
+            turn = turn &+ 1
+            return ready[turn % ready.count]
+        }
+    }
+
+    /// Takes the instance set when it changed (one atomic load when it did not).
+    func refresh() {
+        if gate.instanceVersion != version { update() }
+    }
+
+    /// Takes the current instance set: new instances get a pool, an instance whose address
+    /// changed gets a new one, and the pools of instances that left are retired (their idle
+    /// connections close now, their busy ones when their exchange ends).
+    private func update() {
+        let (version, instances) = gate.snapshot()
+        self.version = version
+        var next: [(instance: ShipInstance, pool: UpstreamPool)] = []
+        for instance in instances {
+            if let kept = pools.first(where: {
+                $0.instance.id == instance.id && $0.instance.address == instance.address
+            }) {
+                next.append((instance, kept.pool))
+            } else {
+                next.append(
+                    (instance, UpstreamPool(address: .of(instance.address), allowance: allowance, ship: self))
+                )
+            }
+        }
+        for (_, pool) in pools where !next.contains(where: { $0.pool === pool }) { pool.retire() }
+        pools = next
+        ready = next.filter(\.instance.ready).map(\.pool)
+    }
+
+    func closeAll() {
+        for (_, pool) in pools { pool.closeAll() }
     }
 }
 

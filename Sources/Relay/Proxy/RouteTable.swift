@@ -95,6 +95,7 @@ extension RouteTable {
             } else if let address = vessel.bind, let index = shipIndices[vessel.name],
                 let gate = directory.gate(for: vessel.name)
             {
+                gate.adopt(address: address)
                 target = .ship(index: index, address: address, gate: gate)
             } else {
                 continue

@@ -236,6 +236,7 @@ final class WorkerLoop {
                 _ = ms_epoll_set(epoll, listening[index].fd, UInt64(listening[index].slot), interest, 1)
             }
         }
+        context.refreshShips()
         for slot in slots {
             switch slot {
             case .client(let client)?: client.sweep(now: now)

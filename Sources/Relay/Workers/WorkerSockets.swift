@@ -481,7 +481,7 @@ final class WorkerClient: WorkerSocket, ClientTransport {
                 send.offset += read
                 var output = loop.allocator.buffer(capacity: read / 2 + 64)
                 compressor.compress(chunk, into: &output)
-                write(Self.framed(output, chunked: send.chunked))
+                write(HeadWriter.framed(output, chunked: send.chunked))
                 file = send
                 if flush() {
                     updateInterest()
@@ -490,7 +490,7 @@ final class WorkerClient: WorkerSocket, ClientTransport {
             }
             var last = loop.allocator.buffer(capacity: 64)
             compressor.finish(into: &last)
-            var ending = Self.framed(last, chunked: send.chunked)
+            var ending = HeadWriter.framed(last, chunked: send.chunked)
             if send.chunked { ending.writeStaticString("0\r\n\r\n") }
             write(ending)
             flush()
@@ -535,17 +535,6 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         stalledSince = unsent == nil ? nil : stalledSince
         updateInterest()
         if let succeeded { connection.staticFinished(succeeded: succeeded) }
-    }
-
-    /// A compressed piece as a chunk (HTTP/1.1) or as it is (HTTP/1.0, ended by the close).
-    private static func framed(_ bytes: ByteBuffer, chunked: Bool) -> ByteBuffer {
-        guard chunked, bytes.readableBytes > 0 else { return bytes }
-        var framed = ByteBuffer()
-        framed.reserveCapacity(bytes.readableBytes + 16)
-        HeadWriter.writeChunkSize(bytes.readableBytes, into: &framed)
-        framed.writeImmutableBuffer(bytes)
-        framed.writeStaticString("\r\n")
-        return framed
     }
 }
 
