@@ -264,7 +264,7 @@ final class UpstreamPool {
     /// The instance left its ship's set: nothing new goes to it, and connections coming back close.
     private(set) var retired = false
     /// The ship's pools on this thread, asked on each release whether the instance set moved.
-    private unowned let ship: ShipPools?
+    private unowned(unsafe) let ship: ShipPools?
 
     init(address: SocketAddressOrPath, allowance: IdleAllowance, ship: ShipPools? = nil) {
         self.address = address
