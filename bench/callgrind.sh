@@ -9,6 +9,7 @@
 #
 #   MOTHERSHIP_BIN=.build/release/mothership bench/callgrind.sh
 #   MOTHERSHIP_BIN=... RELAY_WORKERS=1 bench/callgrind.sh   (relay_workers in the manifest)
+#   MOTHERSHIP_BIN=... GZIP=1 bench/callgrind.sh   (compression on, requests accept gzip, deflate, br)
 #
 # What it does: starts the shared bench's nginx backend (../shared/bench/backend.sh, outside
 # valgrind: GET / -> "hello", GET /64k -> 65536 bytes), then the relay under
@@ -102,9 +103,10 @@ wait_http "http://127.0.0.1:$BE/" hello 30 "$BG_PID"
 
 mkdir -p "$W/ms"
 cat >"$W/ms/ship-manifest.toml" <<TOML
-${RELAY_WORKERS:+[mothership]
-relay_workers = $RELAY_WORKERS
-}
+[mothership]
+${RELAY_WORKERS:+relay_workers = $RELAY_WORKERS}
+compression = $([ "${GZIP:-0}" = 1 ] && echo true || echo false)
+
 [mothership.bind]
 http = "127.0.0.1:$LP"
 
@@ -120,7 +122,7 @@ TOML
 machine_info
 echo "# binary: $BIN ($(stat -c %y "$BIN" | cut -d. -f1))${CG_STRIP:+ CG_STRIP=$CG_STRIP}"
 echo "# env: $(env | grep -E '^MOTHERSHIP_' | grep -v '^MOTHERSHIP_BIN=' | sort | tr '\n' ' ')"
-echo "# relay_workers=${RELAY_WORKERS:-default}"
+echo "# relay_workers=${RELAY_WORKERS:-default} gzip=${GZIP:-0} (compression on, clients send Accept-Encoding)"
 echo "# requests=$REQUESTS conns=$CONNS warmup=$WARMUP concurrent=$CONCURRENT out=$OUT"
 
 t0=$SECONDS

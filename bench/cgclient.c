@@ -163,7 +163,10 @@ int main(int argc, char **argv) {
     long warmup = atol(argv[5]), measure = atol(argv[6]);
     int concurrent = atoi(argv[7]);
     if (nconns < 1 || warmup < nconns || measure < 1) { fprintf(stderr, "cgclient: need CONNS >= 1, WARMUP >= CONNS, MEASURE >= 1\n"); return 2; }
-    g_req_len = (size_t)snprintf(g_req, sizeof g_req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n", g_path, host, port);
+    // GZIP=1: every request says it accepts gzip, as browsers do (the relay's compression path).
+    const char *gzip = getenv("GZIP");
+    const char *accept = gzip && strcmp(gzip, "1") == 0 ? "Accept-Encoding: gzip, deflate, br\r\n" : "";
+    g_req_len = (size_t)snprintf(g_req, sizeof g_req, "GET %s HTTP/1.1\r\nHost: %s:%d\r\n%s\r\n", g_path, host, port, accept);
 
     struct conn *conns = calloc((size_t)nconns, sizeof *conns);
     struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};

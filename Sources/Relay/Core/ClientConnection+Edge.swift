@@ -65,12 +65,13 @@ extension ClientConnection {
     /// several strings, arrays and a dictionary per request).
     func compressionRequest(_ head: MessageHead) -> CompressionRequest? {
         guard settings.edge.compression else { return nil }
-        if let seen = acceptEncoding, head.joinedValues(named: "accept-encoding", equal: seen.bytes) {
-            return CompressionRequest(coding: seen.coding)
+        if let seen = acceptEncodingSeen, head.joinedValues(named: "accept-encoding", equal: seen) {
+            return CompressionRequest(coding: acceptEncodingCoding)
         }
         let value = head.joinedValues(named: "accept-encoding")
         let coding = ContentCoding.negotiate(value)
-        acceptEncoding = value.map { (Array($0.utf8), coding) }
+        acceptEncodingSeen = value.map { Array($0.utf8) }
+        acceptEncodingCoding = coding
         return CompressionRequest(coding: coding)
     }
 

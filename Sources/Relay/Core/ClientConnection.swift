@@ -85,8 +85,9 @@ final class ClientConnection {
     /// Whether a deadline is set, and which.
     private var deadline: NIODeadline?
 
-    /// The last `Accept-Encoding` value this connection sent and the coding it gave.
-    var acceptEncoding: (bytes: [UInt8], coding: ContentCoding?)?
+    /// The last `Accept-Encoding` value this connection sent, and the coding it gave.
+    var acceptEncodingSeen: [UInt8]?
+    var acceptEncodingCoding: ContentCoding?
     /// The driver's allocator, taken once.
     private(set) var allocator = ByteBufferAllocator()
     /// The client socket's writability, kept from the driver's change events.

@@ -1,5 +1,9 @@
 import NIOCore
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 /// Header lookups by name for the edge features. The parser classifies only the headers the plain
 /// proxy path needs (`FieldKind`); the rest are found here by a case-insensitive name comparison,
 /// which only a request or response that an edge feature looks at pays for.
@@ -32,25 +36,31 @@ extension MessageHead {
     /// Whether every value of the header named `name`, joined as `joinedValues` joins them, equals
     /// `known` byte for byte; no string is made. False when the header is absent.
     func joinedValues(named name: StaticString, equal known: [UInt8]) -> Bool {
-        bytes.withUnsafeReadableBytes { source in
-            var offset = 0
-            var found = false
-            for field in fields where Self.nameEquals(source, field.name, name) {
-                if found {
-                    guard known.count >= offset + 2, known[offset] == 0x2C, known[offset + 1] == 0x20 else {
+        known.withUnsafeBytes { expected in
+            bytes.withUnsafeReadableBytes { source in
+                var offset = 0
+                var found = false
+                for field in fields where Self.nameEquals(source, field.name, name) {
+                    if found {
+                        guard expected.count >= offset + 2, expected[offset] == 0x2C,
+                            expected[offset + 1] == 0x20
+                        else { return false }
+                        offset += 2
+                    }
+                    found = true
+                    let count = field.value.count
+                    guard expected.count >= offset + count else { return false }
+                    if count > 0,
+                        memcmp(
+                            source.baseAddress! + field.value.lowerBound, expected.baseAddress! + offset,
+                            count) != 0
+                    {
                         return false
                     }
-                    offset += 2
+                    offset += count
                 }
-                found = true
-                guard known.count >= offset + field.value.count else { return false }
-                for index in field.value where source[index] != known[offset + index - field.value.lowerBound]
-                {
-                    return false
-                }
-                offset += field.value.count
+                return found && offset == expected.count
             }
-            return found && offset == known.count
         }
     }
 
