@@ -555,7 +555,7 @@ struct RelayEndToEndTests {
             #expect(try ShipEcho(response).ship == "web")
         }
         // `other` is kept alive after a proxied answer: its connect times out too.
-        let laneSent = try await other.sendTimed(RawConnection.request("GET", "/backlog"))
+        let keptSent = try await other.sendTimed(RawConnection.request("GET", "/backlog"))
         #expect(await silent.isSilent(for: 1.0), "the relay answered a request the ship never answered")
 
         let timedOut = try await backlog.response(timeout: 15)
@@ -563,11 +563,11 @@ struct RelayEndToEndTests {
         #expect(timedOut.status == 504, "\(timedOut.text)")
         #expect(timedOut.text.contains("no connection within 5s"), "\(timedOut.text)")
         #expect(elapsed > .seconds(4) && elapsed < .seconds(10), "\(elapsed)")
-        let laneTimedOut = try await other.response(timeout: 15)
-        let laneElapsed = ContinuousClock.now - laneSent
-        #expect(laneTimedOut.status == 504, "\(laneTimedOut.text)")
-        #expect(laneTimedOut.text.contains("no connection within 5s"), "\(laneTimedOut.text)")
-        #expect(laneElapsed > .seconds(4) && laneElapsed < .seconds(10), "\(laneElapsed)")
+        let keptTimedOut = try await other.response(timeout: 15)
+        let keptElapsed = ContinuousClock.now - keptSent
+        #expect(keptTimedOut.status == 504, "\(keptTimedOut.text)")
+        #expect(keptTimedOut.text.contains("no connection within 5s"), "\(keptTimedOut.text)")
+        #expect(keptElapsed > .seconds(4) && keptElapsed < .seconds(10), "\(keptElapsed)")
 
         // The client gives up: the relay closes its connection to the ship.
         silent.close()

@@ -228,12 +228,12 @@ struct SecurityEndToEndTests {
         defer { mothership.stop() }
         #expect(mothership.output.contains("open files limit"), "\(mothership.output.suffix(3000))")
 
-        // A connection on the lane before the exhaustion.
-        let lane = try TunedSocket(port: relay)
-        defer { lane.close() }
-        try lane.waitConnected(timeout: 10)
-        try lane.send(Self.get("/lane-warm"))
-        try #require(try lane.readResponse(timeout: 10).status == 200)
+        // A kept-alive connection from before the exhaustion.
+        let keptAlive = try TunedSocket(port: relay)
+        defer { keptAlive.close() }
+        try keptAlive.waitConnected(timeout: 10)
+        try keptAlive.send(Self.get("/keptAlive-warm"))
+        try #require(try keptAlive.readResponse(timeout: 10).status == 200)
 
         let limited = try await Relay.run(
             "prlimit", ["--pid", "\(mothership.pid)", "--nofile=256:256"], in: directory.path)
@@ -259,16 +259,16 @@ struct SecurityEndToEndTests {
         }
         try #require(count >= 230, "the relay holds only \(count) descriptors")
         // The first ones are in the relay's hands (it accepts in order until it runs out): a GET on
-        // each of the first 12 and on the lane's connection, all at once.
+        // each of the first 12 and on the keptAlive's connection, all at once.
         let asked = Array(idle.prefix(12))
         for (index, socket) in asked.enumerated() {
             try socket.waitConnected(timeout: 10)
             try socket.send(Self.get("/exhausted-\(index)"))
         }
-        try lane.send(Self.get("/lane-exhausted"))
+        try keptAlive.send(Self.get("/keptAlive-exhausted"))
         var answers: [(String, Int, String)] = []
         for (label, socket) in asked.enumerated().map({ ("fresh \($0.offset)", $0.element) }) + [
-            ("lane", lane)
+            ("keptAlive", keptAlive)
         ] {
             do {
                 let answer = try socket.readResponse(timeout: 20)
@@ -297,7 +297,7 @@ struct SecurityEndToEndTests {
         // Descriptors back: the ship is served again within seconds, its breaker never opened.
         for socket in idle { socket.close() }
         idle.removeAll()
-        lane.close()
+        keptAlive.close()
         let recovery = ContinuousClock.now + .seconds(10)
         var last: (Int, String) = (0, "")
         var circuitOpen: String?

@@ -13,8 +13,8 @@ import Testing
 #endif
 
 /// SPEC §4's send timeout (60 s, here a fraction of a second): a client that takes nothing of a
-/// response is reset and its ship connection freed, on a connection's first request (the event
-/// loops) and on a kept-alive one (the lane).
+/// response is reset and its ship connection freed, on a connection's first request and on a
+/// kept-alive one.
 /// Linux's `POLLRDHUP` (not imported into Swift).
 private let pollReadHangUp: Int32 = 0x2000
 
@@ -161,8 +161,7 @@ struct RelaySendTimeoutTests {
         }
     }
 
-    /// On a connection's first request (the event loops) and on a kept-alive one, whose second
-    /// request is the lane's.
+    /// On a connection's first request and on a kept-alive one (its second request).
     @Test(arguments: [false, true])
     func aClientThatTakesNothingOfItsResponseIsResetAfterTheSendTimeout(keptAlive: Bool) async throws {
         let harness = try await Harness.start(send: Self.limit)

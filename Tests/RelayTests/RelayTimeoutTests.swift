@@ -13,6 +13,8 @@ import Testing
 @Suite("Relay timeouts", .timeLimit(.minutes(1)))
 struct RelayTimeoutTests {
     static let limit = TimeAmount.milliseconds(300)
+    /// For a timeout that a first request must not meet before it is answered.
+    static let answeredLimit = TimeAmount.seconds(3)
 
     /// A relay on a free port: `/silent…` goes to a ship that accepts and never answers, `/once…`
     /// to one that answers the first request on a connection and no other, `/ws…` to one that
@@ -234,7 +236,9 @@ struct RelayTimeoutTests {
     /// The usual case: the second request on a client connection goes over the ship connection the
     /// first one left in the pool, and its first-byte timeout counts from the request too.
     @Test func aPooledShipConnectionThatGoesSilentGets504AfterTheFirstByteTimeout() async throws {
-        let harness = try await Harness.start(firstByte: Self.limit)
+        // The first request must be answered within the same limit: long enough for a loaded
+        // machine (300 ms was not, with the whole suite running on two cores).
+        let harness = try await Harness.start(firstByte: Self.answeredLimit)
         let (received, seconds) = try await harness.untilClosed(
             after:
                 "GET /once HTTP/1.1\r\nHost: a\r\n\r\nGET /once-more HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n"
@@ -243,14 +247,14 @@ struct RelayTimeoutTests {
         // The first answer, then the 504 for the second (a new ship connection would have answered).
         #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
         #expect(received.contains("\r\n\r\nokHTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
-        #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
+        #expect(seconds >= 2.9 && seconds < 20, "answered after \(seconds) s")
     }
 
     /// The same with the second request sent once the first is answered (over the pooled ship
     /// connection, which goes silent).
     @Test func aPooledShipConnectionThatGoesSilentAfterAnAnswerGets504AfterTheFirstByteTimeout() async throws
     {
-        let harness = try await Harness.start(firstByte: Self.limit)
+        let harness = try await Harness.start(firstByte: Self.answeredLimit)
         let (received, seconds) = try await harness.untilClosed(
             after: "GET /once HTTP/1.1\r\nHost: a\r\n\r\n",
             followUp: (
@@ -260,7 +264,7 @@ struct RelayTimeoutTests {
         #expect(received.hasPrefix("HTTP/1.1 200 OK\r\n"), "\(received)")
         #expect(received.contains("\r\n\r\nokHTTP/1.1 504 Gateway Timeout\r\n"), "\(received)")
         #expect(received.contains("no response within"), "\(received)")
-        #expect(seconds >= 0.25 && seconds < 10, "answered after \(seconds) s")
+        #expect(seconds >= 2.9 && seconds < 20, "answered after \(seconds) s")
     }
 
     /// Draining on shutdown (SPEC §4) is bounded for tunnels too: an open WebSocket keeps the relay

@@ -36,7 +36,7 @@ final class ShipBreaker: Sendable {
     }
 }
 
-/// What the relay keeps per ship across every listener, event loop and the lane, by the ship's
+/// What the relay keeps per ship across every listener, worker and event loop, by the ship's
 /// index in the manifest: its circuit breaker and its allowance of idle connections.
 final class BreakerBoard: Sendable {
     private let breakers: [ShipBreaker]

@@ -2,8 +2,7 @@ import NIOCore
 import ShipManifest
 
 /// SPEC §4 from the route table on, for a request the earlier steps let through: the route, then
-/// the ship's readiness and its circuit breaker. One decision for the event loops
-/// (`RelayServerHandler`) and the lane (`LaneLoop`).
+/// the ship's readiness and its circuit breaker, as `ClientConnection` takes it.
 enum ShipRouting {
     /// The relay answers (404 without a route; 503 for a ship not ready or an open circuit),
     /// counted under the route's entry when there is one.

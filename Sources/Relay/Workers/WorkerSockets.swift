@@ -175,11 +175,13 @@ class WorkerSocket {
 
     func writabilityChanged(_ writable: Bool) {}
 
+    /// The send failed: the socket closes after the current call, with the error it had now.
     private func failSoon() {
         guard !failed else { return }
+        let code = errno
         failed = true
         unsent = nil
-        loop.deferred.append { [self] in closeSocket(error: errno) }
+        loop.deferred.append { [self] in closeSocket(error: code) }
     }
 
     /// Reads once into the loop's buffer: the count, 0 at the end of the stream, or -errno.
