@@ -101,8 +101,9 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
-            // The data plane's handlers are confined to one event loop each; dynamic exclusivity
-            // checks on their properties cost about a tenth of a proxied request's instructions.
+            // The data plane's objects are confined to one thread each (a worker or an event
+            // loop); dynamic exclusivity checks on their properties cost a third more instructions
+            // per proxied request (callgrind, GET /: 14.5k without them, 19.8k with them).
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(
