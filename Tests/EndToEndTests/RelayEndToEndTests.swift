@@ -705,6 +705,27 @@ struct RelayEndToEndTests {
         #expect(try ShipEcho(viaV1).all("x-forwarded-for") == ["203.0.113.7"])
         let viaV1Again = try await v1.exchange(RawConnection.request("GET", "/v1-again"))
         #expect(try ShipEcho(viaV1Again).all("x-forwarded-for") == ["203.0.113.7"])
+        // A header only counts as a connection's first bytes: sent on a kept-alive connection it is
+        // a malformed request (400, closed), and no address is taken from it.
+        let late = try await v1.exchange(
+            Array("PROXY TCP4 198.51.100.66 127.0.0.1 5555 80\r\n".utf8)
+                + RawConnection.request("GET", "/late"))
+        #expect(late.status == 400, "\(late.text)")
+        #expect(await v1.closes(within: 5))
+        #expect(!mothership.output.contains("/late"))
+
+        // A malformed header, and a v1 line longer than the protocol allows, close the connection
+        // with nothing served.
+        for hostile in [
+            "PROXY TCP4 203.0.113.7 not-an-address 5555 80\r\n",
+            "PROXY TCP4 " + String(repeating: "9", count: 200) + "\r\n",
+        ] {
+            let refused = try RawConnection(port: trustedPort)
+            try? await refused.send(Array(hostile.utf8) + RawConnection.request("GET", "/hostile"))
+            #expect(await refused.closes(within: 5))
+            #expect(refused.received.isEmpty, "\(String(decoding: refused.received, as: UTF8.self))")
+        }
+        #expect(!mothership.output.contains("/hostile"))
 
         // v1 header split across writes.
         let split = try RawConnection(port: trustedPort)

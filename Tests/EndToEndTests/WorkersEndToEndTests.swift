@@ -212,11 +212,13 @@ struct WorkersEndToEndTests {
         let directory = try Relay.directory()
         defer { directory.remove() }
         let relay = LoopbackPorts.free()
+        let metrics = LoopbackPorts.free()
         let mothership = try await Relay.launch(
             in: directory,
             """
             [mothership]
             relay_workers = 3
+            metrics_port = \(metrics)
 
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
@@ -231,5 +233,19 @@ struct WorkersEndToEndTests {
             #expect(
                 try await connection.exchange(RawConnection.request("GET", "/\(index)/again")).status == 200)
         }
+        // The relay says at start where each bind runs, and /metrics counts requests per worker and
+        // the open connections per bind (`last` is still open).
+        #expect(mothership.output.contains("relay bind 'http' on 3 worker threads"), "\(mothership.output)")
+        let last = try RawConnection(port: relay)
+        #expect(try await last.exchange(RawConnection.request("GET", "/last")).status == 200)
+        let text = try await RawConnection.offPool { try Relay.fetch("http://127.0.0.1:\(metrics)/metrics") }
+        func value(_ line: Substring) -> Double? { line.split(separator: " ").last.flatMap { Double($0) } }
+        let perWorker = text.split(separator: "\n").filter {
+            $0.hasPrefix("mothership_relay_worker_requests_total{worker=")
+        }
+        #expect(perWorker.count == 3, "\(perWorker)")
+        #expect(perWorker.compactMap(value).reduce(0, +) == 25, "requests counted per worker: \(perWorker)")
+        let open = text.split(separator: "\n").first { $0.hasPrefix("mothership_connections{bind=\"http\"}") }
+        #expect((open.flatMap(value) ?? 0) >= 1, "\(open ?? "no mothership_connections in \(text)")")
     }
 }

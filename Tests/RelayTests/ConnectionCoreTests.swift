@@ -214,6 +214,38 @@ struct ConnectionCoreTests {
         #expect(core.client.connects.count == 2)
     }
 
+    // MARK: Compression
+
+    /// The coding a connection's `Accept-Encoding` gave is reused only while the header's bytes
+    /// stay the same: a kept-alive client that changes it (or drops it) gets what the new one says.
+    @Test func aKeptAliveConnectionThatChangesItsAcceptEncodingGetsTheNewCoding() throws {
+        let core = try Core(compression: true)
+        let body = String(repeating: "compressible text ", count: 8)
+        let answer =
+            "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)"
+        var ship: RecordingShip?
+        for (accepted, coding) in [
+            ("gzip", "gzip"), ("gzip", "gzip"), ("identity", nil), ("br", "br"), (nil, nil), ("gzip", "gzip"),
+        ] as [(String?, String?)] {
+            core.client.written = ""
+            let header = accepted.map { "Accept-Encoding: \($0)\r\n" } ?? ""
+            core.send("GET /t HTTP/1.1\r\nHost: a\r\n\(header)\r\n")
+            let link = ship ?? core.openShip()
+            ship = link
+            core.shipSends(link, answer)
+            if let coding {
+                #expect(
+                    core.client.written.contains("Content-Encoding: \(coding)\r\n"),
+                    "\(accepted ?? "none"): \(core.client.written)")
+            } else {
+                #expect(
+                    !core.client.written.contains("Content-Encoding:"),
+                    "\(accepted ?? "none"): \(core.client.written)")
+                #expect(core.client.written.hasSuffix(body))
+            }
+        }
+    }
+
     // MARK: Framing
 
     @Test func aChunkedResponseIsDechunkedForAnHTTP10ClientThatThenCloses() throws {
@@ -413,7 +445,7 @@ private final class Core {
     let client = RecordingClient()
     let connection: ClientConnection
 
-    init(limits: RelayLimits = RelayLimits()) throws {
+    init(limits: RelayLimits = RelayLimits(), compression: Bool = false) throws {
         let loaded = ManifestLoader.load(
             text: """
                 [mothership.bind]
@@ -439,7 +471,8 @@ private final class Core {
             name: "http",
             routes: RouteTable.build(bind: "http", manifest: manifest, directory: directory),
             scheme: "http", limits: limits, breakers: BreakerBoard(ships: manifest.ships.count),
-            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }))
+            logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
+            edge: EdgeFeatures(compression: compression))
         connection = ClientConnection(settings: settings, loop: loop)
         connection.start(transport: client, clientAddress: "192.0.2.7")
     }

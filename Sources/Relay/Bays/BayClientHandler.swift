@@ -293,3 +293,19 @@ enum UTF8Check {
         }
     }
 }
+
+extension BayBoarding {
+    /// The handlers that carry a WebSocket accepted for `berth` (frames decoded, encoded and
+    /// joined, then the bay's client), in pipeline order; either driver hands the connection to them.
+    func handlers(for berth: BayBerth) -> [any ChannelHandler] {
+        let limits = berth.limits
+        return [
+            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
+            WebSocketFrameEncoder(),
+            NIOWebSocketFrameAggregator(
+                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
+                maxAccumulatedFrameSize: limits.maxMessageBytes),
+            BayClientHandler(berth: berth, boarding: boarding, generation: generation),
+        ]
+    }
+}

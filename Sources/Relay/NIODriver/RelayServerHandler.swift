@@ -1,7 +1,6 @@
 import Logging
 import NIOCore
 import NIOPosix
-import NIOWebSocket
 
 #if canImport(Glibc)
     import Glibc
@@ -207,18 +206,9 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         guard let context else { return }
         flush()
         stopIO()
-        let limits = berth.limits
         do {
             try context.pipeline.syncOperations.addHandlers(
-                [
-                    ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
-                    WebSocketFrameEncoder(),
-                    NIOWebSocketFrameAggregator(
-                        minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
-                        maxAccumulatedFrameSize: limits.maxMessageBytes),
-                    BayClientHandler(
-                        berth: berth, boarding: boarding.boarding, generation: boarding.generation),
-                ], position: .after(self))
+                boarding.handlers(for: berth), position: .after(self))
         } catch {
             connection.closeClient()
             return

@@ -115,7 +115,6 @@ final class RelayMetrics: Sendable {
 
         func opened() { gauge.record(count.add(1, ordering: .relaxed).newValue) }
         func closed() { gauge.record(count.subtract(1, ordering: .relaxed).newValue) }
-        var open: Int { count.load(ordering: .relaxed) }
     }
 
     private let binds: [String: Connections]

@@ -277,7 +277,8 @@ final class WorkerLoop {
         context.closeIdleConnections()
     }
 
-    func clientClosed(_ client: WorkerClient) {
+    /// A client connection closed or left for a bay.
+    func clientLeft() {
         clientCount -= 1
     }
 }

@@ -2,7 +2,6 @@ import CMothershipSystem
 import Logging
 import NIOCore
 import NIOPosix
-import NIOWebSocket
 import ShipManifest
 
 #if canImport(Glibc)
@@ -184,6 +183,32 @@ class WorkerSocket {
         loop.deferred.append { [self] in closeSocket(error: code) }
     }
 
+    /// Reads what the socket holds (up to four reads of `size`), handing each read to `received`
+    /// and the end of the batch to `readEnded`; at the end of the stream or an error, closes.
+    func readAvailable(_ size: Int) {
+        var delivered = false
+        for _ in 0..<4 {
+            let count = receive(size)
+            if count > 0 {
+                delivered = true
+                received(loop.readBuffer)
+                if count < size || !isOpen || !reading { break }
+                continue
+            }
+            if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) { break }
+            if delivered && isOpen { readEnded() }
+            closeSocket(error: count == 0 ? 0 : CInt(-count))
+            return
+        }
+        if delivered && isOpen { readEnded() }
+    }
+
+    /// Bytes read (the loop's buffer: kept only by copy-on-write).
+    func received(_ bytes: ByteBuffer) {}
+
+    /// The end of a batch of reads.
+    func readEnded() {}
+
     /// Reads once into the loop's buffer: the count, 0 at the end of the stream, or -errno.
     func receive(_ size: Int) -> Int {
         loop.readBuffer.clear()
@@ -260,29 +285,15 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            read()
+            readAvailable(WorkerLoop.clientReadSize)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: 0)
         }
     }
 
-    private func read() {
-        var delivered = false
-        for _ in 0..<4 {
-            let count = receive(WorkerLoop.clientReadSize)
-            if count > 0 {
-                delivered = true
-                deliver(loop.readBuffer)
-                if count < WorkerLoop.clientReadSize || !isOpen || !reading { break }
-                continue
-            }
-            if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) { break }
-            if delivered && isOpen { connection.readComplete() }
-            closeSocket(error: count == 0 ? 0 : CInt(-count))
-            return
-        }
-        if delivered && isOpen { connection.readComplete() }
-    }
+    override func received(_ bytes: ByteBuffer) { deliver(bytes) }
+
+    override func readEnded() { connection.readComplete() }
 
     private func deliver(_ bytes: ByteBuffer) {
         guard var check = proxyCheck else {
@@ -360,7 +371,7 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         endFile()
         detach()
         connections.closed()
-        loop.clientClosed(self)
+        loop.clientLeft()
         connection.closed()
         connection.detach()
     }
@@ -401,27 +412,18 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         flush()
         let held = unsent
         detach(keepDescriptor: true)
-        loop.clientClosed(self)
+        loop.clientLeft()
         connection.detach()
         let connections = self.connections
         let registry = loop.shared.connections
         loop.shared.metrics.bayMoves.increment()
-        let limits = berth.limits
         let fd = self.fd
         let settings = connection.settings
         ClientBootstrap(group: loop.shared.group)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers([
-                        HeldBytesHandler(unsent: held, rest: rest),
-                        ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
-                        WebSocketFrameEncoder(),
-                        NIOWebSocketFrameAggregator(
-                            minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
-                            maxAccumulatedFrameSize: limits.maxMessageBytes),
-                        BayClientHandler(
-                            berth: berth, boarding: boarding.boarding, generation: boarding.generation),
-                    ])
+                    try channel.pipeline.syncOperations.addHandlers(
+                        [HeldBytesHandler(unsent: held, rest: rest)] + boarding.handlers(for: berth))
                 }
             }
             .withConnectedSocket(fd)
@@ -618,7 +620,7 @@ final class WorkerShip: WorkerSocket, ShipTransport {
         if events & UInt32(MS_EPOLL_OUT) != 0 { sendUnsent() }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            read()
+            readAvailable(WorkerLoop.shipReadSize)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: events & UInt32(MS_EPOLL_ERR) != 0 ? ms_socket_error(fd) : 0)
         }
@@ -641,23 +643,9 @@ final class WorkerShip: WorkerSocket, ShipTransport {
         completion(.success(link))
     }
 
-    private func read() {
-        var delivered = false
-        for _ in 0..<4 {
-            let count = receive(WorkerLoop.shipReadSize)
-            if count > 0 {
-                delivered = true
-                link.received(loop.readBuffer)
-                if count < WorkerLoop.shipReadSize || !isOpen || !reading { break }
-                continue
-            }
-            if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) { break }
-            if delivered && isOpen { link.readComplete() }
-            closeSocket(error: count == 0 ? 0 : CInt(-count))
-            return
-        }
-        if delivered && isOpen { link.readComplete() }
-    }
+    override func received(_ bytes: ByteBuffer) { link.received(bytes) }
+
+    override func readEnded() { link.readComplete() }
 
     func sweep(now: NIODeadline) {
         guard let (completion, deadline) = connecting, now >= deadline else { return }
