@@ -5,11 +5,14 @@ Mothership terminates the WebSockets; this process only sees the docking protoco
 it serves at $MS_SOCKET_PATH. Python 3 standard library only.
 
   frame = type (1 byte) + payload length (u32 big-endian) + payload
-  0x01 Dock      bay -> mothership   {"version":1,"ship":"<name>"}
-  0x02 Moored    mothership -> bay   {"version":1,"config":{...}}
+  0x01 Dock      bay -> mothership   {"version":1,"ship":"<name>","features":["typed_cargo"]}
+  0x02 Moored    mothership -> bay   {"version":1,"config":{...},"features":["typed_cargo"]}
   0x10 Boarding  mothership -> bay   {"conn_id":7,"path":"/ws?x=1","remote_addr":"...","headers":{...}}
   0x11 Disembark both ways           {"conn_id":7,"code":1000,"reason":""}
-  0x12 Cargo     both ways           conn_id (u32 big-endian) + message bytes
+  0x12 Cargo     both ways           conn_id (u32 big-endian) + type (1 text, 2 binary) + message bytes
+
+The bay asks for typed Cargo (the type byte), so binary messages stay binary and text stays text;
+when Moored does not name the feature back (a mothership without it), Cargo is conn_id + message.
 
 With config mode = "chat" every message goes to every client; otherwise it is echoed to its sender.
 """
@@ -32,7 +35,8 @@ def log(text):
 
 async def serve_mothership(reader, writer):
     name = os.environ.get("MS_SHIP", "bay")
-    writer.write(frame(DOCK, json.dumps({"version": 1, "ship": name}).encode()))
+    dock = {"version": 1, "ship": name, "features": ["typed_cargo"]}
+    writer.write(frame(DOCK, json.dumps(dock).encode()))
     await writer.drain()
     config = {}
     clients = {}
@@ -41,8 +45,10 @@ async def serve_mothership(reader, writer):
             kind, length = struct.unpack(">BI", await reader.readexactly(5))
             payload = await reader.readexactly(length)
             if kind == MOORED:
-                config = json.loads(payload)["config"]
-                log(f"moored with config {json.dumps(config, sort_keys=True)}")
+                moored = json.loads(payload)
+                config = moored["config"]
+                typed = "typed_cargo" in moored.get("features", [])
+                log(f"moored with config {json.dumps(config, sort_keys=True)}, typed cargo {'on' if typed else 'off'}")
             elif kind == BOARDING:
                 boarding = json.loads(payload)
                 clients[boarding["conn_id"]] = boarding
@@ -53,9 +59,10 @@ async def serve_mothership(reader, writer):
                 log(f"disembark {disembark['conn_id']} code {disembark['code']}")
             elif kind == CARGO:
                 conn_id = struct.unpack(">I", payload[:4])[0]
+                kind_and_message = payload[4:]  # the type byte (typed Cargo) and the message
                 targets = clients if config.get("mode") == "chat" else [conn_id]
                 for target in targets:
-                    writer.write(frame(CARGO, struct.pack(">I", target) + payload[4:]))
+                    writer.write(frame(CARGO, struct.pack(">I", target) + kind_and_message))
                 await writer.drain()
     except asyncio.IncompleteReadError:
         log("mothership closed the docking socket")

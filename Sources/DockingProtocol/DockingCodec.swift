@@ -9,8 +9,12 @@ import NIOCore
 /// The docking protocol's framing, as pure functions over byte buffers: a frame is a type byte, the
 /// payload length as a big-endian u32 (payload only), then the payload (SPEC §6).
 public enum DockingCodec {
-    /// Payloads larger than this are a protocol error.
+    /// Payloads larger than this are a protocol error (the original's limit).
     public static let maxPayload = 16 * 1024 * 1024
+    /// The largest message typed Cargo carries (`DockingFeature.typedCargo`): 16 MiB exactly.
+    public static let maxTypedMessage = 16 * 1024 * 1024
+    /// The largest payload on a link with typed Cargo: conn_id, type byte and the largest message.
+    public static let maxTypedPayload = maxTypedMessage + 5
     /// Type byte and length.
     public static let headerSize = 5
 
@@ -65,6 +69,17 @@ public enum DockingCodec {
         case .dataCorrupted: "not valid JSON"
         default: "\(error)"
         }
+    }
+
+    /// A typed Cargo frame (`DockingFeature.typedCargo`): header, conn_id, type byte, the message.
+    public static func writeCargo(
+        connID: UInt32, type: CargoType, payload: ByteBuffer, into buffer: inout ByteBuffer
+    ) {
+        buffer.writeInteger(DockingMessage.Kind.cargo.rawValue)
+        buffer.writeInteger(UInt32(5 + payload.readableBytes))
+        buffer.writeInteger(connID)
+        buffer.writeInteger(type.rawValue)
+        buffer.writeImmutableBuffer(payload)
     }
 
     /// Appends the frame of `message` to `buffer`.

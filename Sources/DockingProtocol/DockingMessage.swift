@@ -40,10 +40,14 @@ public enum DockingMessage: Sendable, Equatable {
 public struct Dock: Sendable, Equatable, Codable {
     public var version: Int
     public var ship: String
+    /// Optional protocol features the bay asks for (`DockingFeature`); a bay for the original sends
+    /// none, and the link then works exactly as the original's.
+    public var features: [String]?
 
-    public init(version: Int = 1, ship: String) {
+    public init(version: Int = 1, ship: String, features: [String]? = nil) {
         self.version = version
         self.ship = ship
+        self.features = features
     }
 
     // Lenient: a bay that leaves a field out still docks (the original checks neither).
@@ -51,6 +55,7 @@ public struct Dock: Sendable, Equatable, Codable {
         let container = try decoder.container(keyedBy: CodingKeys.self)
         version = try container.decodeIfPresent(Int.self, forKey: .version) ?? 1
         ship = try container.decodeIfPresent(String.self, forKey: .ship) ?? ""
+        features = try container.decodeIfPresent([String].self, forKey: .features)
     }
 }
 
@@ -58,11 +63,32 @@ public struct Dock: Sendable, Equatable, Codable {
 public struct Moored: Sendable, Equatable, Codable {
     public var version: Int
     public var config: [String: String]
+    /// The features of the bay's Dock that mothership turns on; absent (not empty) when the bay
+    /// asked for none, so an original bay sees the original Moored.
+    public var features: [String]?
 
-    public init(version: Int = 1, config: [String: String]) {
+    public init(version: Int = 1, config: [String: String], features: [String]? = nil) {
         self.version = version
         self.config = config
+        self.features = features
     }
+}
+
+/// Features a bay may ask for in Dock (`features`), each on only when Moored names it back.
+public enum DockingFeature {
+    /// Cargo says whether a message is text or binary: after the 4-byte conn_id comes one type
+    /// byte, the WebSocket opcode (`CargoType`), then the message. A message may then be as large
+    /// as 16 MiB (`DockingCodec.maxTypedMessage`).
+    public static let typedCargo = "typed_cargo"
+
+    /// Every feature this side implements.
+    public static let all: Set<String> = [typedCargo]
+}
+
+/// The type byte of typed Cargo: the message's WebSocket opcode (RFC 6455 §5.2).
+public enum CargoType: UInt8, Sendable {
+    case text = 0x01
+    case binary = 0x02
 }
 
 /// A new client: its conn_id, request target (path and query), address and headers (lower-case names).

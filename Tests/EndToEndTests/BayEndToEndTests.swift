@@ -276,16 +276,22 @@ struct BayEndToEndTests {
             link.sendall(struct.pack(">BI", kind, len(payload)) + payload)
 
         def exactly(count):
-            data = b""
-            while len(data) < count:
-                chunk = link.recv(count - len(data))
-                if not chunk:
+            data = bytearray(count)
+            view = memoryview(data)
+            got = 0
+            while got < count:
+                read = link.recv_into(view[got:], count - got)
+                if not read:
                     print("link closed", flush=True)
                     sys.exit(0)
-                data += chunk
-            return data
+                got += read
+            return bytes(data)
 
-        send(DOCK, json.dumps({"version": 1, "ship": os.environ["MS_SHIP"]}).encode())
+        typed = "typed" in sys.argv   # typed Cargo: a type byte (1 text, 2 binary) after conn_id
+        dock = {"version": 1, "ship": os.environ["MS_SHIP"]}
+        if typed:
+            dock["features"] = ["typed_cargo", "not_a_feature"]
+        send(DOCK, json.dumps(dock).encode())
         boardings = {}
         received = 0
         while True:
@@ -293,6 +299,7 @@ struct BayEndToEndTests {
             payload = exactly(length)
             if kind == MOORED:
                 print("moored " + json.dumps(json.loads(payload)["config"]), flush=True)
+                print("moored-message " + payload.decode(), flush=True)
             elif kind == BOARDING:
                 boarding = json.loads(payload)
                 boardings[boarding["conn_id"]] = boarding
@@ -300,9 +307,13 @@ struct BayEndToEndTests {
                 d = json.loads(payload)
                 print("disembark %d %d %s" % (d["conn_id"], d["code"], d["reason"]), flush=True)
             elif kind == CARGO:
-                conn = payload[:4]
-                conn_id = struct.unpack(">I", conn)[0]
-                message = payload[4:]
+                conn_id = struct.unpack(">I", payload[:4])[0]
+                conn = payload[:5] if typed else payload[:4]
+                message = payload[len(conn):]
+                if len(message) < 64:
+                    print("cargo %d %s %s" % (conn_id, conn[4:].hex(), message.hex()), flush=True)
+                elif len(message) > 65536:
+                    print("cargo %d %s %d bytes" % (conn_id, conn[4:].hex(), len(message)), flush=True)
                 if message == b"whoami":
                     send(CARGO, conn + json.dumps(boardings[conn_id]).encode())
                 elif message == b"bye":
@@ -392,18 +403,22 @@ final class WebSocketClient: Sendable {
         try await connection.send(Self.frame(opcode: opcode, payload, fin: fin))
     }
 
-    /// A masked frame as a client sends it.
-    static func frame(opcode: UInt8, _ payload: [UInt8], fin: Bool = true) -> [UInt8] {
-        var frame: [UInt8] = [(fin ? 0x80 : 0) | opcode]
-        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
+    /// A frame as a client sends it: masked unless told otherwise, `rsv` in the first byte's bits 4–6.
+    static func frame(
+        opcode: UInt8, _ payload: [UInt8], fin: Bool = true, rsv: UInt8 = 0, masked: Bool = true
+    ) -> [UInt8] {
+        var frame: [UInt8] = [(fin ? 0x80 : 0) | rsv << 4 | opcode]
+        let maskBit: UInt8 = masked ? 0x80 : 0
         if payload.count < 126 {
-            frame.append(0x80 | UInt8(payload.count))
+            frame.append(maskBit | UInt8(payload.count))
         } else if payload.count < 65_536 {
-            frame += [0x80 | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+            frame += [maskBit | 126, UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
         } else {
-            frame.append(0x80 | 127)
+            frame.append(maskBit | 127)
             frame += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xFF) }
         }
+        guard masked else { return frame + payload }
+        let mask: [UInt8] = [0x12, 0x34, 0x56, 0x78]
         frame += mask
         let start = frame.count
         frame += payload

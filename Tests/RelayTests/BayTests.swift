@@ -63,11 +63,12 @@ struct BayTests {
         var masked = ByteBuffer(bytes: message)
         masked.webSocketMask(key)
         var buffer = ByteBuffer(string: "prefix")
-        buffer.moveReaderIndex(forwardBy: 6)
-        BayClientHandler.writeCargo(
-            WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: masked), connID: 9, into: &buffer)
-        #expect(
-            try DockingCodec.decode(from: &buffer) == .cargo(connID: 9, payload: ByteBuffer(bytes: message)))
+        buffer.moveReaderIndex(forwardBy: 2)
+        let range = BayClientHandler.appendUnmasked(
+            WebSocketFrame(fin: true, opcode: .text, maskKey: key, data: masked), to: &buffer)
+        #expect(range == 6..<(6 + message.count))
+        #expect(buffer.getBytes(at: 6, length: message.count) == message)
+        #expect(buffer.getString(at: 2, length: 4) == "efix")
     }
 
     @Test func textOnlyWhenValidUTF8AndCloseFramesThatFit() {
@@ -115,7 +116,7 @@ struct BayTests {
             try DockingCodec.decode(from: &written) == .moored(Moored(config: ["redis_url": "redis://x"])))
         #expect(try moored.futureResult.wait() == 1)
         #expect(berth.isDocked)
-        #expect(berth.nextPassenger() == (1, 1) && berth.nextPassenger() == (1, 2))
+        #expect(berth.nextPassenger() == (1, 1, false) && berth.nextPassenger() == (1, 2, false))
 
         // The link handler takes the decoder's error: no error escapes the pipeline, the link closes.
         try channel.writeInbound(ByteBuffer(bytes: [0x7F, 0, 0, 0, 0]))

@@ -31,7 +31,11 @@ extension BayBerth {
                     .channelInitializer { channel in
                         channel.eventLoop.makeCompletedFuture {
                             let pipeline = channel.pipeline.syncOperations
-                            try pipeline.addHandler(ByteToMessageHandler(DockingFrameDecoder()))
+                            // Typed Cargo's limit; a link without it is held to
+                            // the original's by the berth.
+                            try pipeline.addHandler(
+                                ByteToMessageHandler(
+                                    DockingFrameDecoder(maxPayload: DockingCodec.maxTypedPayload)))
                             try pipeline.addHandler(
                                 BayLinkHandler(berth: self, config: config, moored: moored, lost: lost))
                         }

@@ -22,6 +22,8 @@ public final class BayBerth: Sendable {
     /// one atomic add gives a client both, consistently.
     private let passengers = Atomic<UInt64>(0)
     private let linkWritable = Atomic<Bool>(true)
+    /// Whether the current link carries typed Cargo (set before `docked`).
+    private let typedCargo = Atomic<Bool>(false)
     let core: LoopOwned<BerthCore>
     let metrics: BerthMetrics
 
@@ -42,16 +44,22 @@ public final class BayBerth: Sendable {
     /// Whether the link takes more bytes; clients stop reading while it does not.
     var isLinkWritable: Bool { linkWritable.load(ordering: .relaxed) }
 
-    /// A new client's link generation and conn_id (from 1 on each link).
-    func nextPassenger() -> (generation: UInt32, connID: UInt32) {
+    /// A new client's link generation and conn_id (from 1 on each link), and whether the link
+    /// carries typed Cargo (read apart from the generation: a client boarded with a stale pair
+    /// belongs to a link that is gone, and the berth drops what it sends).
+    func nextPassenger() -> (generation: UInt32, connID: UInt32, typedCargo: Bool) {
         let value = passengers.wrappingAdd(1, ordering: .relaxed).newValue
-        return (UInt32(truncatingIfNeeded: value >> 32), UInt32(truncatingIfNeeded: value))
+        return (
+            UInt32(truncatingIfNeeded: value >> 32), UInt32(truncatingIfNeeded: value),
+            typedCargo.load(ordering: .relaxed)
+        )
     }
 
     // MARK: Called by the link (on `loop`)
 
-    func linkAttached(generation: UInt32) {
+    func linkAttached(generation: UInt32, typedCargo: Bool) {
         passengers.store(UInt64(generation) << 32, ordering: .relaxed)
+        self.typedCargo.store(typedCargo, ordering: .relaxed)
         linkWritable.store(true, ordering: .relaxed)
         docked.store(true, ordering: .releasing)
     }

@@ -2,9 +2,11 @@ import DockingProtocol
 import NIOCore
 import NIOWebSocket
 
-/// One WebSocket client of a bay, after the upgrade: its messages go to the bay as Cargo (one batch
-/// per read), the bay's Cargo comes back as text or binary frames, and a close either way becomes
-/// Disembark the other way. Ping, pong and fragmented messages never reach the bay.
+/// One WebSocket client of a bay, after the upgrade: its frames are held to RFC 6455's rules
+/// (`WebSocketRules`: a violation fails the connection with the code the RFC names, and nothing
+/// of it reaches the bay), its messages go to the bay as Cargo (one batch per read), the bay's
+/// Cargo comes back as text or binary frames, and a close either way becomes Disembark the other
+/// way. Ping, pong and fragments never reach the bay.
 ///
 /// Flow control: a client whose unsent bytes exceed the limit is closed with 1008 (it cannot stall
 /// the bay or the other clients); while the bay's socket is full, the client is not read.
@@ -16,9 +18,14 @@ final class BayClientHandler: ChannelDuplexHandler {
     let berth: BayBerth
     let connID: UInt32
     let generation: UInt32
+    /// Whether Cargo carries the message type both ways (`DockingFeature.typedCargo`).
+    let typedCargo: Bool
     private var boarding: Boarding?
     private var context: ChannelHandlerContext?
     private var reference: BayClientRef?
+    private var rules: WebSocketRules
+    /// The fragments so far of a fragmented message, unmasked.
+    private var fragments: ByteBuffer?
     /// Cargo frames read in this batch, for the bay.
     private var cargo: ByteBuffer?
     private var cargoMessages = 0
@@ -27,15 +34,20 @@ final class BayClientHandler: ChannelDuplexHandler {
     /// The berth knows this client: until Disembark goes either way.
     private var aboard = true
     private var closeSent = false
+    /// The connection was failed: it closes once the close frame is out, and nothing more is read.
+    private var failed = false
     private var closeTimer: Scheduled<Void>?
     private var readsHeld = false
     private var pendingRead = false
 
-    init(berth: BayBerth, boarding: Boarding, generation: UInt32) {
+    init(berth: BayBerth, boarding: BayBoarding) {
         self.berth = berth
-        self.connID = boarding.connID
-        self.generation = generation
-        self.boarding = boarding
+        self.connID = boarding.boarding.connID
+        self.generation = boarding.generation
+        self.typedCargo = boarding.typedCargo
+        self.boarding = boarding.boarding
+        self.rules = WebSocketRules(
+            maxMessageBytes: berth.limits.maxMessageBytes(typedCargo: boarding.typedCargo))
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -57,42 +69,96 @@ final class BayClientHandler: ChannelDuplexHandler {
     // MARK: From the client
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
         let frame = unwrapInboundIn(data)
-        switch frame.opcode {
-        case .text, .binary:
+        let verdict = rules.frame(
+            fin: frame.fin, rsv1: frame.rsv1, rsv2: frame.rsv2, rsv3: frame.rsv3, opcode: frame.opcode,
+            masked: frame.maskKey != nil, length: frame.length)
+        switch verdict {
+        case .data(let opcode, let first, let last):
             guard !closeSent else { return }
-            if cargo == nil { cargo = context.channel.allocator.buffer(capacity: frame.length + 9) }
-            Self.writeCargo(frame, connID: connID, into: &cargo!)
-            cargoMessages += 1
-            if cargo!.readableBytes >= 64 * 1024 { shipCargo() }
+            if let violation = take(frame, opcode: opcode, first: first, last: last, context: context) {
+                fail(violation)
+            }
         case .ping:
             guard !closeSent else { return }
             context.write(
                 wrapOutboundOut(WebSocketFrame(fin: true, opcode: .pong, data: frame.unmaskedData)),
                 promise: nil)
             needsFlush = true
-        case .connectionClose:
-            var data = frame.unmaskedData
+        case .pong:
+            break
+        case .close:
             if closeSent {
                 // The answer to our close: the handshake is complete.
                 context.close(promise: nil)
                 return
             }
-            let code = data.readInteger(as: UInt16.self)
-            let reason = data.readString(length: data.readableBytes) ?? ""
-            shipCargo()
-            disembark(code: code ?? 1005, reason: reason)
-            closeSent = true
-            var echo = context.channel.allocator.buffer(capacity: 2)
-            if let code { echo.writeInteger(code) }
-            let channel = context.channel
-            context.writeAndFlush(
-                wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: echo))
-            )
-            .whenComplete { _ in channel.close(promise: nil) }
-        default:
-            break  // pong, or an unknown opcode
+            switch WebSocketRules.close(payload: frame.unmaskedData) {
+            case .violation(let violation):
+                fail(violation)
+            case .valid(let code, let reason):
+                shipCargo()
+                disembark(code: code ?? 1005, reason: reason)
+                closeSent = true
+                // The echo carries the client's code (none when it sent none), then the connection
+                // closes (§5.5.1: the server closes the TCP connection first).
+                var echo = context.channel.allocator.buffer(capacity: 2)
+                if let code { echo.writeInteger(code) }
+                let channel = context.channel
+                context.writeAndFlush(
+                    wrapOutboundOut(WebSocketFrame(fin: true, opcode: .connectionClose, data: echo))
+                )
+                .whenComplete { _ in channel.close(promise: nil) }
+            }
+        case .violation(let violation):
+            fail(violation)
         }
+    }
+
+    /// A data frame that passed the rules: an unfragmented message goes straight into the batch
+    /// for the bay; fragments gather until the last. Text is checked as it comes (a fragment that
+    /// cannot be UTF-8 fails the connection before the rest of its message arrives).
+    private func take(
+        _ frame: WebSocketFrame, opcode: WebSocketOpcode, first: Bool, last: Bool,
+        context: ChannelHandlerContext
+    ) -> WebSocketRules.Violation? {
+        let isText = opcode == .text
+        if first && last {
+            if cargo == nil { cargo = context.channel.allocator.buffer(capacity: frame.length + 10) }
+            let start = cargo!.writerIndex
+            writeCargoHeader(length: frame.length, opcode: opcode, into: &cargo!)
+            let offset = Self.appendUnmasked(frame, to: &cargo!).lowerBound - cargo!.readerIndex
+            if isText,
+                let violation = cargo!.withUnsafeReadableBytes({
+                    rules.checkText(UnsafeRawBufferPointer(rebasing: $0[offset...]), last: true)
+                })
+            {
+                cargo!.moveWriterIndex(to: start)
+                return violation
+            }
+            cargoMessages += 1
+            if cargo!.readableBytes >= 64 * 1024 { shipCargo() }
+            return nil
+        }
+        if first { fragments = context.channel.allocator.buffer(capacity: max(frame.length, 256)) }
+        let offset = Self.appendUnmasked(frame, to: &fragments!).lowerBound - fragments!.readerIndex
+        if isText,
+            let violation = fragments!.withUnsafeReadableBytes({
+                rules.checkText(UnsafeRawBufferPointer(rebasing: $0[offset...]), last: last)
+            })
+        {
+            fragments = nil
+            return violation
+        }
+        guard last, let message = fragments else { return nil }
+        fragments = nil
+        if cargo == nil { cargo = context.channel.allocator.buffer(capacity: message.readableBytes + 10) }
+        writeCargoHeader(length: message.readableBytes, opcode: opcode, into: &cargo!)
+        cargo!.writeImmutableBuffer(message)
+        cargoMessages += 1
+        if cargo!.readableBytes >= 64 * 1024 { shipCargo() }
+        return nil
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -110,12 +176,16 @@ final class BayClientHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        // The frame decoder's own rules (its errors leave the rest of the stream unread).
         switch error {
-        case NIOWebSocketError.invalidFrameLength,
-            NIOWebSocketFrameAggregator.Error.accumulatedFrameSizeIsTooLarge:
-            closeClient(code: 1009, reason: "message too big", tellBay: true)
-        case is NIOWebSocketError, is NIOWebSocketFrameAggregator.Error:
-            closeClient(code: 1002, reason: "protocol error", tellBay: true)
+        case NIOWebSocketError.invalidFrameLength:
+            fail(WebSocketRules.Violation(code: 1009, reason: "message too big"))
+        case NIOWebSocketError.fragmentedControlFrame:
+            fail(.protocolError("a fragmented control frame"))
+        case NIOWebSocketError.multiByteControlFrameLength:
+            fail(.protocolError("a control frame longer than 125 bytes"))
+        case is NIOWebSocketError:
+            fail(.protocolError("protocol error"))
         default:
             context.close(promise: nil)
         }
@@ -155,6 +225,7 @@ final class BayClientHandler: ChannelDuplexHandler {
         cargo = nil
         let (messages, generation) = (cargoMessages, self.generation)
         cargoMessages = 0
+        guard frames.readableBytes > 0 else { return }
         berth.withCore { $0.ship(frames, messages: messages, generation: generation) }
     }
 
@@ -163,6 +234,32 @@ final class BayClientHandler: ChannelDuplexHandler {
         aboard = false
         let (connID, generation) = (self.connID, self.generation)
         berth.withCore { $0.leave(connID: connID, generation: generation, code: code, reason: reason) }
+    }
+
+    /// Fails the connection (RFC 6455 §7.1.7) for a broken rule: what the client sent before goes
+    /// to the bay, then Disembark with the code; the client gets a close frame with the code and
+    /// the reason, then the TCP connection closes without waiting for an answer.
+    private func fail(_ violation: WebSocketRules.Violation) {
+        guard !failed else { return }
+        failed = true
+        fragments = nil
+        if !closeSent { shipCargo() }
+        disembark(code: violation.code, reason: violation.reason)
+        guard let context else { return }
+        let channel = context.channel
+        guard !closeSent else {
+            channel.close(promise: nil)
+            return
+        }
+        closeSent = true
+        context.writeAndFlush(
+            wrapOutboundOut(
+                WebSocketFrame(
+                    fin: true, opcode: .connectionClose,
+                    data: Self.closeData(
+                        code: violation.code, reason: violation.reason, allocator: channel.allocator)))
+        )
+        .whenComplete { _ in channel.close(promise: nil) }
     }
 
     // MARK: From the bay (on this client's loop)
@@ -182,13 +279,20 @@ final class BayClientHandler: ChannelDuplexHandler {
             closeClient(code: 1008, reason: "too slow: outgoing buffer full", tellBay: true)
             return
         }
-        let opcode: WebSocketOpcode = UTF8Check.isValid(payload) ? .text : .binary
+        var message = payload
+        let opcode: WebSocketOpcode
+        if typedCargo {
+            // The berth checked the type byte.
+            opcode = message.readInteger(as: UInt8.self) == CargoType.text.rawValue ? .text : .binary
+        } else {
+            opcode = UTF8Check.isValid(message) ? .text : .binary
+        }
         // Copied out of the link's read buffer (which it would otherwise keep alive for as long as
         // it waits here), with room in front for the frame header.
-        var data = context.channel.allocator.buffer(capacity: payload.readableBytes + Self.headerRoom)
+        var data = context.channel.allocator.buffer(capacity: message.readableBytes + Self.headerRoom)
         data.moveWriterIndex(forwardBy: Self.headerRoom)
         data.moveReaderIndex(forwardBy: Self.headerRoom)
-        data.writeImmutableBuffer(payload)
+        data.writeImmutableBuffer(message)
         context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: nil)
     }
 
@@ -197,17 +301,30 @@ final class BayClientHandler: ChannelDuplexHandler {
     /// The longest server frame header (no mask): the encoder writes it in place when it can.
     static let headerRoom = 10
 
-    /// A Cargo frame for `frame`'s message, unmasked in place in `buffer` (one copy of the bytes).
-    static func writeCargo(_ frame: WebSocketFrame, connID: UInt32, into buffer: inout ByteBuffer) {
-        let length = frame.data.readableBytes
+    /// A Cargo frame's header for a message of `length` bytes (with its type byte on a typed link).
+    private func writeCargoHeader(length: Int, opcode: WebSocketOpcode, into buffer: inout ByteBuffer) {
         buffer.writeInteger(DockingMessage.Kind.cargo.rawValue)
-        buffer.writeInteger(UInt32(4 + length))
-        buffer.writeInteger(connID)
-        let start = buffer.writerIndex - buffer.readerIndex
+        if typedCargo {
+            buffer.writeInteger(UInt32(5 + length))
+            buffer.writeInteger(connID)
+            buffer.writeInteger(opcode == .text ? CargoType.text.rawValue : CargoType.binary.rawValue)
+        } else {
+            buffer.writeInteger(UInt32(4 + length))
+            buffer.writeInteger(connID)
+        }
+    }
+
+    /// Appends `frame`'s payload to `buffer`, unmasked in place (one copy of the bytes); returns
+    /// where it went (writer indices).
+    @discardableResult
+    static func appendUnmasked(_ frame: WebSocketFrame, to buffer: inout ByteBuffer) -> Range<Int> {
+        let length = frame.data.readableBytes
+        let start = buffer.writerIndex
         buffer.writeImmutableBuffer(frame.data)
-        guard let key = frame.maskKey, length > 0 else { return }
+        guard let key = frame.maskKey, length > 0 else { return start..<buffer.writerIndex }
+        let offset = start - buffer.readerIndex
         buffer.withUnsafeMutableReadableBytes { bytes in
-            let message = UnsafeMutableRawBufferPointer(rebasing: bytes[start..<start + length])
+            let message = UnsafeMutableRawBufferPointer(rebasing: bytes[offset..<offset + length])
             var index = 0
             var wide: UInt64 = 0
             withUnsafeMutableBytes(of: &wide) { pattern in
@@ -223,6 +340,7 @@ final class BayClientHandler: ChannelDuplexHandler {
                 index += 1
             }
         }
+        return start..<buffer.writerIndex
     }
 
     /// Closes the client with `code` (the bay's Disembark, 1011 when the bay went away, 1008 when
@@ -295,17 +413,14 @@ enum UTF8Check {
 }
 
 extension BayBoarding {
-    /// The handlers that carry a WebSocket accepted for `berth` (frames decoded, encoded and
-    /// joined, then the bay's client), in pipeline order; either driver hands the connection to them.
+    /// The handlers that carry a WebSocket accepted for `berth` (frames decoded and encoded, then
+    /// the bay's client, which holds them to the RFC's rules and joins fragments), in pipeline order; either driver hands the connection to them.
     func handlers(for berth: BayBerth) -> [any ChannelHandler] {
-        let limits = berth.limits
-        return [
-            ByteToMessageHandler(WebSocketFrameDecoder(maxFrameSize: limits.maxMessageBytes)),
+        [
+            ByteToMessageHandler(
+                WebSocketFrameDecoder(maxFrameSize: berth.limits.maxMessageBytes(typedCargo: typedCargo))),
             WebSocketFrameEncoder(),
-            NIOWebSocketFrameAggregator(
-                minNonFinalFragmentSize: 0, maxAccumulatedFrameCount: 100_000,
-                maxAccumulatedFrameSize: limits.maxMessageBytes),
-            BayClientHandler(berth: berth, boarding: boarding, generation: generation),
+            BayClientHandler(berth: berth, boarding: self),
         ]
     }
 }

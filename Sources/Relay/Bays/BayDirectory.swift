@@ -30,12 +30,16 @@ public struct BayLimits: Sendable {
     public var clientOutgoingBytes = 1 << 20
     /// The largest WebSocket message a client may send (a Cargo frame is at most 16 MiB).
     public var maxMessageBytes = DockingLimits.maxMessageBytes
+    /// The same for a bay whose link carries typed Cargo.
+    public var maxTypedMessageBytes = DockingCodec.maxTypedMessage
     /// How long a client gets to answer a close frame before its connection is closed anyway.
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
     /// Pause between connection attempts while a bay has not bound its socket yet.
     public var dockRetryInterval: TimeAmount = .milliseconds(50)
 
     public init() {}
+
+    func maxMessageBytes(typedCargo: Bool) -> Int { typedCargo ? maxTypedMessageBytes : maxMessageBytes }
 }
 
 enum DockingLimits {

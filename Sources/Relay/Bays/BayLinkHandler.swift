@@ -42,9 +42,12 @@ final class BayLinkHandler: ChannelInboundHandler {
                 if dock.ship != berth.bay && !dock.ship.isEmpty {
                     berth.logger.warning("bay '\(berth.bay)' docked as '\(dock.ship)'")
                 }
-                send(.moored(Moored(version: 1, config: config)))
+                // Features the bay asked for and mothership has are named back, and on.
+                let features = dock.features.map { $0.filter(DockingFeature.all.contains) }
+                send(.moored(Moored(version: 1, config: config, features: features)))
                 context.flush()
-                let generation = berth.core.value.attach(self)
+                let typedCargo = features?.contains(DockingFeature.typedCargo) ?? false
+                let generation = berth.core.value.attach(self, typedCargo: typedCargo)
                 moored.succeed(generation)
             case .violation(let reason):
                 violation(reason)

@@ -16,6 +16,8 @@ final class BerthCore {
     unowned(unsafe) var berth: BayBerth!
     private(set) var link: BayLinkHandler?
     private(set) var generation: UInt32 = 0
+    /// Whether the current link carries typed Cargo (`DockingFeature.typedCargo`).
+    private(set) var typedCargo = false
     private var clients: [UInt32: BayClientRef] = [:]
     /// Clients that stopped reading while the link was full.
     private var held: [BayClientRef] = []
@@ -41,10 +43,11 @@ final class BerthCore {
     // MARK: The link
 
     /// A link has docked: a new generation whose conn_ids start from 1.
-    func attach(_ handler: BayLinkHandler) -> UInt32 {
+    func attach(_ handler: BayLinkHandler, typedCargo: Bool) -> UInt32 {
         generation &+= 1
         link = handler
-        berth.linkAttached(generation: generation)
+        self.typedCargo = typedCargo
+        berth.linkAttached(generation: generation, typedCargo: typedCargo)
         return generation
     }
 
@@ -73,6 +76,10 @@ final class BerthCore {
     func received(_ message: DockingMessage) {
         switch message {
         case .cargo(let connID, let payload):
+            if let violation = Self.check(cargo: payload, typed: typedCargo) {
+                link?.violation(violation)
+                return
+            }
             guard let client = clients[connID] else { return }  // it just left
             deliveredOut += 1
             if client.loop.inEventLoop {
@@ -99,6 +106,21 @@ final class BerthCore {
         case .moored, .boarding:
             link?.violation("a bay does not send \(message.kind)")
         }
+    }
+
+    /// What a bay's Cargo message may not be: over the original's 16 MiB frame on a link without
+    /// typed Cargo (the decoder takes typed Cargo's larger frames on every link); on one with it,
+    /// without a known type byte.
+    static func check(cargo payload: ByteBuffer, typed: Bool) -> String? {
+        guard typed else {
+            return payload.readableBytes <= DockingLimits.maxMessageBytes
+                ? nil : "a Cargo frame over \(DockingCodec.maxPayload) bytes"
+        }
+        guard let type = payload.getInteger(at: payload.readerIndex, as: UInt8.self) else {
+            return "typed Cargo without its type byte"
+        }
+        guard CargoType(rawValue: type) != nil else { return "typed Cargo with unknown type \(type)" }
+        return nil
     }
 
     /// The end of one read of the link: what was gathered for other loops goes in one task per loop.

@@ -25,7 +25,7 @@ extension ClientConnection {
             return
         }
         entry.requests.increment()
-        let (generation, connID) = berth.nextPassenger()
+        let (generation, connID, typedCargo) = berth.nextPassenger()
         let boarding = Boarding(
             connID: connID, path: head.targetString, remoteAddr: remoteAddress(),
             headers: WebSocketHandshake.headers(of: head))
@@ -44,7 +44,7 @@ extension ClientConnection {
         response.writeStaticString("\r\n\r\n")
         sendNow(response)
         // The bytes after the upgrade, and the connection, go to the bay's handling (`process`).
-        handOverToBay(berth, BayBoarding(boarding: boarding, generation: generation))
+        handOverToBay(berth, BayBoarding(boarding: boarding, generation: generation, typedCargo: typedCargo))
     }
 
     /// `203.0.113.9:51000` or `[2001:db8::1]:51000`: the client as the PROXY header or the peer said.

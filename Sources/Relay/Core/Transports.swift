@@ -84,4 +84,6 @@ enum ConnectFailure: Error {
 struct BayBoarding {
     let boarding: Boarding
     let generation: UInt32
+    /// Whether the bay's link carries typed Cargo (`DockingFeature.typedCargo`).
+    let typedCargo: Bool
 }
