@@ -225,6 +225,14 @@ let package = Package(
                 "MothershipTestSupport", "MothershipCLI", .product(name: "WAT", package: "WasmKit"),
             ]
         ),
+        .testTarget(
+            name: "MothershipCLITests",
+            dependencies: [
+                "MothershipCLI", "Relay", "MothershipTestSupport",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
