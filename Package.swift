@@ -222,7 +222,15 @@ let package = Package(
             name: "EndToEndTests",
             // Depending on the executable makes `swift build --build-tests` build the binary the tests run.
             dependencies: [
-                "MothershipTestSupport", "MothershipCLI", .product(name: "WAT", package: "WasmKit"),
+                "MothershipTestSupport", "MothershipCLI", "Relay", .product(name: "WAT", package: "WasmKit"),
+            ]
+        ),
+        .testTarget(
+            name: "MothershipCLITests",
+            dependencies: [
+                "MothershipCLI", "Relay", "MothershipTestSupport",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
     ],

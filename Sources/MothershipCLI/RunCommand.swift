@@ -99,7 +99,7 @@ struct Launch {
     func run() async -> FleetOutcome {
         ProcessTable.becomeSubreaper()
         let registry = PrometheusCollectorRegistry()
-        MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+        MetricsSystem.bootstrap(CataloguedMetricsFactory(registry: registry))
         let lifecycle = LifecycleBox()
         let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
@@ -159,11 +159,9 @@ struct Launch {
 
         var endpoint: MetricsEndpoint?
         if let port = manifest.settings.metricsPort {
+            let exposition = MetricsExposition(registry: registry, durations: frontDoor?.requestDurations)
             let metrics = MetricsEndpoint(
-                address: .tcp(host: "127.0.0.1", port: port),
-                metrics: { [durations = frontDoor?.requestDurations] in
-                    registry.emitToString() + (durations?.render() ?? "")
-                },
+                address: .tcp(host: "127.0.0.1", port: port), metrics: { exposition.render() },
                 health: { lifecycle.health() })
             do {
                 _ = try await metrics.start()

@@ -15,6 +15,9 @@ public final class RequestDurations: Sendable {
         var ship: String
     }
 
+    /// The family's name, as `MetricCatalogue` knows it.
+    static let name = "mothership_request_duration_seconds"
+
     public init() {}
 
     /// The histogram of `route` and `ship` (the same one for every bind that has the route).
@@ -30,12 +33,14 @@ public final class RequestDurations: Sendable {
         }
     }
 
-    /// The Prometheus text of every histogram (nothing when there is none).
+    /// The Prometheus text of every histogram, after the family's `# HELP` and `# TYPE` lines
+    /// (nothing when there is none).
     public func render() -> String {
         let keys = order.withLock { $0 }
         guard !keys.isEmpty else { return "" }
         let all = histograms.withLock { $0 }
-        var text = "# TYPE mothership_request_duration_seconds histogram\n"
+        var text = "# HELP \(Self.name) \(MetricCatalogue.help(for: Self.name))\n"
+        text += "# TYPE \(Self.name) histogram\n"
         for key in keys {
             all[key]?.render(into: &text)
         }
