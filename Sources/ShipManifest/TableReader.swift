@@ -210,9 +210,10 @@ struct TableReader {
     }
 }
 
-/// "Did you mean" for unknown keys: the closest candidate by edit distance, when close enough.
-enum Suggestion {
-    static func nearest(to word: String, in candidates: [String]) -> String? {
+/// "Did you mean" for unknown keys (and unknown vessel names): the closest candidate by edit
+/// distance, when close enough.
+public enum Suggestion {
+    public static func nearest(to word: String, in candidates: [String]) -> String? {
         let lowered = word.lowercased()
         var best: (candidate: String, distance: Int)?
         for candidate in candidates {

@@ -153,28 +153,3 @@ extension FleetSupervisor {
         }
     }
 }
-
-extension FleetSupervisor {
-    // MARK: Restart on request
-
-    /// Restarts one running vessel (the dashboard's `r`): its stop signal to the process group, up to
-    /// `stop_timeout`, then SIGKILL; the supervisor starts it again at once, without backoff and
-    /// without treating the exit as a crash (a critical vessel does not take the fleet down).
-    /// Returns false, doing nothing, when the vessel is unknown, has no running process (waiting,
-    /// backing off, completed) or the fleet is landing.
-    @discardableResult
-    public func restart(_ name: String) -> Bool {
-        guard let record = records[name], let process = record.process, !record.requestedRestart,
-            !stopping, !shutdownRequested, outcome == nil
-        else { return false }
-        let vessel = record.vessel
-        records[name]!.requestedRestart = true
-        records[name]!.healthTask?.cancel()
-        records[name]!.phase = .stopping
-        logger.notice("restarting \(vessel.kind.rawValue) '\(name)' on request")
-        publish(name)
-        process.signalGroup(vessel.stopSignal.number)
-        killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
-        return true
-    }
-}

@@ -15,10 +15,16 @@ extension FleetSupervisor {
     /// Waits for the dependencies, then starts the vessel and keeps it alive until the fleet stops.
     func supervise(_ name: String) async {
         let vessel = records[name]!.vessel
+        let supervision = records[name]!.supervision
         for dependency in vessel.dependsOn {
             guard await waitReady(dependency, for: name) else { return }
         }
         while !stopping && outcome == nil && !shutdownRequested {
+            guard records[name]!.supervision == supervision else { return }
+            if records[name]!.held {
+                held(name)
+                return
+            }
             records[name]!.phase = .starting
             publish(name)
             let process: any RunningProcess
@@ -38,9 +44,10 @@ extension FleetSupervisor {
                 guard await restartAfterCrash(name, uptime: .zero, reason: error.description) else { return }
                 continue
             }
-            guard !stopping && !shutdownRequested && outcome == nil else {
+            guard !stopping && !shutdownRequested && outcome == nil && !records[name]!.held else {
                 process.signalGroup(9)
                 _ = await process.exitStatus()
+                if records[name]!.held { held(name) }
                 return
             }
             let startedAt = now
@@ -99,6 +106,11 @@ extension FleetSupervisor {
             records[name]!.ready = false
             records[name]!.memory = nil  // the next process is sampled afresh
             guard !stopping && !shutdownRequested && outcome == nil else { return }
+            if records[name]!.held {
+                logger.info("\(vessel.kind.rawValue) '\(name)' stopped on request (\(exit))")
+                held(name)
+                return
+            }
             if records[name]!.requestedRestart {
                 // Asked for, so neither a crash (critical or not) nor a reason to back off.
                 records[name]!.requestedRestart = false

@@ -279,6 +279,11 @@ struct VesselRecord {
     var healthRestart = false
     /// The current process is being restarted because the operator asked (`restart(_:)`).
     var requestedRestart = false
+    /// Stopped by the operator (`stopVessel`): not started again until `startVessel`.
+    var held = false
+    /// Which supervising task is the vessel's (a `startVessel` begins a new one; an older one still
+    /// waiting for a dependency must then do nothing).
+    var supervision = 0
     var task: Task<Void, Never>?
     var healthTask: Task<Void, Never>?
 

@@ -394,4 +394,87 @@ struct FleetSupervisorTests {
         #expect(await harness.land() == .landed)
         #expect(await harness.supervisor.restart("db") == false)
     }
+
+    // MARK: Stop and start on request (the control socket)
+
+    static func phase(_ supervisor: FleetSupervisor<ManualClock>, _ name: String) async -> VesselPhase? {
+        await supervisor.status().vessels.first { $0.name == name }?.phase
+    }
+
+    @Test func aStoppedCriticalVesselStaysStoppedItsDependentsKeepRunningAndStartBringsItBack() async throws {
+        let harness = try Harness(Self.dependent)
+        harness.health.set(.tcp(host: "127.0.0.1", port: 5432), healthy: true)
+        await harness.state(.running)
+        let supervisor = harness.supervisor
+        let web = try #require(harness.launcher.latest("web"))
+        try await supervisor.stopVessel("web")
+        await harness.until { await Self.phase(supervisor, "web") == .stopped }
+        #expect(web.signals == [15])
+        // Not a crash (web is critical), not restarted, and jobs (which depends on it) keeps running.
+        #expect(await supervisor.state == .running)
+        #expect(harness.launcher.processes(named: "web").count == 1)
+        #expect(await Self.phase(supervisor, "jobs") == .running)
+        #expect(harness.launcher.latest("jobs")?.signals == [])
+        await #expect(throws: ControlRefusal.alreadyStopped("web")) { try await supervisor.stopVessel("web") }
+        await #expect(throws: ControlRefusal.notRunning("web", .stopped)) {
+            try await supervisor.restartVessel("web")
+        }
+        await #expect(throws: ControlRefusal.notStopped("jobs", .running)) {
+            try await supervisor.startVessel("jobs")
+        }
+        try await supervisor.startVessel("web")
+        await harness.launched(4)
+        await harness.until { await Self.phase(supervisor, "web") == .running }
+        #expect(harness.launcher.processes(named: "web").count == 2)
+        #expect(await supervisor.status().vessels.first { $0.name == "web" }?.restarts == 0)
+        #expect(await harness.land() == .landed)
+    }
+
+    @Test func stopWhileWaitingForADependencyThenStartStartsItOnceTheDependencyIsReady() async throws {
+        let harness = try Harness(Self.dependent)
+        await harness.launched(1)  // db, not healthy yet: web waits
+        let supervisor = harness.supervisor
+        try await supervisor.stopVessel("web")
+        #expect(await Self.phase(supervisor, "web") == .stopped)
+        try await supervisor.startVessel("web")
+        harness.health.set(.tcp(host: "127.0.0.1", port: 5432), healthy: true)
+        await harness.state(.running)
+        // One web process only: the first task, still waiting when web was started again, did nothing.
+        #expect(harness.launcher.processes(named: "web").count == 1)
+        #expect(await harness.land() == .landed)
+    }
+
+    @Test func startWhileStoppingStartsAgainOnceItHasExited() async throws {
+        let harness = try Harness(
+            "[[fleet.web]]\nname = \"web\"\ncommand = \"rails\"\nstop_timeout = \"3s\"\n")
+        await harness.state(.running)
+        let web = try #require(harness.launcher.latest("web"))
+        web.ignore(15)
+        let supervisor = harness.supervisor
+        try await supervisor.stopVessel("web")
+        try await supervisor.startVessel("web")
+        await harness.launched(2)
+        #expect(web.signals == [15, 9])
+        await harness.until { await Self.phase(supervisor, "web") == .running }
+        #expect(harness.launcher.processes(named: "web").count == 2)
+        #expect(await harness.land() == .landed)
+    }
+
+    @Test func unknownNamesGetASuggestionAndALandingFleetRefusesEverything() async throws {
+        let harness = try Harness(Self.dependent)
+        await harness.launched(1)
+        let supervisor = harness.supervisor
+        await #expect(throws: ControlRefusal.unknownVessel("wbe", suggestion: "web")) {
+            try await supervisor.restartVessel("wbe")
+        }
+        #expect(
+            ControlRefusal.unknownVessel("wbe", suggestion: "web").description
+                == "unknown vessel 'wbe'; did you mean 'web'?")
+        await #expect(throws: ControlRefusal.unknownVessel("zzzzzz", suggestion: nil)) {
+            try await supervisor.stopVessel("zzzzzz")
+        }
+        #expect(await harness.land() == .landed)
+        await #expect(throws: ControlRefusal.landing) { try await supervisor.stopVessel("db") }
+        await #expect(throws: ControlRefusal.landing) { try await supervisor.startVessel("db") }
+    }
 }
