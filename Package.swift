@@ -116,10 +116,23 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        .target(
+            name: "Control",
+            dependencies: [
+                "Supervision",
+                "CMothershipSystem",
+                "ShipManifest",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "MothershipCLI",
             dependencies: [
                 "CMothershipSystem",
+                "Control",
                 "ShipManifest",
                 "Supervision",
                 "ProcessControl",

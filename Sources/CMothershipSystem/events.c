@@ -205,6 +205,13 @@ int ms_listen_stream(const char *host, int port, const char *path, int reuse_por
     return fd;
 }
 
+int ms_peer_pid(int fd) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    return credentials.pid;
+}
+
 int ms_local_port(int fd) {
     struct sockaddr_storage address;
     socklen_t length = sizeof address;

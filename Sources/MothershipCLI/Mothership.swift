@@ -16,14 +16,21 @@ struct Mothership: AsyncParsableCommand {
         version: "0.1.0",
         subcommands: [
             RunCommand.self, InitCommand.self, ClearanceCommand.self, PreflightCommand.self,
-            ChartCommand.self,
+            ChartCommand.self, StatusCommand.self, RestartCommand.self, StopCommand.self, StartCommand.self,
+            LogsCommand.self, LandCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )
 
-    static let subcommandNames: Set<String> = ["run", "init", "clearance", "preflight", "chart", "help"]
+    static let subcommandNames: Set<String> = [
+        "run", "init", "clearance", "preflight", "chart", "status", "restart", "stop", "start", "logs",
+        "land",
+        "help",
+    ]
     /// Options that take a value, so that their value is never mistaken for a subcommand.
-    static let optionsWithValues: Set<String> = ["-c", "--config", "--only", "--except", "--log-level"]
+    static let optionsWithValues: Set<String> = [
+        "-c", "--config", "--only", "--except", "--log-level", "-n", "--lines", "--timeout",
+    ]
 
     /// Exit codes: 0 success, 1 configuration or runtime failure, 2 usage error.
     static func main() async {

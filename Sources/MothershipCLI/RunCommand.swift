@@ -1,5 +1,6 @@
 import ArgumentParser
 import CMothershipSystem
+import Control
 import Dashboard
 import FlagshipElection
 import Logging
@@ -101,6 +102,9 @@ struct Launch {
         let registry = PrometheusCollectorRegistry()
         MetricsSystem.bootstrap(CataloguedMetricsFactory(registry: registry))
         let lifecycle = LifecycleBox()
+        let systemd = SystemdNotifier(environment: FileSystem.environment)
+        let watchdog = Task { await systemd?.watchdog() }
+        defer { watchdog.cancel() }
         let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
@@ -128,8 +132,39 @@ struct Launch {
                 launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector,
                 bays: socketDirectory == nil ? nil : RelayBayDocking(bays: bays)),
             clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
-            onLifecycleChange: { lifecycle.set($0) },
+            onLifecycleChange: {
+                lifecycle.set($0)
+                systemd?.lifecycle($0)
+            },
             onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
+
+        // The control socket first: a second run of the same manifest is refused before it binds
+        // anything or starts a process.
+        let relayHolder = RelayHolder()
+        var control: ControlServer?
+        if let path = controlSocketPath() {
+            let commands = SupervisorControl(
+                fleetName: manifest.settings.name, output: outputLog, supervisor: supervisor,
+                relay: relayHolder)
+            do {
+                control = try await ControlServer.start(path: path, control: commands, logger: logger)
+                logger.info("control socket on \(path) (mothership status, restart, stop, start, logs, land)")
+            } catch ControlSocketError.cannotListen(let path, let reason) {
+                // A directory this run cannot write to (a read-only deployment, another user's):
+                // the fleet runs, without commands.
+                logger.warning(
+                    "no control socket: cannot listen on \(path): \(reason); the fleet runs without `mothership status`, `restart`, … (set [mothership] control_socket to a writable path)"
+                )
+            } catch {
+                return .failed("\(error)")
+            }
+        }
+        defer {
+            if let control {
+                unlink(control.path)
+                Task { await control.stop() }
+            }
+        }
 
         // Modules are loaded, and listeners bound, before anything starts: a module that cannot
         // load or a bind that cannot listen fails the launch.
@@ -173,6 +208,7 @@ struct Launch {
         }
 
         let relay = frontDoor
+        relayHolder.set(frontDoor)
         // SIGTERM, the first SIGINT and the dashboard's `q`: the front door closes first, so in-flight
         // requests finish while ships still run.
         let land: @Sendable () async -> Void = {
@@ -217,10 +253,21 @@ struct Launch {
             logger.warning("killed \(leftovers) leftover process(es) that outlived their vessels")
         }
         await endpoint?.stop()
+        await control?.stop()
+        control = nil
         // The dashboard shows the landing to the end, then restores the terminal.
         screen?.cancel()
         await screen?.value
         return outcome
+    }
+
+    /// The control socket's path (SPEC §12.1), nil when the manifest turns it off.
+    func controlSocketPath() -> String? {
+        switch manifest.settings.controlSocket {
+        case .off: nil
+        case .besideManifest: ControlSocket.path(setting: nil, manifestDirectory: file.directory)
+        case .path(let path): ControlSocket.path(setting: path, manifestDirectory: file.directory)
+        }
     }
 
     /// A private directory (mode 0700) for this run's docking sockets.
@@ -257,5 +304,35 @@ final class LifecycleBox: Sendable {
         let current = state.withLock { $0 }
         let body = #"{"status":"# + JSONText.quote(current.statusWord) + "}"
         return (current == .running ? 200 : 503, body)
+    }
+}
+
+/// The relay once it listens, for a landing asked for on the control socket.
+final class RelayHolder: Sendable {
+    private let relay = Mutex<RelayServer?>(nil)
+
+    func set(_ server: RelayServer?) { relay.withLock { $0 = server } }
+    var server: RelayServer? { relay.withLock { $0 } }
+}
+
+/// The control socket's view of the run: the supervisor's actions, its output, and the landing
+/// SIGTERM starts (the front door drains first).
+struct SupervisorControl: FleetControl {
+    let fleetName: String
+    let output: OutputLog
+    let supervisor: FleetSupervisor<ContinuousClock>
+    let relay: RelayHolder
+
+    func status() async -> FleetStatus { await supervisor.status() }
+    func restart(_ name: String) async throws(ControlRefusal) { try await supervisor.restartVessel(name) }
+    func stop(_ name: String) async throws(ControlRefusal) { try await supervisor.stopVessel(name) }
+    func start(_ name: String) async throws(ControlRefusal) { try await supervisor.startVessel(name) }
+
+    func land() async {
+        let (relay, supervisor) = (self.relay.server, self.supervisor)
+        Task {
+            await relay?.drain()
+            await supervisor.requestShutdown()
+        }
     }
 }

@@ -52,6 +52,8 @@ public struct MothershipSettings: Sendable {
     /// `relay_workers` (ours): the threads that serve plain HTTP/1 connections; nil: one per core.
     /// Not a ship's `workers` (its instances).
     public var relayWorkers: Int?
+    /// `control_socket` (ours, SPEC §12.1): where `run` takes commands.
+    public var controlSocket: ControlSocketSetting = .besideManifest
 
     public init(
         name: String, metricsPort: Int? = nil, compression: Bool = false, corsCache: CorsCacheSettings? = nil,
@@ -245,4 +247,14 @@ public struct Module: Sendable {
         self.config = config
         self.tags = tags
     }
+}
+
+/// Where the control socket of a run is (SPEC §12.1).
+public enum ControlSocketSetting: Sendable, Hashable {
+    /// `.mothership.sock` in the manifest's directory.
+    case besideManifest
+    /// A path, relative to the manifest's directory unless absolute.
+    case path(String)
+    /// `control_socket = false`: no control socket.
+    case off
 }

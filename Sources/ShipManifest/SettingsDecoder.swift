@@ -7,7 +7,7 @@ struct SettingsDecoder {
 
     static let keys = [
         "name", "metrics_port", "compression", "cors_cache", "env", "bind", "static_dirs", "rate_limiting",
-        "flagship", "uplinks", "prelaunch", "relay_workers",
+        "flagship", "uplinks", "prelaunch", "relay_workers", "control_socket",
     ]
 
     static let maximumRelayWorkers = 256
@@ -41,6 +41,7 @@ struct SettingsDecoder {
                     "\(workers) is not a number of relay threads from 1 to \(Self.maximumRelayWorkers)")
             }
         }
+        settings.controlSocket = controlSocket(table)
         settings.corsCache = corsCache(table)
         settings.environment = table.stringMap("env") ?? [:]
         if let binds = table.table("bind") { settings.listeners = listeners(binds) }
@@ -52,6 +53,27 @@ struct SettingsDecoder {
         }
         checkAddressConflicts(settings.listeners, in: table)
         return settings
+    }
+
+    /// `control_socket` (ours): a path, or `false` for none; absent: `.mothership.sock` beside the
+    /// manifest.
+    func controlSocket(_ table: TableReader) -> ControlSocketSetting {
+        guard let node = table.entries["control_socket"] else { return .besideManifest }
+        switch node {
+        case .boolean(false): return .off
+        case .string(let path) where !path.allSatisfy(\.isWhitespace):
+            // sockaddr_un holds 107 bytes and a terminating zero.
+            if path.utf8.count > 107 {
+                context.error(
+                    table.path.appending("control_socket"),
+                    "a Unix socket path is at most 107 bytes; this one has \(path.utf8.count)")
+                return .besideManifest
+            }
+            return .path(path)
+        default:
+            table.typeError("control_socket", expected: "a path (a string) or false", found: node)
+            return .besideManifest
+        }
     }
 
     // MARK: Listeners

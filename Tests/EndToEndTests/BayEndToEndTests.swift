@@ -232,7 +232,7 @@ struct BayEndToEndTests {
         args = ["bay.py"]
         routes = [{ bind = "http", pattern = "/ws" }]
         critical = \(critical)
-        start_timeout = "10s"
+        start_timeout = "60s"
         config = { greeting = "hello", port = 6379, verbose = true }
         """
     }

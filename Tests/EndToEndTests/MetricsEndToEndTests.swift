@@ -42,7 +42,7 @@ struct MetricsEndToEndTests {
             command = "python3"
             args = ["bay.py"]
             routes = [{ bind = "http", pattern = "/ws" }]
-            start_timeout = "10s"
+            start_timeout = "60s"
             \(RelayEndToEndTests.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
             """, waitingFor: ["bay 'chat' docked", "lifecycle: Running"])
         defer { mothership.stop() }

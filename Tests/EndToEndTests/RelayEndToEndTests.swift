@@ -920,8 +920,9 @@ struct RelayEndToEndTests {
         let mothership = try RunningMothership(arguments, in: directory.path, environment: environment)
         do {
             for text in texts {
+                // Generous: a loaded machine may take long to start python ships and bays.
                 try await mothership.waitUntil(
-                    "output containing \(text.debugDescription)", timeout: .seconds(15)
+                    "output containing \(text.debugDescription)", timeout: .seconds(60)
                 ) {
                     mothership.output.contains(text) || !mothership.process.isRunning
                 }

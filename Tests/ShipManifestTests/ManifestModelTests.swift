@@ -314,6 +314,14 @@ struct FixtureTests {
             "\(result.diagnostics.map(\.description).joined(separator: "\n"))")
     }
 
+    @Test func controlSocketIsBesideTheManifestUnlessMovedOrTurnedOff() throws {
+        #expect(try mustLoad("[mothership]\nname = \"x\"\n").settings.controlSocket == .besideManifest)
+        #expect(
+            try mustLoad("[mothership]\ncontrol_socket = \"run/app.sock\"\n").settings.controlSocket
+                == .path("run/app.sock"))
+        #expect(try mustLoad("[mothership]\ncontrol_socket = false\n").settings.controlSocket == .off)
+    }
+
     @Test func fullExampleUsesEverySection() throws {
         let manifest = try mustLoad(try Repository.read("Examples/full/ship-manifest.toml"))
         let settings = manifest.settings

@@ -290,6 +290,20 @@ let ruleCases: [RuleCase] = [
         rule: "no relay workers", toml: "[mothership]\nrelay_workers = 0\n",
         path: "mothership.relay_workers", message: "0 is not a number of relay threads from 1 to 256", line: 2
     ),
+    RuleCase(
+        rule: "control socket not a path", toml: "[mothership]\ncontrol_socket = 5\n",
+        path: "mothership.control_socket", message: "expected a path (a string) or false, found an integer",
+        line: 2),
+    RuleCase(
+        rule: "control socket turned on without a path", toml: "[mothership]\ncontrol_socket = true\n",
+        path: "mothership.control_socket", message: "expected a path (a string) or false, found a boolean",
+        line: 2),
+    RuleCase(
+        rule: "control socket path too long",
+        toml: "[mothership]\ncontrol_socket = \"/\(String(repeating: "s", count: 120))\"\n",
+        path: "mothership.control_socket",
+        message: "a Unix socket path is at most 107 bytes; this one has 121",
+        line: 2),
 
     // Durations and other typed values.
     RuleCase(

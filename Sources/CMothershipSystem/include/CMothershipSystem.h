@@ -97,6 +97,9 @@ int ms_socket_error(int fd);
 int ms_listen_stream(const char *host, int port, const char *path, int reuse_port, int backlog);
 /// The port a socket is bound to (0 for a Unix socket), or -errno.
 int ms_local_port(int fd);
+
+/// The pid of the process at the other end of a connected Unix socket (SO_PEERCRED), or -1.
+int ms_peer_pid(int fd);
 /// Accepts a connection as a non-blocking, close-on-exec socket with TCP_NODELAY (on TCP); its
 /// peer's numeric address is written to `address` (empty for a Unix peer) and port to `port_out`.
 /// Returns the socket or -errno (-EAGAIN: none waiting).

@@ -1,0 +1,317 @@
+import Foundation
+import MothershipTestSupport
+import Testing
+
+/// The control socket and its commands (SPEC §12.1) through the built binary, against a running
+/// fleet of real processes.
+@Suite("Control socket and commands end to end")
+struct ControlEndToEndTests {
+    struct Fleet {
+        let directory: TemporaryDirectory
+        let mothership: RunningMothership
+        let relay: Int
+        /// The ship's port (its command line names it).
+        let port: Int
+
+        func command(_ arguments: String...) async throws -> BinaryRunner.Outcome {
+            try await BinaryRunner.run(arguments, in: directory.path, timeout: .seconds(60))
+        }
+
+        func document() async throws -> [String: Any] {
+            let outcome = try await command("status", "--json")
+            try #require(outcome.status == 0, "\(outcome.output)")
+            return try #require(
+                try JSONSerialization.jsonObject(with: Data(outcome.standardOutput.utf8)) as? [String: Any])
+        }
+
+        func vessel(_ name: String) async throws -> [String: Any] {
+            let vessels = try #require(try await document()["vessels"] as? [[String: Any]])
+            return try #require(vessels.first { $0["name"] as? String == name })
+        }
+
+        func stop() {
+            mothership.stop()
+            directory.remove()
+        }
+    }
+
+    static func start() async throws -> Fleet {
+        let relay = LoopbackPorts.free()
+        let port = LoopbackPorts.free()
+        let directory = try TemporaryDirectory(prefix: "mothership-control")
+        try directory.write("ship.py", RelayEndToEndTests.shipScript)
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory,
+            """
+            [mothership]
+            name = "controlled"
+
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+
+            [[fleet.web]]
+            name = "web"
+            command = "python3"
+            args = ["ship.py", "http", "web", "\(port)"]
+            bind = "127.0.0.1:\(port)"
+            routes = [{ bind = "http", pattern = "/.*" }]
+            start_timeout = "60s"
+
+            [[fleet.workers]]
+            name = "ticker"
+            command = "sh"
+            args = ["-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+            depends_on = ["web"]
+            """,
+            waitingFor: ["lifecycle: Running", "control socket on "])
+        return Fleet(directory: directory, mothership: mothership, relay: relay, port: port)
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func statusRestartStopStartLogsAndLandDriveTheRunningFleet() async throws {
+        let fleet = try await Self.start()
+        defer { fleet.stop() }
+        // The socket: beside the manifest, mode 0600.
+        let socket = fleet.directory.path + "/.mothership.sock"
+        var info = stat()
+        #expect(lstat(socket, &info) == 0 && info.st_mode & 0o777 == 0o600)
+
+        // status: a table, and the JSON document.
+        let table = try await fleet.command("status")
+        #expect(table.status == 0, "\(table.output)")
+        #expect(table.standardOutput.hasPrefix("controlled: running\nVESSEL"), "\(table.standardOutput)")
+        #expect(table.standardOutput.contains("ticker  workers  running"), "\(table.standardOutput)")
+        let document = try await fleet.document()
+        #expect(document["name"] as? String == "controlled" && document["state"] as? String == "running")
+        let web = try await fleet.vessel("web")
+        let firstPID = try #require(web["pid"] as? Int)
+        #expect(web["kind"] as? String == "ship" && web["restarts"] as? Int == 0)
+        #expect(web["workers"] as? [Any] != nil && web.keys.contains("healthy"))
+
+        // restart: a new process, counted as a restart; the relay serves it.
+        let restart = try await fleet.command("restart", "web")
+        #expect(restart.status == 0, "\(restart.output)")
+        #expect(restart.standardOutput.hasPrefix("web: restarted (pid \(firstPID) → "), "\(restart.output)")
+        let restarted = try await fleet.vessel("web")
+        #expect(restarted["pid"] as? Int != firstPID && restarted["restarts"] as? Int == 1)
+        #expect(
+            try RelayEndToEndTests.fetch("http://127.0.0.1:\(fleet.relay)/after-restart").contains(
+                "after-restart"))
+
+        // stop: stays stopped (no pid), its dependency keeps running; a second stop is refused.
+        let stop = try await fleet.command("stop", "ticker")
+        #expect(stop.status == 0 && stop.standardOutput == "ticker: stopped\n", "\(stop.output)")
+        let stopped = try await fleet.vessel("ticker")
+        #expect(stopped["state"] as? String == "stopped" && stopped["pid"] is NSNull)
+        #expect(try await fleet.vessel("web")["state"] as? String == "running")
+        let again = try await fleet.command("stop", "ticker")
+        #expect(
+            again.status == 1 && again.standardError.contains("'ticker' is stopped already"),
+            "\(again.output)")
+
+        // start: running again.
+        let start = try await fleet.command("start", "ticker")
+        #expect(
+            start.status == 0 && start.standardOutput.hasPrefix("ticker: running (pid "), "\(start.output)")
+
+        // logs -n: the last lines of a vessel; -f: new ones as they come.
+        try await fleet.mothership.waitFor("tick 3")
+        let logs = try await fleet.command("logs", "-n", "2", "ticker")
+        let lines = logs.standardOutput.split(separator: "\n")
+        #expect(logs.status == 0 && lines.count == 2, "\(logs.output)")
+        #expect(lines.allSatisfy { $0.hasPrefix("ticker | tick ") }, "\(lines)")
+        let follower = try RunningMothership(["logs", "-f", "-n", "0", "ticker"], in: fleet.directory.path)
+        defer { follower.stop() }
+        _ = try await follower.waitFor("ticker | tick ")
+        let seen = follower.lines.count
+        _ = try await follower.waitFor("ticker | tick ", timeout: .seconds(20))
+        try await Self.until { follower.lines.count > seen }
+
+        // land: the run exits 0, the socket is gone, and the follower ends with it.
+        let land = try await fleet.command("land")
+        #expect(land.status == 0 && land.standardOutput.hasSuffix("controlled landed\n"), "\(land.output)")
+        #expect(try await fleet.mothership.waitForExit() == 0)
+        #expect(lstat(socket, &info) != 0)
+        #expect(try await follower.waitForExit() == 0)
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func wrongNamesMissingFleetsConcurrentRestartsAndASecondRunAreRefused() async throws {
+        let fleet = try await Self.start()
+        defer { fleet.stop() }
+        let wrong = try await fleet.command("restart", "wbe")
+        #expect(wrong.status == 1, "\(wrong.output)")
+        #expect(
+            wrong.standardError == "mothership: unknown vessel 'wbe'; did you mean 'web'?\n",
+            "\(wrong.output)")
+        let usage = try await fleet.command("restart")
+        #expect(usage.status == 2, "\(usage.output)")
+
+        // Two restarts at once: never two processes of the ship.
+        let web = try await fleet.vessel("web")
+        async let first = fleet.command("restart", "web", "--no-wait")
+        async let second = fleet.command("restart", "web", "--no-wait")
+        let outcomes = try await [first, second]
+        #expect(outcomes.contains { $0.status == 0 }, "\(outcomes.map(\.output))")
+        for outcome in outcomes where outcome.status != 0 {
+            #expect(outcome.standardError.contains("'web' is being restarted already"), "\(outcome.output)")
+        }
+        try await Self.until {
+            let now = try? await fleet.vessel("web")
+            return now?["state"] as? String == "running" && now?["pid"] as? Int != web["pid"] as? Int
+        }
+        let ships = try await BinaryRunner.runTool(
+            "/usr/bin/pgrep", ["-f", "ship.py http web \(fleet.port)"])
+        #expect(ships.split(separator: "\n").count == 1, "\(ships)")
+
+        // A second run of the same manifest is refused before it starts anything.
+        let rival = try RunningMothership([], in: fleet.directory.path)
+        defer { rival.stop() }
+        #expect(try await rival.waitForExit() == 1)
+        #expect(
+            rival.output.contains(
+                "another mothership is running this manifest (mothership pid \(fleet.mothership.pid)"),
+            "\(rival.output)")
+        #expect(try await fleet.vessel("web")["state"] as? String == "running")
+
+        // No fleet at all.
+        let empty = try TemporaryDirectory(prefix: "mothership-control-none")
+        defer { empty.remove() }
+        try empty.write(
+            "ship-manifest.toml", "[[fleet.web]]\nname = \"web\"\ncommand = \"sleep\"\nargs = [\"60\"]\n")
+        let none = try await BinaryRunner.run(["status"], in: empty.path)
+        #expect(none.status == 1)
+        #expect(
+            none.standardError.hasPrefix(
+                "mothership: no mothership is running for ship-manifest.toml (no control socket at "),
+            "\(none.output)")
+    }
+
+    static func until(_ condition: @escaping () async -> Bool) async throws {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !(await condition()) {
+            guard ContinuousClock.now < deadline else { throw ConditionTimedOut() }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+    }
+}
+
+struct ConditionTimedOut: Error {}
+
+extension BinaryRunner {
+    /// Another program's standard output.
+    static func runTool(_ path: String, _ arguments: [String]) async throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let output = Pipe()
+        process.standardOutput = output
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// systemd's notify protocol through the built binary: a datagram socket the test listens on as
+/// `NOTIFY_SOCKET`.
+@Suite("systemd notify end to end")
+struct SystemdNotifyEndToEndTests {
+    /// A bound datagram socket and what arrives on it.
+    final class Listener: @unchecked Sendable {
+        let path: String
+        let descriptor: Int32
+
+        init(path: String) throws {
+            self.path = path
+            descriptor = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue), 0)
+            var address = sockaddr_un()
+            address.sun_family = sa_family_t(AF_UNIX)
+            withUnsafeMutableBytes(of: &address.sun_path) { room in
+                room.copyBytes(from: Array(path.utf8) + [0])
+            }
+            let bound = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(descriptor, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
+            }
+            try #require(descriptor >= 0 && bound == 0, "cannot bind \(path): errno \(errno)")
+        }
+
+        deinit { close(descriptor) }
+
+        /// The next datagram, within `seconds`.
+        func next(within seconds: Double = 30) -> String? {
+            var poller = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, Int32(seconds * 1000)) == 1 else { return nil }
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            let count = recv(descriptor, &buffer, buffer.count, 0)
+            return count > 0 ? String(decoding: buffer[..<count], as: UTF8.self) : nil
+        }
+
+        /// Datagrams until one contains `text` (those before it included), within `seconds`.
+        func until(_ text: String, within seconds: Double = 30) -> [String] {
+            var seen: [String] = []
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline, let message = next(within: max(0.1, deadline.timeIntervalSinceNow)) {
+                seen.append(message)
+                if message.contains(text) { return seen }
+            }
+            return seen
+        }
+    }
+
+    @Test(.timeLimit(.minutes(2)))
+    func readyOnceRunningWatchdogWhileRunningAndStoppingWhenLanding() async throws {
+        let directory = try TemporaryDirectory(prefix: "mothership-notify")
+        defer { directory.remove() }
+        let listener = try Listener(path: directory.path + "/notify.sock")
+        try directory.write(
+            "ship-manifest.toml",
+            "[mothership]\nname = \"notified\"\n\n[[fleet.workers]]\nname = \"sleeper\"\ncommand = \"sleep\"\nargs = [\"300\"]\n"
+        )
+        let mothership = try RunningMothership(
+            [], in: directory.path,
+            environment: ["NOTIFY_SOCKET": listener.path, "WATCHDOG_USEC": "400000"])
+        defer { mothership.stop() }
+        let untilReady = listener.until("READY=1")
+        #expect(untilReady.last == "READY=1\nSTATUS=Running", "\(untilReady)")
+        // Nothing claimed ready before Running.
+        #expect(untilReady.dropLast().allSatisfy { !$0.contains("READY=1") && !$0.contains("STOPPING") })
+        try await mothership.waitFor("lifecycle: Running")
+        // The watchdog, every 200 ms (half of WATCHDOG_USEC).
+        let pets = listener.until("WATCHDOG=1") + listener.until("WATCHDOG=1")
+        #expect(pets.filter { $0 == "WATCHDOG=1" }.count == 2, "\(pets)")
+        mothership.signal(SIGTERM)
+        let landing = listener.until("STOPPING=1")
+        #expect(landing.last == "STOPPING=1\nSTATUS=Draining", "\(landing)")
+        #expect(try await mothership.waitForExit() == 0)
+    }
+}
+
+extension ControlEndToEndTests {
+    /// A directory the run cannot create its socket in: the fleet runs, without commands, and
+    /// says so; `control_socket = false` turns the socket off and the commands say that.
+    @Test(.timeLimit(.minutes(1)))
+    func withoutAWritableSocketPathTheFleetStillRunsAndSaysSo() async throws {
+        let directory = try TemporaryDirectory(prefix: "mothership-control-readonly")
+        defer { directory.remove() }
+        try directory.write(
+            "ship-manifest.toml",
+            "[mothership]\ncontrol_socket = \"/proc/mothership.sock\"\n\n[[fleet.workers]]\nname = \"sleeper\"\ncommand = \"sleep\"\nargs = [\"300\"]\n"
+        )
+        let mothership = try RunningMothership([], in: directory.path)
+        defer { mothership.stop() }
+        try await mothership.waitFor("lifecycle: Running")
+        #expect(
+            mothership.output.contains("no control socket: cannot listen on /proc/mothership.sock"),
+            "\(mothership.output)")
+
+        try directory.write(
+            "off.toml",
+            "[mothership]\ncontrol_socket = false\n\n[[fleet.workers]]\nname = \"a\"\ncommand = \"sleep\"\n")
+        let off = try await BinaryRunner.run(["status", "-c", "off.toml"], in: directory.path)
+        #expect(
+            off.status == 1 && off.standardError.contains("turns the control socket off"), "\(off.output)")
+    }
+}
