@@ -108,7 +108,7 @@ struct Launch {
         let directory = UpstreamDirectory(ships: manifest.ships.map(\.name))
         let socketDirectory = manifest.bays.isEmpty ? nil : makeSocketDirectory()
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
-        let bays = BayDirectory(bays: manifest.bays.map(\.name), logger: logger)
+        let bays = BayDirectory(bays: manifest.bays, logger: logger)
 
         let launcher = SystemProcessLauncher()
         var elector: (any FlagshipElector)?

@@ -35,6 +35,8 @@ public struct Vessel: Sendable {
     // Bay-only.
     /// Sent to the bay in Moored, as strings.
     public var config: [String: String]
+    /// Whether the bay's clients may agree permessage-deflate (`permessage_deflate`, default true).
+    public var permessageDeflate: Bool
 
     /// Where the vessel is declared (`fleet.web[0]`), for messages that point into the manifest.
     public var manifestPath: FieldPath = .root
@@ -45,7 +47,8 @@ public struct Vessel: Sendable {
         tags: [String] = [],
         routes: [Route] = [], startTimeout: Duration = .seconds(60), stopTimeout: Duration = .seconds(10),
         stopSignal: StopSignal = .term, workingDirectory: String? = nil, bind: BindAddress? = nil,
-        healthcheck: String? = nil, oneshot: Bool = false, config: [String: String] = [:]
+        healthcheck: String? = nil, oneshot: Bool = false, config: [String: String] = [:],
+        permessageDeflate: Bool = true
     ) {
         self.name = name
         self.kind = kind
@@ -65,6 +68,7 @@ public struct Vessel: Sendable {
         self.healthcheck = healthcheck
         self.oneshot = oneshot
         self.config = config
+        self.permessageDeflate = permessageDeflate
     }
 }
 

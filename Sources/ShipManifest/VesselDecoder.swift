@@ -16,6 +16,7 @@ struct VesselFields {
     var healthcheck: String?
     var oneshot: Bool?
     var config: [String: String]?
+    var permessageDeflate: Bool?
 
     /// The vessel's own values win; `tags` concatenate (template first); `env` tables merge (vessel keys win).
     func merged(over template: VesselFields) -> VesselFields {
@@ -32,6 +33,7 @@ struct VesselFields {
         result.bind = bind ?? template.bind
         result.healthcheck = healthcheck ?? template.healthcheck
         result.oneshot = oneshot ?? template.oneshot
+        result.permessageDeflate = permessageDeflate ?? template.permessageDeflate
         var tags = template.tags ?? []
         for tag in self.tags ?? [] where !tags.contains(tag) { tags.append(tag) }
         result.tags = tags
@@ -54,7 +56,7 @@ struct VesselDecoder {
     static let bayKeys = [
         "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
         "start_timeout",
-        "stop_timeout", "stop_signal", "cwd",
+        "stop_timeout", "stop_signal", "cwd", "permessage_deflate",
     ]
 
     static func allowedKeys(for kind: Vessel.Kind, template: Bool) -> [String] {
@@ -119,6 +121,7 @@ struct VesselDecoder {
             fields.oneshot = table.bool("oneshot")
         } else {
             fields.config = table.stringMap("config")
+            fields.permessageDeflate = table.bool("permessage_deflate")
         }
         return fields
     }
@@ -140,7 +143,8 @@ struct VesselDecoder {
             startTimeout: fields.startTimeout ?? .seconds(60),
             stopTimeout: fields.stopTimeout ?? .seconds(10), stopSignal: fields.stopSignal ?? .term,
             workingDirectory: fields.workingDirectory, bind: fields.bind, healthcheck: fields.healthcheck,
-            oneshot: fields.oneshot ?? false, config: fields.config ?? [:])
+            oneshot: fields.oneshot ?? false, config: fields.config ?? [:],
+            permessageDeflate: fields.permessageDeflate ?? true)
         vessel.manifestPath = path
         if vessel.healthcheck != nil && vessel.bind == nil {
             context.error(

@@ -351,7 +351,7 @@ final class WebSocketClient: Sendable {
 
     let connection: RawConnection
 
-    private init(connection: RawConnection) { self.connection = connection }
+    init(connection: RawConnection) { self.connection = connection }
 
     /// Sends an upgrade request and returns the answer's head (the connection stays open).
     static func upgrade(
@@ -370,7 +370,7 @@ final class WebSocketClient: Sendable {
         return WebSocketClient(connection: connection)
     }
 
-    private static func upgrading(
+    static func upgrading(
         port: Int, path: String, headers: [String]
     ) async throws -> (RawResponse, RawConnection) {
         let connection = try RawConnection(port: port)

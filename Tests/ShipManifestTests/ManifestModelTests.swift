@@ -163,6 +163,38 @@ struct TemplateTests {
         #expect(stamp.config == ["mode": "strict", "header": "x-stamp"])
     }
 
+    @Test func permessageDeflateIsOnForBaysUnlessTurnedOffHereOrInTheTemplate() throws {
+        let manifest = try mustLoad(
+            """
+            [[bays.websocket]]
+            name = "cable"
+            command = "./cable"
+
+            [[bays.websocket]]
+            name = "plain"
+            command = "./plain"
+            permessage_deflate = false
+            """)
+        #expect(try #require(manifest.vessel(named: "cable")).permessageDeflate)
+        #expect(try #require(manifest.vessel(named: "plain")).permessageDeflate == false)
+        let templated = try mustLoad(
+            """
+            [base.bay]
+            permessage_deflate = false
+
+            [[bays.websocket]]
+            name = "cable"
+            command = "./cable"
+
+            [[bays.websocket]]
+            name = "squeezed"
+            command = "./squeezed"
+            permessage_deflate = true
+            """)
+        #expect(try #require(templated.vessel(named: "cable")).permessageDeflate == false)
+        #expect(try #require(templated.vessel(named: "squeezed")).permessageDeflate)
+    }
+
     @Test func defaultsWithoutTemplates() throws {
         let manifest = try mustLoad("[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\n")
         let app = try #require(manifest.vessels.first)

@@ -354,6 +354,11 @@ let ruleCases: [RuleCase] = [
         toml: "[[modules]]\nname = \"m\"\nwasm = \"m.wasm\"\nphase = \"before\"\n",
         path: "modules[0].phase", message: "unknown phase 'before'; expected \"request\" or \"response\""),
     RuleCase(
+        rule: "permessage_deflate must be a boolean",
+        toml: "[[bays.websocket]]\nname = \"cable\"\ncommand = \"x\"\npermessage_deflate = \"off\"\n",
+        path: "bays.websocket[0].permessage_deflate",
+        message: "expected a boolean (true or false), found a string", line: 4),
+    RuleCase(
         rule: "nested table in a bay config",
         toml: "[[bays.ws]]\nname = \"cable\"\ncommand = \"x\"\nconfig = { nested = { a = 1 } }\n",
         path: "bays.ws[0].config.nested", message: "expected a string, number or boolean, found a table"),

@@ -26,6 +26,12 @@ final class BayClientHandler: ChannelDuplexHandler {
     private var rules: WebSocketRules
     /// The fragments so far of a fragmented message, unmasked.
     private var fragments: ByteBuffer?
+    /// permessage-deflate's streams, when it was agreed in the 101.
+    private let deflate: MessageDeflate?
+    /// The message in progress is compressed (RSV1 on its first frame).
+    private var inflating = false
+    /// What the compressed message in progress inflated to so far.
+    private var inflated: ByteBuffer?
     /// Cargo frames read in this batch, for the bay.
     private var cargo: ByteBuffer?
     private var cargoMessages = 0
@@ -47,7 +53,9 @@ final class BayClientHandler: ChannelDuplexHandler {
         self.typedCargo = boarding.typedCargo
         self.boarding = boarding.boarding
         self.rules = WebSocketRules(
-            maxMessageBytes: berth.limits.maxMessageBytes(typedCargo: boarding.typedCargo))
+            maxMessageBytes: berth.limits.maxMessageBytes(typedCargo: boarding.typedCargo),
+            compressionNegotiated: boarding.deflate != nil)
+        self.deflate = boarding.deflate.map { MessageDeflate(parameters: $0) }
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
@@ -63,6 +71,8 @@ final class BayClientHandler: ChannelDuplexHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         closeTimer?.cancel()
+        deflate?.release()
+        inflated = nil
         self.context = nil
     }
 
@@ -123,6 +133,8 @@ final class BayClientHandler: ChannelDuplexHandler {
         _ frame: WebSocketFrame, opcode: WebSocketOpcode, first: Bool, last: Bool,
         context: ChannelHandlerContext
     ) -> WebSocketRules.Violation? {
+        if first { inflating = frame.rsv1 }
+        if inflating { return takeCompressed(frame, opcode: opcode, last: last, context: context) }
         let isText = opcode == .text
         if first && last {
             if cargo == nil { cargo = context.channel.allocator.buffer(capacity: frame.length + 10) }
@@ -153,6 +165,44 @@ final class BayClientHandler: ChannelDuplexHandler {
         }
         guard last, let message = fragments else { return nil }
         fragments = nil
+        if cargo == nil { cargo = context.channel.allocator.buffer(capacity: message.readableBytes + 10) }
+        writeCargoHeader(length: message.readableBytes, opcode: opcode, into: &cargo!)
+        cargo!.writeImmutableBuffer(message)
+        cargoMessages += 1
+        if cargo!.readableBytes >= 64 * 1024 { shipCargo() }
+        return nil
+    }
+
+    /// A frame of a compressed message (RFC 7692 §7.2.2): inflated as it comes, with the message
+    /// limit and text's UTF-8 checked on what it inflates to, so neither a bomb nor bad text is
+    /// ever held whole.
+    private func takeCompressed(
+        _ frame: WebSocketFrame, opcode: WebSocketOpcode, last: Bool, context: ChannelHandlerContext
+    ) -> WebSocketRules.Violation? {
+        // The rules let RSV1 through only when deflate was agreed.
+        guard let deflate else { return .protocolError("RSV1 without permessage-deflate") }
+        let limit = rules.maxMessageBytes
+        if inflated == nil {
+            inflated = context.channel.allocator.buffer(capacity: min(limit, max(256, frame.length * 4)))
+        }
+        let isText = opcode == .text
+        let payload = frame.unmaskedData
+        var message = inflated!
+        inflated = nil
+        var violation = payload.withUnsafeReadableBytes { bytes in
+            deflate.inflate(bytes, end: last, into: &message, limit: limit) { piece in
+                isText ? rules.checkText(piece, last: false) : nil
+            }
+        }
+        if violation == nil && last && isText {
+            violation = rules.checkText(UnsafeRawBufferPointer(start: nil, count: 0), last: true)
+        }
+        if let violation { return violation }
+        guard last else {
+            inflated = message
+            return nil
+        }
+        inflating = false
         if cargo == nil { cargo = context.channel.allocator.buffer(capacity: message.readableBytes + 10) }
         writeCargoHeader(length: message.readableBytes, opcode: opcode, into: &cargo!)
         cargo!.writeImmutableBuffer(message)
@@ -243,6 +293,7 @@ final class BayClientHandler: ChannelDuplexHandler {
         guard !failed else { return }
         failed = true
         fragments = nil
+        inflated = nil
         if !closeSent { shipCargo() }
         disembark(code: violation.code, reason: violation.reason)
         guard let context else { return }
@@ -287,6 +338,10 @@ final class BayClientHandler: ChannelDuplexHandler {
         } else {
             opcode = UTF8Check.isValid(message) ? .text : .binary
         }
+        if let frame = compressed(message, opcode: opcode, context: context) {
+            context.write(wrapOutboundOut(frame), promise: nil)
+            return
+        }
         // Copied out of the link's read buffer (which it would otherwise keep alive for as long as
         // it waits here), with room in front for the frame header.
         var data = context.channel.allocator.buffer(capacity: message.readableBytes + Self.headerRoom)
@@ -294,6 +349,18 @@ final class BayClientHandler: ChannelDuplexHandler {
         data.moveReaderIndex(forwardBy: Self.headerRoom)
         data.writeImmutableBuffer(message)
         context.write(wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: nil)
+    }
+
+    /// A message compressed (RSV1 set, RFC 7692 §7.2.1), when deflate was agreed and the message
+    /// is long enough to gain from it (`MessageDeflate.minimumCompressedBytes`).
+    private func compressed(
+        _ message: ByteBuffer, opcode: WebSocketOpcode, context: ChannelHandlerContext
+    ) -> WebSocketFrame? {
+        guard let deflate, message.readableBytes >= MessageDeflate.minimumCompressedBytes,
+            let data = deflate.deflate(
+                message, headerRoom: Self.headerRoom, allocator: context.channel.allocator)
+        else { return nil }
+        return WebSocketFrame(fin: true, rsv1: true, opcode: opcode, data: data)
     }
 
     func flush() { context?.flush() }

@@ -2,6 +2,7 @@ import DockingProtocol
 import Logging
 import NIOCore
 import NIOPosix
+import ShipManifest
 
 /// The relay's berths, one per bay, by name. The executable docks bays through it (for the
 /// supervisor) and the route tables send WebSocket upgrades to them.
@@ -9,12 +10,34 @@ public final class BayDirectory: Sendable {
     private let berths: [String: BayBerth]
 
     /// One berth per bay; each keeps its link on one event loop of `group`, taken in turn.
-    public init(
+    public convenience init(
         bays: some Sequence<String>, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         limits: BayLimits = BayLimits(), logger: Logger = Logger(label: "mothership.relay")
     ) {
+        self.init(bays: bays.map { ($0, limits) }, group: group, logger: logger)
+    }
+
+    /// One berth per bay of a manifest, each with its own options (`permessage_deflate`).
+    public convenience init(
+        bays: [Vessel], group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        limits: BayLimits = BayLimits(), logger: Logger = Logger(label: "mothership.relay")
+    ) {
+        self.init(
+            bays: bays.map { bay in
+                var own = limits
+                own.permessageDeflate = bay.permessageDeflate
+                return (bay.name, own)
+            }, group: group, logger: logger)
+    }
+
+    /// One berth per bay, each with its limits.
+    public init(
+        bays: [(name: String, limits: BayLimits)],
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "mothership.relay")
+    ) {
         var berths: [String: BayBerth] = [:]
-        for bay in bays {
+        for (bay, limits) in bays {
             berths[bay] = BayBerth(bay: bay, loop: group.next(), limits: limits, logger: logger)
         }
         self.berths = berths
@@ -36,6 +59,9 @@ public struct BayLimits: Sendable {
     public var closeHandshakeTimeout: TimeAmount = .seconds(2)
     /// Pause between connection attempts while a bay has not bound its socket yet.
     public var dockRetryInterval: TimeAmount = .milliseconds(50)
+    /// Whether permessage-deflate (RFC 7692) is agreed with clients that offer it (the bay's
+    /// `permessage_deflate`).
+    public var permessageDeflate = true
 
     public init() {}
 

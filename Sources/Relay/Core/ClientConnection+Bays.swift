@@ -41,10 +41,24 @@ extension ClientConnection {
             response.writeStaticString("\r\nSec-WebSocket-Protocol: ")
             response.writeSubstring(first.trimmingWhitespace())
         }
+        // permessage-deflate (RFC 7692): the first acceptable offer, unless the bay turned it off.
+        var deflate: PerMessageDeflate?
+        if berth.limits.permessageDeflate {
+            let offers = head.fields.filter { head.name(of: $0) == "sec-websocket-extensions" }
+            if !offers.isEmpty {
+                deflate = PerMessageDeflate.negotiate(offers.map { head.string($0.value) })
+            }
+        }
+        if let deflate {
+            response.writeStaticString("\r\nSec-WebSocket-Extensions: ")
+            response.writeString(deflate.responseValue)
+        }
         response.writeStaticString("\r\n\r\n")
         sendNow(response)
         // The bytes after the upgrade, and the connection, go to the bay's handling (`process`).
-        handOverToBay(berth, BayBoarding(boarding: boarding, generation: generation, typedCargo: typedCargo))
+        handOverToBay(
+            berth,
+            BayBoarding(boarding: boarding, generation: generation, typedCargo: typedCargo, deflate: deflate))
     }
 
     /// `203.0.113.9:51000` or `[2001:db8::1]:51000`: the client as the PROXY header or the peer said.

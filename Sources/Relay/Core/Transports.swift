@@ -86,4 +86,6 @@ struct BayBoarding {
     let generation: UInt32
     /// Whether the bay's link carries typed Cargo (`DockingFeature.typedCargo`).
     let typedCargo: Bool
+    /// permessage-deflate as agreed in the 101 (nil: not offered, declined, or off for the bay).
+    var deflate: PerMessageDeflate? = nil
 }

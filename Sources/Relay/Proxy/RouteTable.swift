@@ -84,7 +84,7 @@ extension RouteTable {
     ) -> RouteTable {
         var entries: [RouteEntry] = []
         // Without the fleet's berths (a relay on its own), bays are never docked: their routes answer 503.
-        let bays = bays ?? BayDirectory(bays: manifest.bays.map(\.name))
+        let bays = bays ?? BayDirectory(bays: manifest.bays)
         var shipIndices: [String: Int] = [:]
         for (index, ship) in manifest.ships.enumerated() { shipIndices[ship.name] = index }
         for (route, vessel) in manifest.routes(for: bind) {
