@@ -17,6 +17,9 @@ struct FlagshipEndToEndTests {
             """
             [mothership]
             name = "e2e-\(UUID().uuidString.prefix(8))"
+            # Several hosts' runs of one deployment, simulated in one directory: on hosts of their
+            # own each has its own socket; here they would all claim the same one.
+            control_socket = false
 
             [mothership.flagship]
             enabled = true
