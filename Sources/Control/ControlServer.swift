@@ -128,6 +128,7 @@ enum ControlRoute: Equatable {
     case action(vessel: String, ControlAction)
     case logs(vessels: [String]?, lines: Int, follow: Bool)
     case land
+    case reload
     case notFound(String)
     case methodNotAllowed(String)
 
@@ -147,6 +148,7 @@ enum ControlRoute: Equatable {
         switch parts {
         case ["v1", "fleet"]: (endpoint, expected) = (.fleet, .GET)
         case ["v1", "land"]: (endpoint, expected) = (.land, .POST)
+        case ["v1", "reload"]: (endpoint, expected) = (.reload, .POST)
         case ["v1", "logs"]:
             let vessels = query["vessels"].map { $0.split(separator: ",").map(String.init) }
             (endpoint, expected) = (.logs(vessels: vessels, lines: lines, follow: follow), .GET)
@@ -226,6 +228,22 @@ enum ControlRoute: Equatable {
             respond(channel, .accepted, #"{"landing":true}"#)
             logger.notice("landing requested on the control socket")
             await control.land()
+        case .reload:
+            switch await control.reload() {
+            case .applied(let summary):
+                let list = { (names: [String]) in "[" + names.map(Self.quote).joined(separator: ",") + "]" }
+                respond(
+                    channel, .ok,
+                    #"{"added":"# + list(summary.added) + #","changed":"# + list(summary.changed)
+                        + #","removed":"# + list(summary.removed) + #","summary":"#
+                        + Self.quote(summary.description)
+                        + #","unchanged":"# + list(summary.unchanged) + "}")
+            case .refused(let reason, let details):
+                respond(
+                    channel, .unprocessableEntity,
+                    #"{"details":["# + details.map(Self.quote).joined(separator: ",") + #"],"error":"#
+                        + Self.quote(reason) + "}")
+            }
         case .notFound(let what):
             respond(channel, .notFound, Self.error("no such endpoint: \(what)"))
         case .methodNotAllowed(let what):

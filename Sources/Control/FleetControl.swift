@@ -19,6 +19,15 @@ public protocol FleetControl: Sendable {
     func start(_ name: String) async throws(ControlRefusal)
     /// Lands the fleet as SIGTERM does (returns once the landing has begun).
     func land() async
+    /// Reads the manifest again and applies it (SPEC §12.3), or says why nothing changed.
+    func reload() async -> ReloadOutcome
+}
+
+/// How a reload ended.
+public enum ReloadOutcome: Sendable, Equatable {
+    case applied(ReloadSummary)
+    /// Nothing changed: the manifest's errors, or why this change cannot be applied in place.
+    case refused(reason: String, details: [String])
 }
 
 /// `GET /v1/fleet`: the fleet and every vessel, a stable document (`mothership status --json`).

@@ -377,6 +377,44 @@ struct LogsCommand: ParsableCommand {
     }
 }
 
+// MARK: - reload
+
+struct ReloadCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reload",
+        abstract:
+            "Read the manifest again and apply it: new vessels start, removed ones stop, changed ones restart."
+    )
+
+    @OptionGroup var manifest: ManifestOptions
+
+    func run() {
+        do {
+            let fleet = try RunningFleet(manifest)
+            let response = try fleet.request("POST", "/v1/reload")
+            struct Applied: Decodable { let summary: String }
+            struct Refused: Decodable {
+                let error: String
+                let details: [String]
+            }
+            if response.status == 200,
+                let applied = try? JSONDecoder().decode(Applied.self, from: Data(response.body.utf8))
+            {
+                print(applied.summary)
+                return
+            }
+            if let refused = try? JSONDecoder().decode(Refused.self, from: Data(response.body.utf8)) {
+                var standardError = StandardError()
+                for line in refused.details { print(line, to: &standardError) }
+                throw CommandFailure(refused.error)
+            }
+            throw CommandFailure(RunningFleet.message(of: response))
+        } catch {
+            CommandFailure.exit("\(error)")
+        }
+    }
+}
+
 // MARK: - land
 
 struct LandCommand: ParsableCommand {

@@ -17,7 +17,7 @@ struct Mothership: AsyncParsableCommand {
         subcommands: [
             RunCommand.self, InitCommand.self, ClearanceCommand.self, PreflightCommand.self,
             ChartCommand.self, StatusCommand.self, RestartCommand.self, StopCommand.self, StartCommand.self,
-            LogsCommand.self, LandCommand.self,
+            LogsCommand.self, ReloadCommand.self, LandCommand.self,
         ],
         defaultSubcommand: RunCommand.self
     )

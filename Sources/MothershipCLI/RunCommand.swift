@@ -65,7 +65,7 @@ struct RunCommand: AsyncParsableCommand {
         if terminal != nil { console.divert(to: outputLog) }
         let outcome = await Launch(
             manifest: parsed, file: file, console: console, logger: logger, outputLog: outputLog,
-            terminal: terminal
+            terminal: terminal, manifestPath: manifest.config, selection: filter.selection
         ).run()
         if let terminal {
             // Restored already unless the launch failed before the dashboard started (idempotent).
@@ -96,6 +96,9 @@ struct Launch {
     let outputLog: OutputLog
     /// Where to show the dashboard while the fleet runs (nil: plain output).
     let terminal: TerminalDevice?
+    /// The manifest as given on the command line and the tag filter: a reload reads it the same way.
+    let manifestPath: String
+    let selection: TagSelection
 
     func run() async -> FleetOutcome {
         ProcessTable.becomeSubreaper()
@@ -141,11 +144,15 @@ struct Launch {
         // The control socket first: a second run of the same manifest is refused before it binds
         // anything or starts a process.
         let relayHolder = RelayHolder()
+        let reloader = Reloader(
+            path: manifestPath, selection: selection, manifest: manifest, supervisor: supervisor,
+            systemd: systemd,
+            logger: logger)
         var control: ControlServer?
         if let path = controlSocketPath() {
             let commands = SupervisorControl(
                 fleetName: manifest.settings.name, output: outputLog, supervisor: supervisor,
-                relay: relayHolder)
+                relay: relayHolder, reloader: reloader)
             do {
                 control = try await ControlServer.start(path: path, control: commands, logger: logger)
                 logger.info("control socket on \(path) (mothership status, restart, stop, start, logs, land)")
@@ -217,7 +224,12 @@ struct Launch {
         }
         let signals = Task {
             var interrupts = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+                if signal == .sighup {
+                    // SIGHUP: reload (SPEC §12.1); the outcome is logged.
+                    Task { _ = await reloader.reload() }
+                    continue
+                }
                 if signal == .sigint { interrupts += 1 }
                 if interrupts >= 2 {
                     await supervisor.killNow()
@@ -322,8 +334,10 @@ struct SupervisorControl: FleetControl {
     let output: OutputLog
     let supervisor: FleetSupervisor<ContinuousClock>
     let relay: RelayHolder
+    let reloader: Reloader
 
     func status() async -> FleetStatus { await supervisor.status() }
+    func reload() async -> ReloadOutcome { await reloader.reload() }
     func restart(_ name: String) async throws(ControlRefusal) { try await supervisor.restartVessel(name) }
     func stop(_ name: String) async throws(ControlRefusal) { try await supervisor.stopVessel(name) }
     func start(_ name: String) async throws(ControlRefusal) { try await supervisor.startVessel(name) }

@@ -13,22 +13,44 @@ struct FleetMetrics: Sendable {
         let virtual: Gauge
     }
 
-    let instruments: [String: Instruments]
+    private(set) var instruments: [String: Instruments]
     let shipsTotal: Gauge
 
     init(vessels: [Vessel]) {
-        var instruments: [String: Instruments] = [:]
-        for vessel in vessels {
-            let dimensions = [("ship", vessel.name), ("group", vessel.group)]
-            instruments[vessel.name] = Instruments(
-                status: Gauge(label: "mothership_ship_status", dimensions: dimensions),
-                healthy: Gauge(label: "mothership_ship_healthy", dimensions: dimensions),
-                restarts: Counter(label: "mothership_ship_restarts_total", dimensions: dimensions),
-                resident: Gauge(label: "mothership_ship_memory_rss_bytes", dimensions: dimensions),
-                virtual: Gauge(label: "mothership_ship_memory_virtual_bytes", dimensions: dimensions))
-        }
-        self.instruments = instruments
-        self.shipsTotal = Gauge(label: "mothership_fleet_ships_total")
+        instruments = [:]
+        shipsTotal = Gauge(label: "mothership_fleet_ships_total")
+        for vessel in vessels { instruments[vessel.name] = Self.instruments(for: vessel) }
+    }
+
+    static func instruments(for vessel: Vessel) -> Instruments {
+        let dimensions = [("ship", vessel.name), ("group", vessel.group)]
+        return Instruments(
+            status: Gauge(label: "mothership_ship_status", dimensions: dimensions),
+            healthy: Gauge(label: "mothership_ship_healthy", dimensions: dimensions),
+            restarts: Counter(label: "mothership_ship_restarts_total", dimensions: dimensions),
+            resident: Gauge(label: "mothership_ship_memory_rss_bytes", dimensions: dimensions),
+            virtual: Gauge(label: "mothership_ship_memory_virtual_bytes", dimensions: dimensions))
+    }
+
+    /// A vessel a reload added: its series from 0.
+    mutating func add(_ vessel: Vessel) {
+        let instrument = Self.instruments(for: vessel)
+        instruments[vessel.name] = instrument
+        instrument.status.record(0)
+        instrument.healthy.record(0)
+        instrument.restarts.increment(by: 0)
+        instrument.resident.record(0)
+        instrument.virtual.record(0)
+    }
+
+    /// A vessel a reload removed: its series are gone from `/metrics`.
+    mutating func remove(_ name: String) {
+        guard let instrument = instruments.removeValue(forKey: name) else { return }
+        instrument.status.destroy()
+        instrument.healthy.destroy()
+        instrument.restarts.destroy()
+        instrument.resident.destroy()
+        instrument.virtual.destroy()
     }
 
     /// Every series exists from the start (a restart counter at 0 is information).

@@ -13,6 +13,8 @@ public enum ControlRefusal: Error, Sendable, Equatable, CustomStringConvertible 
     case alreadyStopped(String)
     /// Start of a vessel that was not stopped (or is not a completed oneshot).
     case notStopped(String, VesselPhase)
+    /// A reload while another is being applied.
+    case reloading
 
     public var description: String {
         switch self {
@@ -24,6 +26,7 @@ public enum ControlRefusal: Error, Sendable, Equatable, CustomStringConvertible 
         case .alreadyRestarting(let name): "'\(name)' is being restarted already"
         case .alreadyStopped(let name): "'\(name)' is stopped already"
         case .notStopped(let name, let phase): "'\(name)' is \(phase.rawValue), not stopped"
+        case .reloading: "a reload is being applied; try again when it is done"
         }
     }
 }
@@ -101,7 +104,8 @@ extension FleetSupervisor {
 
     /// The record of `name` if the fleet takes actions now.
     private func acting(on name: String) throws(ControlRefusal) -> VesselRecord {
-        guard let record = records[name] else {
+        // A vessel a reload removed keeps its record, out of the graph.
+        guard let record = records[name], graph.nodes.contains(name) else {
             throw .unknownVessel(name, suggestion: Suggestion.nearest(to: name, in: graph.nodes))
         }
         guard !stopping, !shutdownRequested, outcome == nil else { throw .landing }

@@ -14,13 +14,14 @@ extension FleetSupervisor {
 
     /// Waits for the dependencies, then starts the vessel and keeps it alive until the fleet stops.
     func supervise(_ name: String) async {
-        let vessel = records[name]!.vessel
         let supervision = records[name]!.supervision
-        for dependency in vessel.dependsOn {
+        for dependency in records[name]!.vessel.dependsOn {
             guard await waitReady(dependency, for: name) else { return }
         }
         while !stopping && outcome == nil && !shutdownRequested {
             guard records[name]!.supervision == supervision else { return }
+            // Read again each time round: a reload may have changed the definition.
+            let vessel = records[name]!.vessel
             if records[name]!.held {
                 held(name)
                 return

@@ -68,7 +68,7 @@ public struct FleetTiming: Sendable {
 /// decides what its exit means. State is re-checked after every `await`, since a shutdown may have
 /// begun meanwhile.
 public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
-    let manifest: Manifest
+    var manifest: Manifest
     let context: FleetContext
     let ports: FleetPorts
     let clock: C
@@ -81,8 +81,10 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
     let onVesselChange: @Sendable (VesselStatus) -> Void
     let onLifecycleChange: @Sendable (LifecycleState) -> Void
     let origin: C.Instant
-    let graph: DependencyGraph
-    let metrics: FleetMetrics
+    var graph: DependencyGraph
+    var metrics: FleetMetrics
+    /// A reload is being applied (one at a time).
+    var reloading = false
 
     private(set) var lifecycle: LifecycleState = .initializing
     var records: [String: VesselRecord] = [:]

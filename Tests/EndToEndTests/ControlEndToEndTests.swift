@@ -315,3 +315,112 @@ extension ControlEndToEndTests {
             off.status == 1 && off.standardError.contains("turns the control socket off"), "\(off.output)")
     }
 }
+
+/// `mothership reload` and SIGHUP (SPEC §12.3) through the built binary.
+@Suite("Reload end to end")
+struct ReloadEndToEndTests {
+    static func manifest(relay: Int, port: Int, workers: String) -> String {
+        """
+        [mothership]
+        name = "reloaded"
+
+        [mothership.bind]
+        http = "127.0.0.1:\(relay)"
+
+        [[fleet.web]]
+        name = "web"
+        command = "python3"
+        args = ["ship.py", "http", "web", "\(port)"]
+        bind = "127.0.0.1:\(port)"
+        routes = [{ bind = "http", pattern = "/.*" }]
+        start_timeout = "60s"
+        \(workers)
+        """
+    }
+
+    static func worker(_ name: String, says word: String) -> String {
+        """
+
+        [[fleet.workers]]
+        name = "\(name)"
+        command = "sh"
+        args = ["-c", "while true; do echo \(word); sleep 0.2; done"]
+        """
+    }
+
+    @Test(.timeLimit(.minutes(3)))
+    func addedRemovedAndChangedVesselsApplyUnchangedOnesKeepTheirProcessesAndClients() async throws {
+        let relay = LoopbackPorts.free()
+        let port = LoopbackPorts.free()
+        let directory = try TemporaryDirectory(prefix: "mothership-reload")
+        defer { directory.remove() }
+        try directory.write("ship.py", RelayEndToEndTests.shipScript)
+        let before = Self.worker("ticker", says: "tick") + Self.worker("doomed", says: "doom")
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory, Self.manifest(relay: relay, port: port, workers: before),
+            waitingFor: ["lifecycle: Running", "control socket on "])
+        defer { mothership.stop() }
+        let fleet = ControlEndToEndTests.Fleet(
+            directory: directory, mothership: mothership, relay: relay, port: port)
+        let webPID = try #require(try await fleet.vessel("web")["pid"] as? Int)
+        let tickerPID = try #require(try await fleet.vessel("ticker")["pid"] as? Int)
+        let client = try RawConnection(port: relay)
+        #expect(try await client.exchange(RawConnection.request("GET", "/before")).status == 200)
+
+        // One removed, one changed, one added, one unchanged.
+        let after = Self.worker("ticker", says: "tock") + Self.worker("fresh", says: "new")
+        try directory.write(
+            "ship-manifest.toml",
+            RelayEndToEndTests.underTest(Self.manifest(relay: relay, port: port, workers: after)))
+        let reload = try await fleet.command("reload")
+        #expect(reload.status == 0, "\(reload.output)")
+        #expect(
+            reload.standardOutput == "reload: 1 added, 1 removed, 1 changed, 1 unchanged\n",
+            "\(reload.output)")
+        try await mothership.waitFor("reload: 1 added, 1 removed, 1 changed, 1 unchanged")
+        try await mothership.waitFor("tock")
+        try await mothership.waitFor("new")
+        #expect(try await fleet.vessel("web")["pid"] as? Int == webPID, "an unchanged ship keeps its process")
+        #expect(try await fleet.vessel("ticker")["pid"] as? Int != tickerPID)
+        let names = try #require(try await fleet.document()["vessels"] as? [[String: Any]]).compactMap {
+            $0["name"] as? String
+        }
+        #expect(names == ["web", "ticker", "fresh"])
+        // The client's kept-alive connection is served across the reload.
+        #expect(try await client.exchange(RawConnection.request("GET", "/after")).status == 200)
+
+        // A manifest with an error changes nothing.
+        try directory.write("ship-manifest.toml", "[[fleet.web]]\nname = \"web\"\n")
+        let broken = try await fleet.command("reload")
+        #expect(broken.status == 1, "\(broken.output)")
+        #expect(broken.standardError.contains("error"), "\(broken.output)")
+        #expect(broken.standardError.contains("nothing changed"), "\(broken.output)")
+        let unchanged = try #require(try await fleet.document()["vessels"] as? [[String: Any]]).compactMap {
+            $0["name"] as? String
+        }
+        #expect(unchanged == ["web", "ticker", "fresh"])
+
+        // A change to the relay's part is refused, for now, with nothing changed.
+        let rerouted = Self.manifest(relay: relay, port: port, workers: after).replacingOccurrences(
+            of: "\"/.*\"", with: "\"/api.*\"")
+        try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(rerouted))
+        let refused = try await fleet.command("reload")
+        #expect(refused.status == 1, "\(refused.output)")
+        #expect(
+            refused.standardError.contains("reload cannot change the relay in place yet (binds, routes"),
+            "\(refused.output)")
+        #expect(try await client.exchange(RawConnection.request("GET", "/still")).status == 200)
+
+        // SIGHUP reloads too.
+        let hup =
+            Self.worker("ticker", says: "tock") + Self.worker("fresh", says: "new")
+            + Self.worker("hup", says: "hangup")
+        try directory.write(
+            "ship-manifest.toml",
+            RelayEndToEndTests.underTest(Self.manifest(relay: relay, port: port, workers: hup)))
+        mothership.signal(SIGHUP)
+        try await mothership.waitFor("reload: 1 added, 0 removed, 0 changed, 3 unchanged")
+        try await mothership.waitFor("hangup")
+        #expect(try await fleet.vessel("web")["pid"] as? Int == webPID)
+    }
+}

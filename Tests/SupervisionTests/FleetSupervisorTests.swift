@@ -477,4 +477,80 @@ struct FleetSupervisorTests {
         await #expect(throws: ControlRefusal.landing) { try await supervisor.stopVessel("db") }
         await #expect(throws: ControlRefusal.landing) { try await supervisor.startVessel("db") }
     }
+
+    // MARK: Reload
+
+    static func manifest(_ toml: String) throws -> Manifest {
+        let result = ManifestLoader.load(text: toml)
+        return try #require(result.manifest, "\(result.diagnostics)")
+    }
+
+    @Test func reloadStopsRemovedRestartsChangedStartsAddedAndLeavesTheRestAlone() async throws {
+        let harness = try Harness(Self.dependent)
+        harness.health.set(.tcp(host: "127.0.0.1", port: 5432), healthy: true)
+        await harness.state(.running)
+        let supervisor = harness.supervisor
+        let db = try #require(harness.launcher.latest("db"))
+        let web = try #require(harness.launcher.latest("web"))
+        let jobs = try #require(harness.launcher.latest("jobs"))
+        // jobs removed (critical = false or not, its exit is no crash), web's command changed, cron added.
+        let next = try Self.manifest(
+            """
+            [[fleet.data]]
+            name = "db"
+            command = "postgres"
+            bind = "127.0.0.1:5432"
+            healthcheck = "/ready"
+            [[fleet.web]]
+            name = "web"
+            command = "puma"
+            depends_on = ["db"]
+            [[fleet.workers]]
+            name = "cron"
+            command = "cron"
+            depends_on = ["web"]
+            """)
+        let reload = Task { try await supervisor.reload(next) }
+        await harness.until { await Self.phase(supervisor, "cron") == .running }
+        let summary = try await reload.value
+        #expect(summary.added == ["cron"] && summary.removed == ["jobs"])
+        #expect(summary.changed == ["web"] && summary.unchanged == ["db"])
+        #expect(summary.description == "reload: 1 added, 1 removed, 1 changed, 1 unchanged")
+        #expect(db.signals == [] && jobs.signals == [15] && web.signals == [15])
+        await harness.until { await Self.phase(supervisor, "web") == .running }
+        #expect(harness.launcher.latest("web")?.request.command == "puma")
+        #expect(await supervisor.status().vessels.map(\.name) == ["db", "web", "cron"])
+        #expect(await supervisor.state == .running)
+        await #expect(throws: ControlRefusal.unknownVessel("jobs", suggestion: nil)) {
+            try await supervisor.restartVessel("jobs")
+        }
+        #expect(await harness.land() == .landed)
+    }
+
+    @Test func reloadRemovesAVesselStillWaitingForItsDependencyAndCanAddItBackLater() async throws {
+        let harness = try Harness(Self.dependent)
+        await harness.launched(1)  // db not healthy: web and jobs wait
+        let supervisor = harness.supervisor
+        let without = try Self.manifest(
+            """
+            [[fleet.data]]
+            name = "db"
+            command = "postgres"
+            bind = "127.0.0.1:5432"
+            healthcheck = "/ready"
+            """)
+        let first = try await supervisor.reload(without)
+        #expect(first.removed == ["web", "jobs"])
+        #expect(await supervisor.status().vessels.map(\.name) == ["db"])
+        // Back again: one web process once db is ready, though the first web task still waited.
+        let again = try await supervisor.reload(try Self.manifest(Self.dependent))
+        #expect(again.added == ["web", "jobs"])
+        harness.health.set(.tcp(host: "127.0.0.1", port: 5432), healthy: true)
+        await harness.state(.running)
+        await harness.until { await Self.phase(supervisor, "jobs") == .running }
+        #expect(harness.launcher.processes(named: "web").count == 1)
+        #expect(harness.launcher.processes(named: "jobs").count == 1)
+        #expect(await harness.land() == .landed)
+        await #expect(throws: ControlRefusal.landing) { try await supervisor.reload(without) }
+    }
 }
