@@ -116,6 +116,11 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
             ]
         ),
+        // Log files with rotation (SPEC §12.5): written off the output path, never blocking it.
+        .target(
+            name: "LogFiles",
+            dependencies: [.product(name: "Metrics", package: "swift-metrics")]
+        ),
         .target(
             name: "Control",
             dependencies: [
@@ -133,6 +138,7 @@ let package = Package(
             dependencies: [
                 "CMothershipSystem",
                 "Control",
+                "LogFiles",
                 "ShipManifest",
                 "Supervision",
                 "ProcessControl",
@@ -226,6 +232,10 @@ let package = Package(
                 "FlagshipElection", "Supervision", "ShipManifest", "MothershipTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "LogFilesTests",
+            dependencies: ["LogFiles"]
         ),
         .testTarget(
             name: "DashboardTests",

@@ -1,3 +1,4 @@
+import LogFiles
 import Logging
 import Supervision
 import Synchronization
@@ -17,6 +18,8 @@ final class Console: Sendable {
     /// While the dashboard owns the screen: where mothership's own lines go instead (its "mothership"
     /// entry). Children's lines are not echoed then; the supervisor keeps them in the same log.
     private let diversion = Mutex<OutputLog?>(nil)
+    /// `[mothership.logs]`: mothership's own lines go to `mothership.log` too.
+    private let files = Mutex<LogFiles?>(nil)
 
     static let palette = ["36", "33", "32", "35", "34", "91", "96", "93", "92", "95"]
 
@@ -26,6 +29,14 @@ final class Console: Sendable {
         var colors: [String: String] = [:]
         for (index, name) in names.enumerated() { colors[name] = Self.palette[index % Self.palette.count] }
         self.colors = colors
+    }
+
+    /// Writes mothership's own log lines to `files` as well (nil: no more).
+    func attach(_ files: LogFiles?) { self.files.withLock { $0 = files } }
+
+    /// Mothership's own line, for its log file.
+    func file(_ level: Logger.Level, _ message: String) {
+        files.withLock { $0 }?.write(source: "mothership", stream: level.rawValue, text: message)
     }
 
     /// Sends mothership's log lines to `log` (nil: back to stdout) and stops echoing children's lines.
@@ -119,6 +130,7 @@ struct ConsoleLogHandler: LogHandler {
     func log(event: LogEvent) {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { _, new in new } }
+        console.file(event.level, event.message.description)
         if console.divert(event.level, event.message.description) { return }
         if console.colored {
             console.log(event.level, event.message.description)

@@ -3,6 +3,7 @@ import CMothershipSystem
 import Control
 import Dashboard
 import FlagshipElection
+import LogFiles
 import Logging
 import Metrics
 import Payloads
@@ -113,6 +114,40 @@ struct Launch {
         defer { if let socketDirectory { removeSocketDirectory(socketDirectory) } }
         let bays = BayDirectory(bays: manifest.bays, logger: logger)
 
+        // Log files before anything starts: a directory that cannot be written fails the launch.
+        var logFiles: LogFiles?
+        if let settings = manifest.settings.logs {
+            let directory =
+                settings.directory.hasPrefix("/")
+                ? settings.directory : file.directory + "/" + settings.directory
+            let logger = self.logger
+            do {
+                logFiles = try LogFiles(
+                    directory: directory, sources: ["mothership"] + manifest.vessels.map(\.name),
+                    format: settings.format == .json ? .json : .text, maxSize: settings.maxSize,
+                    keep: settings.keep,
+                    notice: { notice in
+                        switch notice {
+                        case .dropping(let source, let reason):
+                            logger.warning("log file of '\(source)': dropping lines: \(reason)")
+                        case .dropped(let source, let count):
+                            logger.notice("log file of '\(source)': writing again, \(count) line(s) dropped")
+                        }
+                    })
+            } catch {
+                return .failed(error.description)
+            }
+            console.attach(logFiles)
+            logger.info(
+                "log files in \(directory) (\(settings.format.rawValue), rotated at \(settings.maxSize) bytes, \(settings.keep) kept)"
+            )
+        }
+        let files = logFiles
+        defer {
+            console.attach(nil)
+            files?.close()
+        }
+
         let launcher = SystemProcessLauncher()
         var elector: (any FlagshipElector)?
         if let flagship = manifest.settings.flagship {
@@ -134,7 +169,11 @@ struct Launch {
             ports: FleetPorts(
                 launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector,
                 bays: socketDirectory == nil ? nil : RelayBayDocking(bays: bays)),
-            clock: ContinuousClock(), logger: logger, outputLog: outputLog, echo: { console.echo($0) },
+            clock: ContinuousClock(), logger: logger, outputLog: outputLog,
+            echo: { line in
+                console.echo(line)
+                files?.write(source: line.source, stream: line.stream.rawValue, text: line.text)
+            },
             onLifecycleChange: {
                 lifecycle.set($0)
                 systemd?.lifecycle($0)
@@ -224,7 +263,12 @@ struct Launch {
         }
         let signals = Task {
             var interrupts = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup) {
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup, .sigusr2) {
+                if signal == .sigusr2 {
+                    // SIGUSR2: reopen the log files (after logrotate moved them).
+                    files?.reopen()
+                    continue
+                }
                 if signal == .sighup {
                     // SIGHUP: reload (SPEC §12.1); the outcome is logged.
                     Task { _ = await reloader.reload() }

@@ -97,6 +97,11 @@ public enum MetricCatalogue {
             help: "WebSocket messages relayed between the bay and its clients. Labels: bay = the bay's "
                 + "name, direction = in (client to bay) or out (bay to client)."),
         Family(
+            name: "mothership_log_dropped_lines_total", kind: .counter,
+            help: "Output lines that were not written to their log file ([mothership.logs]) because the "
+                + "disk was full or too slow; the vessel is never blocked. Labels: vessel = the vessel's "
+                + "name, or mothership for its own log."),
+        Family(
             name: "mothership_module_invocations_total", kind: .counter,
             help: "Calls of the WebAssembly module: one per request it saw (request phase) or per ship "
                 + "response head (response phase). Labels: module = the module's name in [[modules]], "

@@ -54,6 +54,8 @@ public struct MothershipSettings: Sendable {
     public var relayWorkers: Int?
     /// `control_socket` (ours, SPEC §12.1): where `run` takes commands.
     public var controlSocket: ControlSocketSetting = .besideManifest
+    /// `[mothership.logs]` (ours, SPEC §12.5): per-vessel log files; nil: none.
+    public var logs: LogSettings?
 
     public init(
         name: String, metricsPort: Int? = nil, compression: Bool = false, corsCache: CorsCacheSettings? = nil,
@@ -246,6 +248,50 @@ public struct Module: Sendable {
         self.phase = phase
         self.config = config
         self.tags = tags
+    }
+}
+
+/// `[mothership.logs]` (SPEC §12.5): each vessel's output in `dir/NAME.log`, mothership's own in
+/// `dir/mothership.log`, rotated at `maxSize` bytes keeping `keep` older files.
+public struct LogSettings: Sendable, Hashable {
+    public enum Format: String, Sendable, Hashable, CaseIterable {
+        case text
+        case json
+    }
+
+    /// Relative to the manifest's directory unless absolute.
+    public var directory: String
+    public var format: Format
+    public var maxSize: Int
+    public var keep: Int
+
+    public init(directory: String, format: Format = .text, maxSize: Int = 100 * 1024 * 1024, keep: Int = 5) {
+        self.directory = directory
+        self.format = format
+        self.maxSize = maxSize
+        self.keep = keep
+    }
+}
+
+/// Sizes as a manifest writes them: `"100MB"`, `"512KB"`, `"1GB"`, `"4096"` (bytes); K, M and G are
+/// powers of 1024 (`MiB` and friends are accepted too).
+public enum ByteSize {
+    public static func parse(_ text: String) -> Int? {
+        let trimmed = text.trimmingSpaces()
+        let digits = trimmed.prefix { $0 >= "0" && $0 <= "9" || $0 == "." }
+        guard !digits.isEmpty, let value = Double(digits), value.isFinite, value >= 0 else { return nil }
+        let unit = trimmed.dropFirst(digits.count).trimmingSpaces().lowercased()
+        let factor: Double
+        switch unit {
+        case "", "b": factor = 1
+        case "k", "kb", "kib": factor = 1024
+        case "m", "mb", "mib": factor = 1024 * 1024
+        case "g", "gb", "gib": factor = 1024 * 1024 * 1024
+        default: return nil
+        }
+        let bytes = (value * factor).rounded()
+        guard bytes < 1e15 else { return nil }
+        return Int(bytes)
     }
 }
 

@@ -7,7 +7,7 @@ struct SettingsDecoder {
 
     static let keys = [
         "name", "metrics_port", "compression", "cors_cache", "env", "bind", "static_dirs", "rate_limiting",
-        "flagship", "uplinks", "prelaunch", "relay_workers", "control_socket",
+        "flagship", "uplinks", "prelaunch", "relay_workers", "control_socket", "logs",
     ]
 
     static let maximumRelayWorkers = 256
@@ -42,6 +42,7 @@ struct SettingsDecoder {
             }
         }
         settings.controlSocket = controlSocket(table)
+        if let logs = table.table("logs") { settings.logs = self.logs(logs) }
         settings.corsCache = corsCache(table)
         settings.environment = table.stringMap("env") ?? [:]
         if let binds = table.table("bind") { settings.listeners = listeners(binds) }
@@ -52,6 +53,40 @@ struct SettingsDecoder {
             settings.flagship = self.flagship(flagship, uplinks: settings.uplinks)
         }
         checkAddressConflicts(settings.listeners, in: table)
+        return settings
+    }
+
+    /// `[mothership.logs]` (ours, SPEC §12.5).
+    func logs(_ table: TableReader) -> LogSettings? {
+        table.rejectUnknownKeys(allowed: ["dir", "format", "max_size", "keep"], section: "[mothership.logs]")
+        guard let directory = table.requiredString("dir", "the directory for log files") else { return nil }
+        var settings = LogSettings(directory: directory)
+        if let format = table.string("format") {
+            if let known = LogSettings.Format(rawValue: format) {
+                settings.format = known
+            } else {
+                context.error(
+                    table.path.appending("format"), "unknown log format '\(format)'; expected text or json")
+            }
+        }
+        if let size = table.string("max_size") {
+            if let bytes = ByteSize.parse(size), bytes >= 4096 {
+                settings.maxSize = bytes
+            } else {
+                context.error(
+                    table.path.appending("max_size"),
+                    "'\(size)' is not a size of at least 4KB; expected a number with a unit: \"100MB\", \"512KB\""
+                )
+            }
+        }
+        if let keep = table.integer("keep") {
+            if (1...1000).contains(keep) {
+                settings.keep = keep
+            } else {
+                context.error(
+                    table.path.appending("keep"), "\(keep) is not a number of old files from 1 to 1000")
+            }
+        }
         return settings
     }
 

@@ -424,3 +424,65 @@ struct ReloadEndToEndTests {
         #expect(try await fleet.vessel("web")["pid"] as? Int == webPID)
     }
 }
+
+/// `[mothership.logs]` through the built binary.
+@Suite("Log files end to end")
+struct LogFilesEndToEndTests {
+    @Test(.timeLimit(.minutes(2)))
+    func vesselsAndMothershipWriteTheirFilesAndSIGUSR2ReopensThemAfterAMove() async throws {
+        let directory = try TemporaryDirectory(prefix: "mothership-logfiles")
+        defer { directory.remove() }
+        try directory.write(
+            "ship-manifest.toml",
+            """
+            [mothership.logs]
+            dir = "log"
+            max_size = "64KB"
+            keep = 2
+
+            [[fleet.workers]]
+            name = "ticker"
+            command = "sh"
+            args = ["-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.05; done"]
+            """)
+        let mothership = try RunningMothership([], in: directory.path)
+        defer { mothership.stop() }
+        try await mothership.waitFor("lifecycle: Running")
+        try await mothership.waitFor("tick 5")
+        let log = directory.path + "/log"
+        try await ControlEndToEndTests.until {
+            (try? String(contentsOfFile: log + "/ticker.log", encoding: .utf8))?.contains(" stdout tick 5\n")
+                == true
+        }
+        let own = try String(contentsOfFile: log + "/mothership.log", encoding: .utf8)
+        #expect(own.contains(" info lifecycle: Running\n"), "\(own)")
+        // logrotate's way: move the file, then SIGUSR2; new lines go to a new file.
+        try FileManager.default.moveItem(atPath: log + "/ticker.log", toPath: log + "/ticker.log.moved")
+        mothership.signal(SIGUSR2)
+        try await ControlEndToEndTests.until {
+            (try? String(contentsOfFile: log + "/ticker.log", encoding: .utf8))?.contains(" stdout tick ")
+                == true
+        }
+        mothership.signal(SIGTERM)
+        #expect(try await mothership.waitForExit() == 0)
+        let moved = try String(contentsOfFile: log + "/ticker.log.moved", encoding: .utf8)
+        #expect(moved.hasSuffix("\n") && moved.contains(" stdout tick 0\n"))
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func aLogDirectoryThatCannotBeWrittenStopsTheLaunchBeforeAnythingStarts() async throws {
+        let directory = try TemporaryDirectory(prefix: "mothership-logfiles-bad")
+        defer { directory.remove() }
+        try directory.write(
+            "ship-manifest.toml",
+            "[mothership.logs]\ndir = \"/proc/mothership-log\"\n\n[[fleet.workers]]\nname = \"w\"\ncommand = \"sh\"\nargs = [\"-c\", \"touch started; sleep 60\"]\n"
+        )
+        let mothership = try RunningMothership([], in: directory.path)
+        defer { mothership.stop() }
+        #expect(try await mothership.waitForExit() == 1)
+        #expect(
+            mothership.output.contains("cannot create the log directory /proc/mothership-log: "),
+            "\(mothership.output)")
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/started"))
+    }
+}

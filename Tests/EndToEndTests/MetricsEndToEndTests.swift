@@ -25,6 +25,9 @@ struct MetricsEndToEndTests {
             metrics_port = \(metrics)
             cors_cache = true
 
+            [mothership.logs]
+            dir = "log"
+
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
 

@@ -354,6 +354,21 @@ struct FixtureTests {
         #expect(try mustLoad("[mothership]\ncontrol_socket = false\n").settings.controlSocket == .off)
     }
 
+    @Test func logFilesTakeADirectoryAFormatASizeAndHowManyToKeep() throws {
+        let logs = try mustLoad(
+            "[mothership.logs]\ndir = \"log\"\nformat = \"json\"\nmax_size = \"1MB\"\nkeep = 3\n"
+        )
+        .settings.logs
+        #expect(logs == LogSettings(directory: "log", format: .json, maxSize: 1_048_576, keep: 3))
+        #expect(
+            try mustLoad("[mothership.logs]\ndir = \"log\"\n").settings.logs == LogSettings(directory: "log"))
+        #expect(try mustLoad("[mothership]\nname = \"x\"\n").settings.logs == nil)
+        #expect(ByteSize.parse("100MB") == 104_857_600 && ByteSize.parse("512 KiB") == 524_288)
+        #expect(
+            ByteSize.parse("4096") == 4096 && ByteSize.parse("1.5G") == 1_610_612_736
+                && ByteSize.parse("MB") == nil)
+    }
+
     @Test func fullExampleUsesEverySection() throws {
         let manifest = try mustLoad(try Repository.read("Examples/full/ship-manifest.toml"))
         let settings = manifest.settings

@@ -291,6 +291,23 @@ let ruleCases: [RuleCase] = [
         path: "mothership.relay_workers", message: "0 is not a number of relay threads from 1 to 256", line: 2
     ),
     RuleCase(
+        rule: "log files without a directory", toml: "[mothership.logs]\nkeep = 2\n",
+        path: "mothership.logs.dir", message: "missing required field 'dir' (the directory for log files)",
+        line: 1),
+    RuleCase(
+        rule: "unknown log format", toml: "[mothership.logs]\ndir = \"log\"\nformat = \"xml\"\n",
+        path: "mothership.logs.format", message: "unknown log format 'xml'; expected text or json", line: 3),
+    RuleCase(
+        rule: "log size without a unit it knows",
+        toml: "[mothership.logs]\ndir = \"log\"\nmax_size = \"1 parsec\"\n",
+        path: "mothership.logs.max_size",
+        message:
+            "'1 parsec' is not a size of at least 4KB; expected a number with a unit: \"100MB\", \"512KB\"",
+        line: 3),
+    RuleCase(
+        rule: "no old log files kept", toml: "[mothership.logs]\ndir = \"log\"\nkeep = 0\n",
+        path: "mothership.logs.keep", message: "0 is not a number of old files from 1 to 1000", line: 3),
+    RuleCase(
         rule: "control socket not a path", toml: "[mothership]\ncontrol_socket = 5\n",
         path: "mothership.control_socket", message: "expected a path (a string) or false, found an integer",
         line: 2),
