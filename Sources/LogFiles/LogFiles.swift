@@ -295,8 +295,8 @@ public final class LogFiles: Sendable {
         }
     }
 
-    /// RFC 3339 UTC with milliseconds.
-    static func timestamp() -> String {
+    /// RFC 3339 UTC with milliseconds (mothership's own log lines use it too).
+    public static func timestamp() -> String {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         var seconds = now.tv_sec
