@@ -24,20 +24,45 @@ struct ManifestFile {
         case run
     }
 
-    static func load(_ path: String, selection: TagSelection, purpose: Purpose) throws(FileSystem.Failure)
-        -> ManifestFile
+    /// With `procfile`, `path` is a Procfile, run foreman-style (`run --procfile`).
+    static func load(_ path: String, procfile: Bool = false, selection: TagSelection, purpose: Purpose)
+        throws(FileSystem.Failure) -> ManifestFile
     {
+        if procfile {
+            let source = try ProcfileSource.read(path)
+            return load(
+                text: source.foremanManifest, path: path, directory: source.directory, selection: selection,
+                purpose: purpose)
+        }
         guard FileSystem.exists(path) else {
             throw FileSystem.Failure(
                 description:
                     "\(path): no such manifest file (create one with `mothership init`, or pass -c FILE)")
         }
         let text = try FileSystem.read(path)
-        let directory = FileSystem.directory(of: path)
+        return load(
+            text: text, path: path, directory: FileSystem.directory(of: path), selection: selection,
+            purpose: purpose)
+    }
+
+    /// A manifest that is not (or not yet) a file: `run --procfile` builds one in memory. `path` names it
+    /// in messages; `directory` is what relative paths (env files, commands) are resolved against.
+    static func load(
+        text: String, path: String, directory: String, selection: TagSelection, purpose: Purpose
+    ) -> ManifestFile {
         let environment = FileSystem.environment
         let options = ManifestLoader.Options(
             selection: selection, strictEnvironment: purpose == .run,
-            defaultName: FileSystem.lastComponent(directory))
+            defaultName: FileSystem.lastComponent(directory),
+            envFiles: { file in
+                let resolved = FileSystem.absolute(file, base: directory)
+                guard FileSystem.exists(resolved) else { return .failed("\(resolved) does not exist") }
+                do {
+                    return .text(try FileSystem.read(resolved))
+                } catch {
+                    return .failed("\(error)")
+                }
+            })
         let result = ManifestLoader.load(text: text, environment: environment, options: options)
         var diagnostics = result.diagnostics
         if let manifest = result.manifest, let sourceMap = result.sourceMap {

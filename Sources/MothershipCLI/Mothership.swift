@@ -29,7 +29,8 @@ struct Mothership: AsyncParsableCommand {
     ]
     /// Options that take a value, so that their value is never mistaken for a subcommand.
     static let optionsWithValues: Set<String> = [
-        "-c", "--config", "--only", "--except", "--log-level", "-n", "--lines", "--timeout",
+        "-c", "--config", "--only", "--except", "--log-level", "-n", "--lines", "--timeout", "--procfile",
+        "--from",
     ]
 
     /// Exit codes: 0 success, 1 configuration or runtime failure, 2 usage error.
@@ -73,13 +74,17 @@ struct Mothership: AsyncParsableCommand {
 }
 
 /// Loads the manifest for a command, printing its diagnostics; throws exit 1 when it has errors.
-func loadManifest(_ options: ManifestOptions, selection: TagSelection, purpose: ManifestFile.Purpose) throws
+func loadManifest(
+    _ options: ManifestOptions, procfile: String? = nil, selection: TagSelection,
+    purpose: ManifestFile.Purpose
+) throws
     -> (Manifest, ManifestFile)
 {
     var standardError = StandardError()
     let file: ManifestFile
     do {
-        file = try ManifestFile.load(options.config, selection: selection, purpose: purpose)
+        file = try ManifestFile.load(
+            procfile ?? options.config, procfile: procfile != nil, selection: selection, purpose: purpose)
     } catch {
         print("error: \(error.description)", to: &standardError)
         throw ExitCode(1)
@@ -88,7 +93,7 @@ func loadManifest(_ options: ManifestOptions, selection: TagSelection, purpose: 
     guard let manifest = file.manifest else {
         let count = file.diagnostics.errors.count
         print(
-            "\(options.config): \(count) error\(count == 1 ? "" : "s"); nothing was started",
+            "\(procfile ?? options.config): \(count) error\(count == 1 ? "" : "s"); nothing was started",
             to: &standardError)
         throw ExitCode(1)
     }

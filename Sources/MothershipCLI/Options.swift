@@ -4,7 +4,9 @@ import ShipManifest
 /// `-c/--config`, accepted by every subcommand (and before the subcommand: see `Mothership.main`).
 struct ManifestOptions: ParsableArguments {
     @Option(name: [.short, .customLong("config")], help: "The manifest to use.")
-    var config: String = "ship-manifest.toml"
+    var config: String = Self.defaultPath
+
+    static let defaultPath = "ship-manifest.toml"
 }
 
 /// `--only` / `--except`: which vessels a command considers.

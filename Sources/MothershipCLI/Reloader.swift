@@ -11,6 +11,7 @@ import Synchronization
 /// cannot swap them in place yet.
 final class Reloader: Sendable {
     private let path: String
+    private let isProcfile: Bool
     private let selection: TagSelection
     private let running: Mutex<Manifest>
     private let supervisor: FleetSupervisor<ContinuousClock>
@@ -18,11 +19,12 @@ final class Reloader: Sendable {
     private let logger: Logger
 
     init(
-        path: String, selection: TagSelection, manifest: Manifest,
+        path: String, isProcfile: Bool = false, selection: TagSelection, manifest: Manifest,
         supervisor: FleetSupervisor<ContinuousClock>,
         systemd: SystemdNotifier?, logger: Logger
     ) {
         self.path = path
+        self.isProcfile = isProcfile
         self.selection = selection
         running = Mutex(manifest)
         self.supervisor = supervisor
@@ -46,7 +48,7 @@ final class Reloader: Sendable {
     private func apply() async -> ReloadOutcome {
         let file: ManifestFile
         do {
-            file = try ManifestFile.load(path, selection: selection, purpose: .run)
+            file = try ManifestFile.load(path, procfile: isProcfile, selection: selection, purpose: .run)
         } catch {
             return .refused(reason: "\(error.description); nothing changed", details: [])
         }

@@ -28,6 +28,12 @@ struct RunCommand: AsyncParsableCommand {
     @OptionGroup var manifest: ManifestOptions
     @OptionGroup var filter: FilterOptions
 
+    @Option(
+        help: ArgumentHelp(
+            "Run a Procfile directly, foreman-style (PORT 5000 + 100 × index; a .env beside it is read).",
+            valueName: "Procfile"))
+    var procfile: String?
+
     @Flag(help: "Show the full-screen dashboard.")
     var tui = false
 
@@ -45,7 +51,8 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let (parsed, file) = try loadManifest(manifest, selection: filter.selection, purpose: .run)
+        let (parsed, file) = try loadManifest(
+            manifest, procfile: procfile, selection: filter.selection, purpose: .run)
         let level =
             Logger.Level(
                 rawValue: (logLevel ?? FileSystem.environment["MOTHERSHIP_LOG"] ?? "info").lowercased())
@@ -66,7 +73,8 @@ struct RunCommand: AsyncParsableCommand {
         if terminal != nil { console.divert(to: outputLog) }
         let outcome = await Launch(
             manifest: parsed, file: file, console: console, logger: logger, outputLog: outputLog,
-            terminal: terminal, manifestPath: manifest.config, selection: filter.selection
+            terminal: terminal, manifestPath: procfile ?? manifest.config, isProcfile: procfile != nil,
+            selection: filter.selection
         ).run()
         if let terminal {
             // Restored already unless the launch failed before the dashboard started (idempotent).
@@ -99,6 +107,8 @@ struct Launch {
     let terminal: TerminalDevice?
     /// The manifest as given on the command line and the tag filter: a reload reads it the same way.
     let manifestPath: String
+    /// `run --procfile`: `manifestPath` is a Procfile.
+    var isProcfile = false
     let selection: TagSelection
 
     func run() async -> FleetOutcome {
@@ -184,7 +194,8 @@ struct Launch {
         // anything or starts a process.
         let relayHolder = RelayHolder()
         let reloader = Reloader(
-            path: manifestPath, selection: selection, manifest: manifest, supervisor: supervisor,
+            path: manifestPath, isProcfile: isProcfile, selection: selection, manifest: manifest,
+            supervisor: supervisor,
             systemd: systemd,
             logger: logger)
         var control: ControlServer?

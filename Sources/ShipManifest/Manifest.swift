@@ -41,8 +41,10 @@ public struct MothershipSettings: Sendable {
     public var metricsPort: Int?
     public var compression: Bool
     public var corsCache: CorsCacheSettings?
-    /// `[mothership.env]`: environment for every vessel.
+    /// `[mothership.env]` over `[mothership] env_file`'s variables: environment for every vessel.
     public var environment: [String: String]
+    /// `[mothership] env_file`, as written (already read into `environment`).
+    public var envFiles: [String] = []
     /// Named listeners, in declaration order.
     public var listeners: [Listener]
     public var staticDirectories: [StaticDirectory]

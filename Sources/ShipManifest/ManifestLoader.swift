@@ -10,14 +10,18 @@ public enum ManifestLoader {
         public var strictEnvironment: Bool
         /// `[mothership] name` when absent: the manifest's directory name.
         public var defaultName: String
+        /// Reads `env_file`s (by default every one is an error: nothing here reads files).
+        public var envFiles: EnvFileReader
 
         public init(
             selection: TagSelection = .all, strictEnvironment: Bool = false,
-            defaultName: String = "mothership"
+            defaultName: String = "mothership",
+            envFiles: @escaping EnvFileReader = { _ in .failed("no env files are available here") }
         ) {
             self.selection = selection
             self.strictEnvironment = strictEnvironment
             self.defaultName = defaultName
+            self.envFiles = envFiles
         }
     }
 
@@ -50,7 +54,8 @@ public enum ManifestLoader {
 
         let mothership = root.table("mothership")
         let settings = SettingsDecoder(
-            context: context, environment: environment, strictEnvironment: options.strictEnvironment
+            context: context, environment: environment, strictEnvironment: options.strictEnvironment,
+            envFileReader: options.envFiles
         )
         .decode(mothership, defaultName: options.defaultName)
         let listenerNames = settings.listeners.map(\.name)
@@ -61,7 +66,9 @@ public enum ManifestLoader {
                     "names bind '\(bind)', which is not declared in [mothership.bind]")
             }
         }
-        let decoder = VesselDecoder(context: context, listenerNames: listenerNames)
+        let decoder = VesselDecoder(
+            context: context, listenerNames: listenerNames, envFileReader: options.envFiles,
+            environment: environment.merging(settings.environment) { _, new in new })
 
         // Templates.
         var shipTemplate = VesselFields()

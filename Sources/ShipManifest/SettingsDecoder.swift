@@ -4,10 +4,11 @@ struct SettingsDecoder {
     let context: DecodeContext
     let environment: [String: String]
     let strictEnvironment: Bool
+    let envFileReader: EnvFileReader
 
     static let keys = [
         "name", "metrics_port", "compression", "cors_cache", "env", "bind", "static_dirs", "rate_limiting",
-        "flagship", "uplinks", "prelaunch", "relay_workers", "control_socket", "logs",
+        "flagship", "uplinks", "prelaunch", "relay_workers", "control_socket", "logs", "env_file",
     ]
 
     static let maximumRelayWorkers = 256
@@ -44,7 +45,9 @@ struct SettingsDecoder {
         settings.controlSocket = controlSocket(table)
         if let logs = table.table("logs") { settings.logs = self.logs(logs) }
         settings.corsCache = corsCache(table)
-        settings.environment = table.stringMap("env") ?? [:]
+        let files = table.envFileValues(reader: envFileReader, environment: environment)
+        settings.envFiles = files.paths ?? []
+        settings.environment = files.values.merging(table.stringMap("env") ?? [:]) { _, own in own }
         if let binds = table.table("bind") { settings.listeners = listeners(binds) }
         settings.staticDirectories = table.tables("static_dirs").compactMap(staticDirectory)
         if let limits = table.table("rate_limiting") { settings.rateLimiting = rateLimiting(limits) }

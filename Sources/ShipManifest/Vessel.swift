@@ -13,7 +13,10 @@ public struct Vessel: Sendable {
     public var group: String
     public var command: String
     public var arguments: [String]
+    /// The vessel's `env` over its `env_file`s' variables (templates merged in).
     public var environment: [String: String]
+    /// `env_file` (the template's first), as written (already read into `environment`).
+    public var envFiles: [String] = []
     public var dependsOn: [String]
     /// A crash of a critical vessel takes the fleet down; others are restarted with backoff.
     public var critical: Bool

@@ -4,6 +4,9 @@ struct VesselFields {
     var command: String?
     var arguments: [String]?
     var environment: [String: String]?
+    var envFiles: [String]?
+    /// The variables read from `envFiles`.
+    var fileEnvironment: [String: String]?
     var dependsOn: [String]?
     var critical: Bool?
     var tags: [String]?
@@ -38,6 +41,10 @@ struct VesselFields {
         for tag in self.tags ?? [] where !tags.contains(tag) { tags.append(tag) }
         result.tags = tags
         result.environment = (template.environment ?? [:]).merging(environment ?? [:]) { _, own in own }
+        result.envFiles = (template.envFiles ?? []) + (envFiles ?? [])
+        result.fileEnvironment = (template.fileEnvironment ?? [:]).merging(fileEnvironment ?? [:]) {
+            _, own in own
+        }
         result.config = (template.config ?? [:]).merging(config ?? [:]) { _, own in own }
         return result
     }
@@ -47,14 +54,18 @@ struct VesselFields {
 struct VesselDecoder {
     let context: DecodeContext
     let listenerNames: [String]
+    let envFileReader: EnvFileReader
+    /// What `${VAR}` in a vessel's env file falls back to: mothership's environment and `[mothership.env]`.
+    let environment: [String: String]
 
     static let shipKeys = [
-        "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "critical",
+        "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "env_file",
+        "critical",
         "oneshot", "tags",
         "start_timeout", "stop_timeout", "stop_signal", "cwd",
     ]
     static let bayKeys = [
-        "name", "command", "args", "routes", "depends_on", "env", "config", "critical", "tags",
+        "name", "command", "args", "routes", "depends_on", "env", "env_file", "config", "critical", "tags",
         "start_timeout",
         "stop_timeout", "stop_signal", "cwd", "permessage_deflate",
     ]
@@ -84,6 +95,9 @@ struct VesselDecoder {
         }
         fields.arguments = table.strings("args")
         fields.environment = table.stringMap("env")
+        let files = table.envFileValues(reader: envFileReader, environment: environment)
+        fields.envFiles = files.paths
+        fields.fileEnvironment = files.paths == nil ? nil : files.values
         fields.dependsOn = table.strings("depends_on")
         fields.critical = table.bool("critical")
         fields.tags = table.strings("tags")
@@ -137,7 +151,8 @@ struct VesselDecoder {
         guard let name = fields.name else { return nil }
         var vessel = Vessel(
             name: name, kind: kind, group: group, command: command, arguments: fields.arguments ?? [],
-            environment: fields.environment ?? [:], dependsOn: fields.dependsOn ?? [],
+            environment: (fields.fileEnvironment ?? [:]).merging(fields.environment ?? [:]) { _, own in own },
+            dependsOn: fields.dependsOn ?? [],
             critical: fields.critical ?? true,
             tags: fields.tags ?? [], routes: fields.routes ?? [],
             startTimeout: fields.startTimeout ?? .seconds(60),
@@ -146,6 +161,7 @@ struct VesselDecoder {
             oneshot: fields.oneshot ?? false, config: fields.config ?? [:],
             permessageDeflate: fields.permessageDeflate ?? true)
         vessel.manifestPath = path
+        vessel.envFiles = fields.envFiles ?? []
         if vessel.healthcheck != nil && vessel.bind == nil {
             context.error(
                 path.appending("healthcheck"), "ship '\(name)' has a healthcheck but no bind to check it on")

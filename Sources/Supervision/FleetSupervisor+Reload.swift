@@ -31,11 +31,14 @@ extension FleetSupervisor {
         var summary = ReloadSummary()
         let current = Set(graph.nodes)
         let incoming = Set(next.vessels.map(\.name))
+        // `[mothership.env]` and `[mothership] env_file` reach every vessel: a change there changes them all.
+        let sharedEnvironmentChanged = manifest.settings.environment != next.settings.environment
         summary.removed = graph.nodes.filter { !incoming.contains($0) }
         for vessel in next.vessels {
             if !current.contains(vessel.name) {
                 summary.added.append(vessel.name)
-            } else if records[vessel.name]!.vessel.hasSameDefinition(as: vessel) {
+            } else if !sharedEnvironmentChanged && records[vessel.name]!.vessel.hasSameDefinition(as: vessel)
+            {
                 summary.unchanged.append(vessel.name)
             } else {
                 summary.changed.append(vessel.name)

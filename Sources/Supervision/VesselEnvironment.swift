@@ -1,7 +1,8 @@
 import ShipManifest
 
-/// The environment a child gets: inherited from mothership, then `[mothership.env]`, then the
-/// template's and the vessel's own `env` (already merged in `Vessel.environment`), then what
+/// The environment a child gets: inherited from mothership, then `[mothership] env_file` and
+/// `[mothership.env]` (merged in that order in `settings.environment`), then the vessel's `env_file`s
+/// and the template's and the vessel's own `env` (merged in `Vessel.environment`), then what
 /// mothership adds: `MS_PID`, `MS_SHIP`, `PORT` for a TCP-bound ship unless the manifest sets it, and
 /// for bays `MS_SOCKET_DIR`, `MS_SOCKET_PATH`, `MS_BAY_TYPE`.
 public enum VesselEnvironment {

@@ -53,7 +53,7 @@ let ruleCases: [RuleCase] = [
         toml: "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nconfig = { a = 1 }\n",
         path: "fleet.web[0].config",
         message:
-            "unknown key 'config' in a ship; known keys: name, command, args, bind, healthcheck, routes, depends_on, env, critical, oneshot, tags, start_timeout, stop_timeout, stop_signal, cwd",
+            "unknown key 'config' in a ship; known keys: name, command, args, bind, healthcheck, routes, depends_on, env, env_file, critical, oneshot, tags, start_timeout, stop_timeout, stop_signal, cwd",
         line: 4),
 
     // Missing required fields.

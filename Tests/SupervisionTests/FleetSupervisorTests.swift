@@ -553,4 +553,21 @@ struct FleetSupervisorTests {
         #expect(await harness.land() == .landed)
         await #expect(throws: ControlRefusal.landing) { try await supervisor.reload(without) }
     }
+
+    @Test func reloadRestartsEveryVesselWhenTheSharedEnvironmentChanges() async throws {
+        let before = "[mothership.env]\nLEVEL = \"one\"\n[[fleet.web]]\nname = \"web\"\ncommand = \"rails\"\n"
+        let harness = try Harness(before)
+        await harness.state(.running)
+        let supervisor = harness.supervisor
+        let web = try #require(harness.launcher.latest("web"))
+        let same = try await supervisor.reload(try Self.manifest(before))
+        #expect(same.unchanged == ["web"])
+        let next = try Self.manifest(before.replacingOccurrences(of: "\"one\"", with: "\"two\""))
+        let summary = try await supervisor.reload(next)
+        #expect(summary.changed == ["web"])
+        #expect(web.signals == [15])
+        await harness.launched(2)
+        #expect(harness.launcher.latest("web")?.request.environment["LEVEL"] == "two")
+        #expect(await harness.land() == .landed)
+    }
 }
