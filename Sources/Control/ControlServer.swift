@@ -129,6 +129,7 @@ enum ControlRoute: Equatable {
     case logs(vessels: [String]?, lines: Int, follow: Bool)
     case land
     case reload
+    case reopenLogs
     case notFound(String)
     case methodNotAllowed(String)
 
@@ -149,6 +150,7 @@ enum ControlRoute: Equatable {
         case ["v1", "fleet"]: (endpoint, expected) = (.fleet, .GET)
         case ["v1", "land"]: (endpoint, expected) = (.land, .POST)
         case ["v1", "reload"]: (endpoint, expected) = (.reload, .POST)
+        case ["v1", "logs", "reopen"]: (endpoint, expected) = (.reopenLogs, .POST)
         case ["v1", "logs"]:
             let vessels = query["vessels"].map { $0.split(separator: ",").map(String.init) }
             (endpoint, expected) = (.logs(vessels: vessels, lines: lines, follow: follow), .GET)
@@ -228,6 +230,12 @@ enum ControlRoute: Equatable {
             respond(channel, .accepted, #"{"landing":true}"#)
             logger.notice("landing requested on the control socket")
             await control.land()
+        case .reopenLogs:
+            if control.reopenLogs() {
+                respond(channel, .ok, #"{"reopened":true}"#)
+            } else {
+                respond(channel, .conflict, Self.error("this run writes no log files ([mothership.logs])"))
+            }
         case .reload:
             switch await control.reload() {
             case .applied(let summary):

@@ -21,6 +21,8 @@ public protocol FleetControl: Sendable {
     func land() async
     /// Reads the manifest again and applies it (SPEC §12.3), or says why nothing changed.
     func reload() async -> ReloadOutcome
+    /// Reopens the log files (SPEC §12.5, as SIGUSR2); false when the run writes none.
+    func reopenLogs() -> Bool
 }
 
 /// How a reload ended.

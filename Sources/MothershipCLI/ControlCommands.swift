@@ -324,6 +324,10 @@ struct LogsCommand: ParsableCommand {
         help: "How many recent lines of each vessel to print first.")
     var lines: Int = 100
 
+    @Flag(
+        help: "Reopen the run's log files ([mothership.logs]; after logrotate moved them), as SIGUSR2 does.")
+    var reopen = false
+
     func validate() throws {
         if lines < 0 { throw ValidationError("-n takes a number of lines, 0 or more") }
     }
@@ -331,6 +335,12 @@ struct LogsCommand: ParsableCommand {
     func run() {
         do {
             let fleet = try RunningFleet(manifest)
+            if reopen {
+                let response = try fleet.request("POST", "/v1/logs/reopen")
+                guard response.status == 200 else { throw CommandFailure(RunningFleet.message(of: response)) }
+                print("log files reopened")
+                return
+            }
             let width = max(
                 names.map(\.count).max() ?? 0, try fleet.fleet().vessels.map(\.name.count).max() ?? 0)
             var target = "/v1/logs?lines=\(lines)"

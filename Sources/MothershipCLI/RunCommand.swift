@@ -202,7 +202,7 @@ struct Launch {
         if let path = controlSocketPath() {
             let commands = SupervisorControl(
                 fleetName: manifest.settings.name, output: outputLog, supervisor: supervisor,
-                relay: relayHolder, reloader: reloader)
+                relay: relayHolder, reloader: reloader, logFiles: logFiles)
             do {
                 control = try await ControlServer.start(path: path, control: commands, logger: logger)
                 logger.info("control socket on \(path) (mothership status, restart, stop, start, logs, land)")
@@ -390,9 +390,16 @@ struct SupervisorControl: FleetControl {
     let supervisor: FleetSupervisor<ContinuousClock>
     let relay: RelayHolder
     let reloader: Reloader
+    let logFiles: LogFiles?
 
     func status() async -> FleetStatus { await supervisor.status() }
     func reload() async -> ReloadOutcome { await reloader.reload() }
+
+    func reopenLogs() -> Bool {
+        guard let logFiles else { return false }
+        logFiles.reopen()
+        return true
+    }
     func restart(_ name: String) async throws(ControlRefusal) { try await supervisor.restartVessel(name) }
     func stop(_ name: String) async throws(ControlRefusal) { try await supervisor.stopVessel(name) }
     func start(_ name: String) async throws(ControlRefusal) { try await supervisor.startVessel(name) }

@@ -468,10 +468,73 @@ struct LogFilesEndToEndTests {
             (try? String(contentsOfFile: log + "/ticker.log", encoding: .utf8))?.contains(" stdout tick ")
                 == true
         }
+        // `mothership logs --reopen` does the same through the control socket.
+        try FileManager.default.moveItem(atPath: log + "/ticker.log", toPath: log + "/ticker.log.moved2")
+        let reopened = try await BinaryRunner.run(["logs", "--reopen"], in: directory.path)
+        #expect(
+            reopened.status == 0 && reopened.standardOutput == "log files reopened\n", "\(reopened.output)")
+        try await ControlEndToEndTests.until {
+            (try? String(contentsOfFile: log + "/ticker.log", encoding: .utf8))?.contains(" stdout tick ")
+                == true
+        }
         mothership.signal(SIGTERM)
         #expect(try await mothership.waitForExit() == 0)
         let moved = try String(contentsOfFile: log + "/ticker.log.moved", encoding: .utf8)
         #expect(moved.hasSuffix("\n") && moved.contains(" stdout tick 0\n"))
+    }
+
+    /// A vessel writing 8 MB into files of at most 1 MB, 3 kept: at most 4 files, none over the
+    /// size, every line whole, in order (`LogFilesTests` writes 50 MB through the same writer).
+    @Test(.timeLimit(.minutes(3)))
+    func aChattyVesselsOutputRotatesWithNoFileOverTheSizeAndNoLineSplit() async throws {
+        let directory = try TemporaryDirectory(prefix: "mothership-logfiles-rotate")
+        defer { directory.remove() }
+        let count = 80_000
+        try directory.write(
+            "ship-manifest.toml",
+            """
+            [mothership]
+            control_socket = false
+
+            [mothership.logs]
+            dir = "log"
+            max_size = "1MB"
+            keep = 3
+
+            [[fleet.workers]]
+            name = "chatty"
+            command = "python3"
+            args = ["-c", "import sys, time\\nfor i in range(\(count)): print('line %d %s' % (i, 'x' * 60))\\nsys.stdout.flush()\\nprint('done', flush=True)\\ntime.sleep(300)"]
+            """)
+        let mothership = try RunningMothership([], in: directory.path)
+        defer { mothership.stop() }
+        try await mothership.waitFor("chatty", timeout: .seconds(60))
+        let log = directory.path + "/log"
+        try await ControlEndToEndTests.until {
+            (try? String(contentsOfFile: log + "/chatty.log", encoding: .utf8))?.contains(" stdout done\n")
+                == true
+        }
+        mothership.signal(SIGTERM)
+        #expect(try await mothership.waitForExit() == 0)
+        let names = try FileManager.default.contentsOfDirectory(atPath: log).filter {
+            $0.hasPrefix("chatty.log")
+        }.sorted()
+        #expect(names == ["chatty.log", "chatty.log.1", "chatty.log.2", "chatty.log.3"], "\(names)")
+        var last = -1
+        for name in ["chatty.log.3", "chatty.log.2", "chatty.log.1", "chatty.log"] {
+            let text = try String(contentsOfFile: log + "/" + name, encoding: .utf8)
+            #expect(text.utf8.count <= 1 << 20, "\(name) is over the size")
+            #expect(text.hasSuffix("\n"), "\(name) ends mid-line")
+            for line in text.split(separator: "\n") {
+                let parts = line.split(separator: " ")
+                if parts.count == 3 && parts[2] == "done" { continue }
+                #expect(parts.count == 5 && parts[1] == "stdout" && parts[4].count == 60, "\(name): \(line)")
+                let number = Int(parts[3]) ?? -1
+                #expect(number > last, "\(name): \(line) after line \(last)")
+                last = number
+            }
+        }
+        #expect(last == count - 1)
     }
 
     @Test(.timeLimit(.minutes(1)))
