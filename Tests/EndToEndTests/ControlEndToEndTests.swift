@@ -483,13 +483,13 @@ struct LogFilesEndToEndTests {
         #expect(moved.hasSuffix("\n") && moved.contains(" stdout tick 0\n"))
     }
 
-    /// A vessel writing 8 MB into files of at most 1 MB, 3 kept: at most 4 files, none over the
-    /// size, every line whole, in order (`LogFilesTests` writes 50 MB through the same writer).
+    /// A vessel writing 50 MB into files of at most 1 MB, 3 kept: at most 4 files, none over the
+    /// size, every line whole, in order.
     @Test(.timeLimit(.minutes(3)))
     func aChattyVesselsOutputRotatesWithNoFileOverTheSizeAndNoLineSplit() async throws {
         let directory = try TemporaryDirectory(prefix: "mothership-logfiles-rotate")
         defer { directory.remove() }
-        let count = 80_000
+        let count = 500_000  // 50 MB with the timestamps
         try directory.write(
             "ship-manifest.toml",
             """
@@ -535,6 +535,44 @@ struct LogFilesEndToEndTests {
             }
         }
         #expect(last == count - 1)
+    }
+
+    /// A full disk (the log file is `/dev/full`, where every write fails with ENOSPC): the vessel
+    /// runs on unhindered, the lines are dropped and counted, and mothership says so once.
+    @Test(.timeLimit(.minutes(1)))
+    func aFullDiskDropsLinesWithoutBlockingTheVessel() async throws {
+        let directory = try TemporaryDirectory(prefix: "mothership-logfiles-full")
+        defer { directory.remove() }
+        let metrics = LoopbackPorts.free()
+        try FileManager.default.createDirectory(
+            atPath: directory.path + "/log", withIntermediateDirectories: true)
+        try FileManager.default.createSymbolicLink(
+            atPath: directory.path + "/log/chatty.log", withDestinationPath: "/dev/full")
+        try directory.write(
+            "ship-manifest.toml",
+            """
+            [mothership]
+            control_socket = false
+            metrics_port = \(metrics)
+
+            [mothership.logs]
+            dir = "log"
+
+            [[fleet.workers]]
+            name = "chatty"
+            command = "sh"
+            args = ["-c", "i=0; while [ $i -lt 2000 ]; do echo line $i; i=$((i+1)); done; echo done; sleep 300"]
+            """)
+        let mothership = try RunningMothership([], in: directory.path)
+        defer { mothership.stop() }
+        try await mothership.waitFor("chatty     | done")
+        try await mothership.waitFor("log file of 'chatty': dropping lines: cannot write")
+        #expect(
+            mothership.output.components(separatedBy: "dropping lines").count == 2, "one notice per burst")
+        try await ControlEndToEndTests.until {
+            let text = (try? RelayEndToEndTests.fetch("http://127.0.0.1:\(metrics)/metrics")) ?? ""
+            return text.contains(#"mothership_log_dropped_lines_total{vessel="chatty"} 2001"#)
+        }
     }
 
     @Test(.timeLimit(.minutes(1)))
