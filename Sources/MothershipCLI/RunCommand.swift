@@ -272,9 +272,12 @@ struct Launch {
             await relay?.drain()
             await supervisor.requestShutdown()
         }
+        // Trapped now, before anything starts: a SIGTERM the moment the fleet is Running must land
+        // it, not find the default action still in place (the task below may start later).
+        let trapped = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup, .sigusr2)
         let signals = Task {
             var interrupts = 0
-            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup, .sigusr2) {
+            for await signal in trapped {
                 if signal == .sigusr2 {
                     // SIGUSR2: reopen the log files (after logrotate moved them).
                     files?.reopen()

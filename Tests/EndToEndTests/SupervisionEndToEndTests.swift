@@ -373,7 +373,7 @@ struct SupervisionEndToEndTests {
                 !Self.read(directory, "order.log").isEmpty
             }
             mothership.signal(SIGTERM)
-            #expect(try await mothership.waitForExit() == 0)
+            #expect(try await mothership.waitForExit() == 0, "\(mothership.output)")
             #expect(Self.read(directory, "order.log") == expected, "only the selected vessel started")
         }
     }
