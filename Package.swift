@@ -119,7 +119,7 @@ let package = Package(
         // Log files with rotation (SPEC §12.5): written off the output path, never blocking it.
         .target(
             name: "LogFiles",
-            dependencies: [.product(name: "Metrics", package: "swift-metrics")]
+            dependencies: ["Supervision", .product(name: "Metrics", package: "swift-metrics")]
         ),
         .target(
             name: "Control",

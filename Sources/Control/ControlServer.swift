@@ -214,7 +214,8 @@ enum ControlRoute: Equatable {
                 }
                 respond(
                     channel, .ok,
-                    #"{"action":"# + Self.quote(action.rawValue) + #","vessel":"# + Self.quote(vessel) + "}")
+                    #"{"action":"# + JSONText.quote(action.rawValue) + #","vessel":"# + JSONText.quote(vessel)
+                        + "}")
             } catch {
                 let status: HTTPResponseStatus =
                     switch error {
@@ -239,18 +240,19 @@ enum ControlRoute: Equatable {
         case .reload:
             switch await control.reload() {
             case .applied(let summary):
-                let list = { (names: [String]) in "[" + names.map(Self.quote).joined(separator: ",") + "]" }
+                let list = { (names: [String]) in "[" + names.map(JSONText.quote).joined(separator: ",") + "]"
+                }
                 respond(
                     channel, .ok,
                     #"{"added":"# + list(summary.added) + #","changed":"# + list(summary.changed)
                         + #","removed":"# + list(summary.removed) + #","summary":"#
-                        + Self.quote(summary.description)
+                        + JSONText.quote(summary.description)
                         + #","unchanged":"# + list(summary.unchanged) + "}")
             case .refused(let reason, let details):
                 respond(
                     channel, .unprocessableEntity,
-                    #"{"details":["# + details.map(Self.quote).joined(separator: ",") + #"],"error":"#
-                        + Self.quote(reason) + "}")
+                    #"{"details":["# + details.map(JSONText.quote).joined(separator: ",") + #"],"error":"#
+                        + JSONText.quote(reason) + "}")
             }
         case .notFound(let what):
             respond(channel, .notFound, Self.error("no such endpoint: \(what)"))
@@ -316,18 +318,11 @@ enum ControlRoute: Equatable {
         }
     }
 
-    static func error(_ message: String) -> String { #"{"error":"# + quote(message) + "}" }
+    static func error(_ message: String) -> String { #"{"error":"# + JSONText.quote(message) + "}" }
 
     static func json(_ line: OutputLine) -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
         return String(decoding: try! encoder.encode(LogLineDocument(line)), as: UTF8.self)
-    }
-
-    /// A JSON string literal.
-    static func quote(_ text: String) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.withoutEscapingSlashes]
-        return String(decoding: try! encoder.encode(text), as: UTF8.self)
     }
 }

@@ -1,5 +1,6 @@
 import Dispatch
 import Metrics
+import Supervision
 import Synchronization
 
 #if canImport(Glibc)
@@ -290,8 +291,9 @@ public final class LogFiles: Sendable {
         case .text:
             return "\(time) \(stream) \(text)\n"
         case .json:
-            return #"{"time":"# + Self.quote(time) + #","vessel":"# + Self.quote(source) + #","stream":"#
-                + Self.quote(stream) + #","line":"# + Self.quote(text) + "}\n"
+            return #"{"time":"# + JSONText.quote(time) + #","vessel":"# + JSONText.quote(source)
+                + #","stream":"#
+                + JSONText.quote(stream) + #","line":"# + JSONText.quote(text) + "}\n"
         }
     }
 
@@ -307,24 +309,5 @@ public final class LogFiles: Sendable {
         let milliText = millis < 10 ? "00\(millis)" : millis < 100 ? "0\(millis)" : "\(millis)"
         return
             "\(parts.tm_year + 1900)-\(two(parts.tm_mon + 1))-\(two(parts.tm_mday))T\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec)).\(milliText)Z"
-    }
-
-    /// A JSON string literal.
-    static func quote(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case let control where control.value < 0x20:
-                let hex = String(control.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

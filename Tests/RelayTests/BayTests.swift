@@ -94,7 +94,10 @@ struct BayTests {
         let channel = EmbeddedChannel(loop: loop)
         let moored = loop.makePromise(of: UInt32.self)
         let lost = loop.makePromise(of: String.self)
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(DockingFrameDecoder()))
+        // The decoder's limit as the berth's link sets it (typed Cargo's; the berth holds an old
+        // bay to the original's).
+        try channel.pipeline.syncOperations.addHandler(
+            ByteToMessageHandler(DockingFrameDecoder(maxPayload: DockingCodec.maxTypedPayload)))
         try channel.pipeline.syncOperations.addHandler(
             BayLinkHandler(berth: berth, config: ["redis_url": "redis://x"], moored: moored, lost: lost))
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
@@ -145,5 +148,44 @@ struct BayTests {
         channel.pipeline.fireChannelInactive()
         #expect(try lost.futureResult.wait() == "the bay closed its docking socket")
         #expect(!berth.isDocked)
+    }
+
+    // MARK: What a bay sends on a typed link, and beyond the original's limit
+
+    /// Typed Cargo is on only when Dock asks for it, and Moored says so; a Cargo whose type byte is
+    /// missing or unknown breaks the protocol.
+    @Test(arguments: [
+        ([UInt8](), "typed Cargo without its type byte"), ([7, 0x61], "typed Cargo with unknown type 7"),
+    ])
+    func typedCargoWithoutAKnownTypeByteClosesTheLink(payload: [UInt8], reason: String) throws {
+        let (berth, channel, _, lost) = try Self.link()
+        try channel.writeInbound(Self.frame(.dock(Dock(ship: "chat", features: ["typed_cargo", "later"]))))
+        var written = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(
+            try DockingCodec.decode(from: &written)
+                == .moored(Moored(config: ["redis_url": "redis://x"], features: ["typed_cargo"])))
+        #expect(berth.nextPassenger() == (1, 1, true))
+        // A well-typed Cargo for a client that left is dropped quietly; a bad one is not.
+        try channel.writeInbound(Self.frame(.cargo(connID: 9, payload: ByteBuffer(bytes: [1, 0x61]))))
+        #expect(channel.isActive)
+        try channel.writeInbound(Self.frame(.cargo(connID: 1, payload: ByteBuffer(bytes: payload))))
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+        #expect(try lost.futureResult.wait() == "protocol violation: \(reason)")
+    }
+
+    /// A bay that did not ask for typed Cargo is held to the original's 16 MiB frame, though the
+    /// decoder takes typed Cargo's larger frames on every link.
+    @Test func anOldBaysCargoOverTheOriginalFrameLimitClosesTheLink() throws {
+        let (_, channel, _, lost) = try Self.link()
+        try channel.writeInbound(Self.frame(.dock(Dock(ship: "chat"))))
+        var written = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(
+            try DockingCodec.decode(from: &written) == .moored(Moored(config: ["redis_url": "redis://x"])))
+        let message = ByteBuffer(repeating: 0x2A, count: DockingCodec.maxPayload - 3)
+        try channel.writeInbound(Self.frame(.cargo(connID: 1, payload: message)))
+        channel.embeddedEventLoop.run()
+        #expect(!channel.isActive)
+        #expect(try lost.futureResult.wait() == "protocol violation: a Cargo frame over 16777216 bytes")
     }
 }

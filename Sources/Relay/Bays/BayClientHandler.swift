@@ -460,22 +460,11 @@ enum WebSocketCloseCode {
     }
 }
 
-/// Whether a bay's message goes out as a text frame.
+/// Whether a bay's message goes out as a text frame (an old bay's Cargo says nothing of its type).
 enum UTF8Check {
     static func isValid(_ buffer: ByteBuffer) -> Bool {
-        buffer.withUnsafeReadableBytes { bytes in
-            var index = 0
-            let count = bytes.count
-            while index + 8 <= count {
-                if bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self) & 0x8080_8080_8080_8080 != 0 {
-                    break
-                }
-                index += 8
-            }
-            while index < count && bytes[index] < 0x80 { index += 1 }
-            if index == count { return true }
-            return String(validating: bytes[index...], as: UTF8.self) != nil
-        }
+        var stream = UTF8Stream()
+        return buffer.withUnsafeReadableBytes { stream.feed($0) } && stream.isComplete
     }
 }
 
