@@ -234,6 +234,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "ControlTests",
+            dependencies: ["Control", .product(name: "NIOHTTP1", package: "swift-nio")]
+        ),
+        .testTarget(
             name: "LogFilesTests",
             dependencies: ["LogFiles"]
         ),
