@@ -287,6 +287,13 @@ struct SystemdNotifyEndToEndTests {
         // The watchdog, every 200 ms (half of WATCHDOG_USEC).
         let pets = listener.until("WATCHDOG=1") + listener.until("WATCHDOG=1")
         #expect(pets.filter { $0 == "WATCHDOG=1" }.count == 2, "\(pets)")
+        // A reload (SIGHUP, the manifest unchanged) is framed by RELOADING=1 and READY=1.
+        mothership.signal(SIGHUP)
+        let reloading = listener.until("RELOADING=1")
+        #expect(reloading.last == "RELOADING=1\nSTATUS=Reloading", "\(reloading)")
+        let reloaded = listener.until("READY=1")
+        #expect(reloaded.last == "READY=1\nSTATUS=Running", "\(reloaded)")
+        try await mothership.waitFor("reload: 0 added, 0 removed, 0 changed, 1 unchanged")
         mothership.signal(SIGTERM)
         let landing = listener.until("STOPPING=1")
         #expect(landing.last == "STOPPING=1\nSTATUS=Draining", "\(landing)")
