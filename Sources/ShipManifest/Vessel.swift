@@ -109,14 +109,14 @@ public enum StopSignal: String, Sendable, Hashable, CaseIterable {
 }
 
 extension Vessel {
-    /// Whether `other` runs the same way (command, environment, timeouts, routes…): a reload
-    /// leaves such a vessel alone. Where it is declared does not count.
+    /// Whether `other` runs the same way (command, environment, address, timeouts…): a reload
+    /// leaves such a vessel alone. Where it is declared does not count, and neither do its routes:
+    /// they are the relay's, which takes them without the process noticing.
     public func hasSameDefinition(as other: Vessel) -> Bool {
         name == other.name && kind == other.kind && group == other.group && command == other.command
             && arguments == other.arguments && environment == other.environment
             && dependsOn == other.dependsOn
             && critical == other.critical && tags == other.tags
-            && routes.map(\.description) == other.routes.map(\.description)
             && startTimeout == other.startTimeout && stopTimeout == other.stopTimeout
             && stopSignal == other.stopSignal && workingDirectory == other.workingDirectory
             && bind == other.bind
