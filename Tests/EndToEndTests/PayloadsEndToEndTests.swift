@@ -136,7 +136,10 @@ struct PayloadsEndToEndTests {
             """)
         defer { mothership.stop() }
 
-        // Other connections keep being served while, and after, the spinner burns its fuel.
+        // Other connections keep being served while, and after, the spinner burns its fuel. One
+        // that the kernel gave to the spinner's worker waits for the fuel to run out (a module runs
+        // on its connection's thread): as long as the spinner's own answer may take, on a loaded
+        // machine and a debug build.
         let spinning = Task {
             let connection = try RawConnection(port: relay)
             let answer = try await connection.exchange(RawConnection.request("GET", "/spin"), timeout: 30)
@@ -146,8 +149,9 @@ struct PayloadsEndToEndTests {
         let others = try RawConnection(port: relay)
         for index in 0..<20 {
             #expect(
-                try ShipEcho(try await others.exchange(RawConnection.request("GET", "/other/\(index)"))).path
-                    == "/other/\(index)")
+                try ShipEcho(
+                    try await others.exchange(RawConnection.request("GET", "/other/\(index)"), timeout: 30)
+                ).path == "/other/\(index)")
         }
         let (status, text, after) = try await spinning.value
         #expect(status == 500)
