@@ -195,9 +195,7 @@ struct Launch {
         let relayHolder = RelayHolder()
         let reloader = Reloader(
             path: manifestPath, isProcfile: isProcfile, selection: selection, manifest: manifest,
-            supervisor: supervisor,
-            systemd: systemd,
-            logger: logger)
+            manifestDirectory: file.directory, supervisor: supervisor, systemd: systemd, logger: logger)
         var control: ControlServer?
         if let path = controlSocketPath() {
             let commands = SupervisorControl(
@@ -232,26 +230,24 @@ struct Launch {
         } catch {
             return .failed("\(error)")
         }
-        var frontDoor: RelayServer?
+        // The relay runs even without binds: a reload may add the first.
         var binds: [String] = []
-        if !manifest.settings.listeners.isEmpty {
-            let server = RelayServer(
-                manifest: manifest, directory: directory, bays: bays, manifestDirectory: file.directory,
-                logger: logger, hooks: payloads)
-            do {
-                for (name, address) in try await server.start() {
-                    logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")
-                    binds.append("\(name) \(RelayServer.describe(address))")
-                }
-                frontDoor = server
-            } catch {
-                return .failed("\(error)")
+        let frontDoor = RelayServer(
+            manifest: manifest, directory: directory, bays: bays, manifestDirectory: file.directory,
+            logger: logger, hooks: payloads)
+        do {
+            for (name, address) in try await frontDoor.start() {
+                logger.info("bind '\(name)' listening on \(RelayServer.describe(address))")
+                binds.append("\(name) \(RelayServer.describe(address))")
             }
+        } catch {
+            return .failed("\(error)")
         }
+        reloader.attach(relay: frontDoor, payloads: payloads)
 
         var endpoint: MetricsEndpoint?
         if let port = manifest.settings.metricsPort {
-            let exposition = MetricsExposition(registry: registry, durations: frontDoor?.requestDurations)
+            let exposition = MetricsExposition(registry: registry, durations: frontDoor.requestDurations)
             let metrics = MetricsEndpoint(
                 address: .tcp(host: "127.0.0.1", port: port), metrics: { exposition.render() },
                 health: { lifecycle.health() })
@@ -269,7 +265,7 @@ struct Launch {
         // SIGTERM, the first SIGINT and the dashboard's `q`: the front door closes first, so in-flight
         // requests finish while ships still run.
         let land: @Sendable () async -> Void = {
-            await relay?.drain()
+            await relay.drain()
             await supervisor.requestShutdown()
         }
         // Trapped now, before anything starts: a SIGTERM the moment the fleet is Running must land
@@ -317,7 +313,7 @@ struct Launch {
         }
         let outcome = await supervisor.run()
         signals.cancel()
-        await relay?.drain()
+        await relay.drain()
         let leftovers = ProcessTable.killRemainingChildren(timeout: .seconds(2))
         if leftovers > 0 {
             logger.warning("killed \(leftovers) leftover process(es) that outlived their vessels")

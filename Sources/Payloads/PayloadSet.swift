@@ -67,6 +67,18 @@ public final class PayloadSet: RelayHooks {
         return try PayloadSet(modules: modules, limits: limits, logger: logger)
     }
 
+    /// Whether `other` has the same modules: names, phases, routes, config and WebAssembly bytes
+    /// (a reload that leaves them alone keeps the running set, its instances and counters).
+    public func hasSameModules(as other: PayloadSet) -> Bool {
+        modules.count == other.modules.count
+            && zip(modules, other.modules).allSatisfy { mine, theirs in
+                mine.name == theirs.name && mine.phase == theirs.phase
+                    && mine.routes.map(\.source) == theirs.routes.map(\.source)
+                    && mine.config == theirs.config
+                    && mine.wasm == theirs.wasm
+            }
+    }
+
     /// Counters per module, in manifest order.
     public var activity: [ModuleActivity] {
         zip(modules, counters).map { module, counters in

@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import ShipManifest
+import Synchronization
 
 #if canImport(Glibc)
     import Glibc
@@ -11,25 +12,31 @@ import ShipManifest
 
 /// The HTTP front door: one listener per `[mothership.bind]` entry, each with its route table, PROXY
 /// protocol and TLS as configured. `start()` binds every listener (all or none) before the fleet
-/// launches; `drain()` stops accepting, lets in-flight requests finish (bounded) and closes the rest.
+/// launches; `prepare(_:)` and `commit(_:)` apply a reloaded manifest without closing a connection;
+/// `drain()` stops accepting, lets in-flight requests finish (bounded) and closes the rest.
 public actor RelayServer {
-    private let manifest: Manifest
+    private var manifest: Manifest
     private let directory: UpstreamDirectory
     private let bays: BayDirectory?
     private let group: any EventLoopGroup
     private let limits: RelayLimits
     private let logger: Logger
     private let manifestDirectory: String
-    private let hooks: (any RelayHooks)?
+    private var hooks: (any RelayHooks)?
     /// SwiftNIO's connections (TLS binds, bays' WebSockets), for draining.
     private let connections = ConnectionRegistry()
-    /// The threads that serve plain binds (nil before `start`, or without plain binds).
+    /// The threads that serve plain binds (nil before the first plain bind).
     private var workers: RelayWorkers?
-    /// Listening sockets several workers share (Unix sockets), closed by the relay.
-    private var sharedSockets: [CInt] = []
-    private var listeners: [(name: String, channel: any Channel)] = []
-    private var addresses: [(name: String, address: SocketAddress?)] = []
+    private var workerCount = RelayWorkers.defaultCount
+    /// Every open bind, in the manifest's order.
+    private var binds: [OpenBind] = []
     private var contexts: LoopContexts?
+    private var metrics = RelayMetrics(binds: [])
+    private var addressBook = ShipAddressBook(hosts: [])
+    /// Shared by every bind, and kept by a reload that leaves their settings alone (a client's
+    /// buckets and the cached preflights survive it).
+    private var rateLimiter: SharedRateLimiter?
+    private var corsCache: CorsPreflightCache?
     /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.
     public nonisolated let requestDurations = RequestDurations()
 
@@ -56,107 +63,257 @@ public actor RelayServer {
     @discardableResult
     public func start() async throws -> [(name: String, address: SocketAddress?)] {
         RelayResources.raiseOpenFilesLimit(logger: logger)
-        let contexts = try await LoopContexts.make(for: group)
-        self.contexts = contexts
-        // Module instances on SwiftNIO's loops serve TLS binds only (the workers make their own).
-        if let hooks, manifest.settings.listeners.contains(where: { $0.tls != nil }) {
-            try await contexts.installHooks(hooks)
-        }
-        let breakers = BreakerBoard(ships: manifest.ships.count)
-        let rateLimiter = manifest.settings.rateLimiting.map {
-            SharedRateLimiter($0, now: EdgeFeatures.now())
-        }
-        let corsCache = manifest.settings.corsCache.map(CorsPreflightCache.init)
-        let metrics = RelayMetrics(binds: manifest.settings.listeners.map(\.name))
-        let workerCount = manifest.settings.relayWorkers ?? RelayWorkers.defaultCount
-        var plain: [RelayWorkers.Listener] = []
+        contexts = try await LoopContexts.make(for: group)
+        workerCount = manifest.settings.relayWorkers ?? RelayWorkers.defaultCount
+        metrics = RelayMetrics(binds: manifest.settings.listeners.map(\.name))
+        rateLimiter = manifest.settings.rateLimiting.map { SharedRateLimiter($0, now: EdgeFeatures.now()) }
+        corsCache = manifest.settings.corsCache.map(CorsPreflightCache.init)
+        let reload = try await prepare(manifest, hooks: hooks)
         do {
-            for listener in manifest.settings.listeners {
-                let settings = ListenerSettings(
-                    name: listener.name,
-                    routes: RouteTable.build(
-                        bind: listener.name, manifest: manifest, directory: directory, bays: bays,
-                        durations: requestDurations),
-                    scheme: listener.tls == nil ? "http" : "https", limits: limits, breakers: breakers,
-                    logger: logger, hooks: hooks,
-                    edge: EdgeFeatures.build(
-                        bind: listener.name, manifest: manifest, manifestDirectory: manifestDirectory,
-                        rateLimiter: rateLimiter,
-                        corsCache: corsCache))
-                if let files = listener.tls {
-                    // TLS stays on SwiftNIO (NIOSSL), driving the same model of a connection.
-                    let tls = try makeTLSContext(files, listener: listener.name)
-                    let channel = try await bind(
-                        listener, settings: settings, tls: tls, contexts: contexts,
-                        connections: metrics.connections(listener.name))
-                    listeners.append((listener.name, channel))
-                    addresses.append((listener.name, channel.localAddress))
-                    logger.info("relay bind '\(listener.name)' (TLS) on SwiftNIO's event loops")
-                } else {
-                    let bound = try listen(listener, workers: workerCount)
-                    plain.append(
-                        RelayWorkers.Listener(
-                            settings: settings, sockets: bound.sockets, shared: bound.shared,
-                            proxyProtocol: listener.proxyProtocol,
-                            trustedProxies: listener.trustedProxies.isEmpty ? nil : listener.trustedProxies))
-                    addresses.append((listener.name, bound.address))
-                    logger.info(
-                        "relay bind '\(listener.name)' on \(workerCount) worker thread\(workerCount == 1 ? "" : "s")"
-                    )
-                }
-            }
-            if !plain.isEmpty {
-                let book = ShipAddressBook(
-                    hosts: manifest.ships.compactMap { ship -> String? in
-                        if case .tcp(let host, _)? = ship.bind { return host }
-                        return nil
-                    })
-                await book.resolveAll()
-                let workers = RelayWorkers(count: workerCount)
-                self.workers = workers
-                try await workers.start(
-                    RelayWorkers.Shared(
-                        listeners: plain, hooks: hooks, addresses: book, group: group,
-                        connections: connections,
-                        metrics: metrics, logger: logger))
-            }
+            try await commit(reload, starting: true)
         } catch {
-            for listener in plain where !listener.shared {
-                for socket in listener.sockets { Glibc.close(socket) }
-            }
-            self.workers = nil
-            await closeListeners()
+            abandon(reload)
+            binds.removeAll()
             throw error
         }
-        return addresses
+        return binds.map { ($0.listener.name, $0.address) }
+    }
+
+    /// What a reload will change, prepared: new binds listening (not yet served), every bind's new
+    /// settings made, TLS certificates read. Nothing changes for a client until `commit`.
+    public struct PreparedReload: Sendable {
+        fileprivate let manifest: Manifest
+        fileprivate let hooks: (any RelayHooks)?
+        fileprivate let settings: [String: ListenerSettings]
+        fileprivate let tls: [String: NIOSSLContext]
+        fileprivate let opened: [OpenBind]
+        fileprivate let rateLimiter: SharedRateLimiter?
+        fileprivate let corsCache: CorsPreflightCache?
+
+        /// Binds added, moved (removed and added again) and removed, by name.
+        public let added: [String]
+        public let moved: [String]
+        public let removed: [String]
+        public var kept: Int { manifest.settings.listeners.count - added.count - moved.count }
+    }
+
+    /// Prepares the relay for `next` (SPEC §12.3); throws, with nothing changed, when a new bind
+    /// cannot listen or a TLS certificate cannot be read. `commit` applies it, `abandon` drops it.
+    public func prepare(_ next: Manifest, hooks nextHooks: (any RelayHooks)?) async throws -> PreparedReload {
+        // Shared state is kept when its settings did not change.
+        let nextLimiter =
+            String(describing: next.settings.rateLimiting)
+                == String(describing: manifest.settings.rateLimiting)
+            ? rateLimiter : next.settings.rateLimiting.map { SharedRateLimiter($0, now: EdgeFeatures.now()) }
+        let nextCors =
+            String(describing: next.settings.corsCache) == String(describing: manifest.settings.corsCache)
+            ? corsCache : next.settings.corsCache.map(CorsPreflightCache.init)
+        var tls: [String: NIOSSLContext] = [:]
+        for listener in next.settings.listeners {
+            if let files = listener.tls {
+                tls[listener.name] = try makeTLSContext(files, listener: listener.name)
+            }
+        }
+        let hosts = next.ships.compactMap { ship -> String? in
+            if case .tcp(let host, _)? = ship.bind { return host }
+            return nil
+        }
+        await addressBook.learn(hosts: hosts)
+        var settings: [String: ListenerSettings] = [:]
+        for listener in next.settings.listeners {
+            settings[listener.name] = ListenerSettings(
+                name: listener.name,
+                routes: RouteTable.build(
+                    bind: listener.name, manifest: next, directory: directory, bays: bays,
+                    durations: requestDurations),
+                scheme: listener.tls == nil ? "http" : "https", limits: limits, logger: logger,
+                hooks: nextHooks,
+                edge: EdgeFeatures.build(
+                    bind: listener.name, manifest: next, manifestDirectory: manifestDirectory,
+                    rateLimiter: nextLimiter, corsCache: nextCors))
+        }
+        if let nextHooks, tls.isEmpty == false, let contexts {
+            // Module instances on SwiftNIO's loops serve TLS binds only (the workers make their own).
+            try await contexts.installHooks(nextHooks)
+        }
+        var opened: [OpenBind] = []
+        var added: [String] = []
+        var moved: [String] = []
+        do {
+            for listener in next.settings.listeners {
+                let current = binds.first { $0.listener.name == listener.name }
+                if let current, Self.sameSocket(current, listener) { continue }
+                let source = ListenerSource(settings[listener.name]!)
+                let bind =
+                    if let context = tls[listener.name] {
+                        try await openTLS(listener, source: source, tls: context)
+                    } else {
+                        try openPlain(listener, source: source)
+                    }
+                opened.append(bind)
+                if current == nil { added.append(listener.name) } else { moved.append(listener.name) }
+            }
+        } catch {
+            for bind in opened { await close(bind, unlink: !Self.pathInUse(bind, by: binds)) }
+            throw error
+        }
+        let removed = binds.map(\.listener.name).filter { name in
+            !next.settings.listeners.contains { $0.name == name }
+        }
+        return PreparedReload(
+            manifest: next, hooks: nextHooks, settings: settings, tls: tls, opened: opened,
+            rateLimiter: nextLimiter, corsCache: nextCors, added: added, moved: moved, removed: removed)
+    }
+
+    /// Applies a prepared reload: every kept bind's connections take the new settings with their
+    /// next request, new binds are served, removed ones stop accepting and their connections close
+    /// after their current response. No connection is closed otherwise.
+    public func commit(_ reload: PreparedReload) async throws {
+        try await commit(reload, starting: false)
+    }
+
+    private func commit(_ reload: PreparedReload, starting: Bool) async throws {
+        let next = reload.manifest
+        var changes: [ListenerChange] = []
+        var kept: [String: OpenBind] = [:]
+        for bind in binds { kept[bind.listener.name] = bind }
+        var retiring: [OpenBind] = []
+        var nextBinds: [OpenBind] = []
+        for listener in next.settings.listeners {
+            let settings = reload.settings[listener.name]!
+            if let opened = reload.opened.first(where: { $0.listener.name == listener.name }) {
+                if let old = kept.removeValue(forKey: listener.name) { retiring.append(old) }
+                if !opened.isTLS { changes.append(.add(opened.workerListener)) }
+                nextBinds.append(opened)
+            } else if var bind = kept.removeValue(forKey: listener.name) {
+                let proxyChanged =
+                    bind.listener.proxyProtocol != listener.proxyProtocol
+                    || bind.listener.trustedProxies != listener.trustedProxies
+                bind = OpenBind(
+                    listener: listener, source: bind.source, channel: bind.channel, front: bind.front,
+                    sockets: bind.sockets, shared: bind.shared, address: bind.address)
+                bind.source.replace(settings)
+                if let front = bind.front, let context = reload.tls[listener.name] {
+                    front.set(
+                        tls: context, proxyProtocol: listener.proxyProtocol, trusted: listener.trustedProxies)
+                } else if proxyChanged {
+                    changes.append(.update(bind.workerListener))
+                }
+                nextBinds.append(bind)
+            }
+        }
+        retiring.append(contentsOf: kept.values)
+        for bind in retiring where !bind.isTLS { changes.append(.remove(name: bind.listener.name)) }
+        if changes.contains(where: { if case .add = $0 { true } else { false } }), workers == nil {
+            // The first plain bind: the workers start with it.
+            let workers = RelayWorkers(count: workerCount)
+            let listeners = changes.compactMap { change -> RelayWorkers.Listener? in
+                if case .add(let listener) = change { listener } else { nil }
+            }
+            try await workers.start(
+                RelayWorkers.Shared(
+                    listeners: listeners, hooks: reload.hooks, addresses: addressBook, group: group,
+                    connections: connections, metrics: metrics, logger: logger))
+            self.workers = workers
+            changes.removeAll { if case .add = $0 { true } else { false } }
+            for listener in listeners {
+                logger.info(
+                    "relay bind '\(listener.source.name)' on \(workerCount) worker thread\(workerCount == 1 ? "" : "s")"
+                )
+            }
+        }
+        for change in changes {
+            if case .add(let listener) = change {
+                logger.info(
+                    "relay bind '\(listener.source.name)' on \(workerCount) worker thread\(workerCount == 1 ? "" : "s")"
+                )
+            }
+        }
+        await workers?.apply(changes)
+        for bind in nextBinds
+        where bind.isTLS && reload.opened.contains(where: { $0.listener.name == bind.listener.name }) {
+            logger.info("relay bind '\(bind.listener.name)' (TLS) on SwiftNIO's event loops")
+        }
+        binds = nextBinds
+        for bind in retiring {
+            bind.source.retire()
+            await close(bind, unlink: !Self.pathInUse(bind, by: binds))
+        }
+        for ship in next.ships {
+            if let address = ship.bind { directory.gate(for: ship.name).move(to: address) }
+        }
+        manifest = next
+        hooks = reload.hooks
+        rateLimiter = reload.rateLimiter
+        corsCache = reload.corsCache
+        if !starting {
+            for name in reload.added + reload.moved {
+                if let bind = binds.first(where: { $0.listener.name == name }) {
+                    logger.info("reload: bind '\(name)' listening on \(Self.describe(bind.address))")
+                }
+            }
+            for name in reload.removed {
+                logger.info("reload: bind '\(name)' removed; its connections drain")
+            }
+        }
+    }
+
+    /// Drops a prepared reload: the binds it opened close; nothing else had changed.
+    public func abandon(_ reload: PreparedReload) {
+        for bind in reload.opened {
+            if let channel = bind.channel { channel.close(promise: nil) }
+            for socket in bind.sockets { Glibc.close(socket) }
+            if case .unix(let path) = bind.listener.address, !Self.pathInUse(bind, by: binds) { unlink(path) }
+        }
+    }
+
+    /// The listening addresses, by bind name.
+    public var boundAddresses: [(name: String, address: SocketAddress?)] {
+        binds.map { ($0.listener.name, $0.address) }
     }
 
     /// Stops accepting, asks open connections to close after their current response, waits up to
     /// `limits.drainTimeout`, then closes whatever is left.
     public func drain() async {
         let deadline = NIODeadline.now() + limits.drainTimeout
+        // The workers stop watching the listening sockets before the relay closes them (a number
+        // closed under a worker could be reused by its next connection).
+        await workers?.apply(binds.filter { !$0.isTLS }.map { .remove(name: $0.listener.name) })
+        for bind in binds { await close(bind, unlink: true) }
+        binds.removeAll()
         await workers?.drain(until: deadline)
         workers = nil
-        await closeListeners()
         await connections.drain(timeout: max(.zero, deadline - .now()))
         await contexts?.closeIdleConnections()
     }
 
-    private func closeListeners() async {
-        for (_, channel) in listeners { try? await channel.close() }
-        for socket in sharedSockets { Glibc.close(socket) }
-        sharedSockets.removeAll()
-        for listener in manifest.settings.listeners {
-            if case .unix(let path) = listener.address { unlink(path) }
+    /// Closes a bind's listening sockets or channel, and removes its Unix socket's file.
+    private func close(_ bind: OpenBind, unlink removesPath: Bool) async {
+        if let channel = bind.channel { try? await channel.close() }
+        for socket in bind.sockets { Glibc.close(socket) }
+        if removesPath, case .unix(let path) = bind.listener.address { unlink(path) }
+    }
+
+    /// Whether another open bind listens on `bind`'s Unix socket path (its file stays).
+    private static func pathInUse(_ bind: OpenBind, by binds: [OpenBind]) -> Bool {
+        guard case .unix(let path) = bind.listener.address else { return false }
+        return binds.contains {
+            if case .unix(let other) = $0.listener.address {
+                other == path && $0.source !== bind.source
+            } else {
+                false
+            }
         }
-        listeners.removeAll()
+    }
+
+    /// Whether `listener` can keep `bind`'s socket: the same address and the same kind (TLS or not).
+    private static func sameSocket(_ bind: OpenBind, _ listener: Listener) -> Bool {
+        bind.listener.address == listener.address && (bind.listener.tls == nil) == (listener.tls == nil)
     }
 
     /// The listening sockets of a plain bind: one per worker on TCP (`SO_REUSEPORT`; a port of 0
     /// is chosen by the first and shared by the rest), one for all on a Unix socket.
-    private func listen(_ listener: Listener, workers: Int) throws -> (
-        sockets: [CInt], shared: Bool, address: SocketAddress?
-    ) {
+    private func openPlain(_ listener: Listener, source: ListenerSource) throws -> OpenBind {
         func failure(_ code: CInt) -> RelayError {
             RelayError.bind(
                 listener: listener.name, address: listener.address, reason: RelayResources.describe(code))
@@ -165,12 +322,13 @@ public actor RelayServer {
         case .unix(let path):
             let socket = ms_listen_stream(nil, 0, path, 0, 1024)
             guard socket >= 0 else { throw failure(-socket) }
-            sharedSockets.append(socket)
-            return ([socket], true, try? SocketAddress(unixDomainSocketPath: path))
+            return OpenBind(
+                listener: listener, source: source, sockets: [socket], shared: true,
+                address: try? SocketAddress(unixDomainSocketPath: path))
         case .tcp(let host, let port):
             var sockets: [CInt] = []
             var chosenPort = port
-            for _ in 0..<workers {
+            for _ in 0..<workerCount {
                 let socket = ms_listen_stream(host, CInt(chosenPort), nil, 1, 1024)
                 guard socket >= 0 else {
                     for open in sockets { Glibc.close(open) }
@@ -179,7 +337,9 @@ public actor RelayServer {
                 if chosenPort == 0 { chosenPort = Int(ms_local_port(socket)) }
                 sockets.append(socket)
             }
-            return (sockets, false, try? SocketAddress.makeAddressResolvingHost(host, port: chosenPort))
+            return OpenBind(
+                listener: listener, source: source, sockets: sockets, shared: false,
+                address: try? SocketAddress.makeAddressResolvingHost(host, port: chosenPort))
         }
     }
 
@@ -204,15 +364,16 @@ public actor RelayServer {
         path.hasPrefix("/") ? path : manifestDirectory + "/" + path
     }
 
-    private func bind(
-        _ listener: Listener, settings: ListenerSettings, tls: NIOSSLContext, contexts: LoopContexts,
-        connections gauge: RelayMetrics.Connections
-    ) async throws -> any Channel {
+    private func openTLS(_ listener: Listener, source: ListenerSource, tls: NIOSSLContext) async throws
+        -> OpenBind
+    {
+        guard let contexts else { throw RelayError.workers(reason: "the relay has not started") }
         let connections = self.connections
-        let proxyProtocol = listener.proxyProtocol
-        let trusted = listener.trustedProxies.isEmpty ? nil : listener.trustedProxies
+        let front = TLSFront(
+            tls: tls, proxyProtocol: listener.proxyProtocol, trusted: listener.trustedProxies)
         let logger = self.logger
         let name = listener.name
+        let gauge = metrics.connections(listener.name)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
@@ -231,6 +392,9 @@ public actor RelayServer {
                     gauge.opened()
                     channel.closeFuture.whenComplete { _ in gauge.closed() }
                     let pipeline = channel.pipeline.syncOperations
+                    // A reload may have changed these since the bind opened: each connection
+                    // takes them as they are when it is accepted.
+                    let (tls, proxyProtocol, trusted) = front.current
                     if proxyProtocol {
                         try pipeline.addHandler(ProxyProtocolHandler(trustedProxies: trusted, logger: logger))
                     }
@@ -238,16 +402,56 @@ public actor RelayServer {
                     // HTTP/1 is parsed and written by the relay's own model of a connection:
                     // heads are rewritten from the bytes they came in, bodies pass through unchanged.
                     try pipeline.addHandler(
-                        RelayServerHandler(settings: settings, loop: contexts.context(for: channel.eventLoop))
-                    )
+                        RelayServerHandler(source: source, loop: contexts.context(for: channel.eventLoop)))
                 }
             }
+        let channel: any Channel
         do {
-            return try await bootstrap.bind(to: listener.address)
+            channel = try await bootstrap.bind(to: listener.address)
         } catch {
             throw RelayError.bind(
                 listener: listener.name, address: listener.address, reason: SocketErrorText.describe(error))
         }
+        return OpenBind(
+            listener: listener, source: source, channel: channel, front: front, address: channel.localAddress)
+    }
+}
+
+/// A bind as the relay holds it: its settings' source, and its sockets or SwiftNIO channel.
+struct OpenBind: Sendable {
+    let listener: Listener
+    let source: ListenerSource
+    /// A TLS bind's channel, and what its new connections read when they begin.
+    var channel: (any Channel)?
+    var front: TLSFront?
+    /// A plain bind's listening sockets (one per worker; one for all on a Unix socket).
+    var sockets: [CInt] = []
+    var shared = false
+    var address: SocketAddress?
+
+    var isTLS: Bool { channel != nil }
+
+    /// What the workers serve of it.
+    var workerListener: RelayWorkers.Listener {
+        RelayWorkers.Listener(
+            source: source, sockets: sockets, shared: shared, proxyProtocol: listener.proxyProtocol,
+            trustedProxies: listener.trustedProxies.isEmpty ? nil : listener.trustedProxies)
+    }
+}
+
+/// What a TLS bind's new connections are set up with, replaced by a reload (a renewed certificate
+/// is read again on every reload; connections already open keep theirs).
+final class TLSFront: Sendable {
+    private let state: Mutex<(tls: NIOSSLContext, proxyProtocol: Bool, trusted: [CIDRRange]?)>
+
+    init(tls: NIOSSLContext, proxyProtocol: Bool, trusted: [CIDRRange]) {
+        state = Mutex((tls, proxyProtocol, trusted.isEmpty ? nil : trusted))
+    }
+
+    var current: (tls: NIOSSLContext, proxyProtocol: Bool, trusted: [CIDRRange]?) { state.withLock { $0 } }
+
+    func set(tls: NIOSSLContext, proxyProtocol: Bool, trusted: [CIDRRange]) {
+        state.withLock { $0 = (tls, proxyProtocol, trusted.isEmpty ? nil : trusted) }
     }
 }
 

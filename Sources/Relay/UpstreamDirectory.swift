@@ -24,11 +24,21 @@ public struct ShipInstance: Sendable, Hashable {
 /// no new request either, and keeps its idle connections for when it is ready again.
 public final class ShipGate: Sendable {
     public let ship: String
+    /// The ship's place in the relay's per-thread pool tables: given once by the directory and
+    /// never reused, so a reload that adds or removes ships never hands one ship's pools to another.
+    let index: Int
+    /// The ship's circuit breaker and its allowance of idle connections, shared by every listener
+    /// and thread, and kept across reloads (they belong to the ship, not to a route table).
+    let breaker = ShipBreaker()
+    let idleAllowance = IdleAllowance()
     private let open = Atomic<Bool>(false)
     private let version = Atomic<Int>(0)
     private let instances = Mutex<[ShipInstance]>([])
 
-    init(ship: String) { self.ship = ship }
+    init(ship: String, index: Int) {
+        self.ship = ship
+        self.index = index
+    }
 
     public var isOpen: Bool { open.load(ordering: .relaxed) }
 
@@ -51,6 +61,16 @@ public final class ShipGate: Sendable {
         }
     }
 
+    /// A reload moved the ship's `bind`: the one instance the manifest gave is replaced by one at
+    /// the new address (its pools close as their connections come back).
+    func move(to address: BindAddress) {
+        instances.withLock { instances in
+            guard instances.count == 1, instances[0].id == 0, instances[0].address != address else { return }
+            instances = [ShipInstance(id: 0, address: address, ready: instances[0].ready)]
+            version.add(1, ordering: .releasing)
+        }
+    }
+
     /// Moves whenever the set changes: a thread reads the set again when it differs from the one it saw.
     var instanceVersion: Int { version.load(ordering: .acquiring) }
 
@@ -61,21 +81,30 @@ public final class ShipGate: Sendable {
 
 /// What the relay knows about the fleet: one gate per ship, by name. Relay declares it and never
 /// imports Supervision; the executable opens and closes gates from the supervisor's snapshots.
+/// A ship a reload adds gets its gate when it is first named; a removed ship's gate stays (closed),
+/// so a name that comes back finds its breaker where it left it.
 public final class UpstreamDirectory: Sendable {
-    private let gates: [String: ShipGate]
+    private let gates: Mutex<[String: ShipGate]>
 
     public init(ships: some Sequence<String>) {
         var gates: [String: ShipGate] = [:]
-        for ship in ships { gates[ship] = ShipGate(ship: ship) }
-        self.gates = gates
+        for ship in ships where gates[ship] == nil { gates[ship] = ShipGate(ship: ship, index: gates.count) }
+        self.gates = Mutex(gates)
     }
 
-    /// The gate of `ship`, or nil when the directory does not know it.
-    public func gate(for ship: String) -> ShipGate? { gates[ship] }
+    /// The gate of `ship`, made when the directory did not know it yet.
+    public func gate(for ship: String) -> ShipGate {
+        gates.withLock { gates in
+            if let gate = gates[ship] { return gate }
+            let gate = ShipGate(ship: ship, index: gates.count)
+            gates[ship] = gate
+            return gate
+        }
+    }
 
     /// Opens (ready) or closes (starting, backing off, stopped) the gate of `ship`.
-    public func set(ship: String, ready: Bool) { gates[ship]?.set(open: ready) }
+    public func set(ship: String, ready: Bool) { gate(for: ship).set(open: ready) }
 
     /// Replaces the instances of `ship` (by default the one its manifest entry binds).
-    public func set(ship: String, instances: [ShipInstance]) { gates[ship]?.set(instances: instances) }
+    public func set(ship: String, instances: [ShipInstance]) { gate(for: ship).set(instances: instances) }
 }

@@ -412,14 +412,14 @@ struct ReloadEndToEndTests {
         }
         #expect(unchanged == ["web", "ticker", "fresh"])
 
-        // A change to the relay's part is refused, for now, with nothing changed.
-        let rerouted = Self.manifest(relay: relay, port: port, workers: after).replacingOccurrences(
-            of: "\"/.*\"", with: "\"/api.*\"")
-        try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(rerouted))
+        // What belongs to the process (its relay threads) is refused, with nothing changed.
+        let rethreaded = Self.manifest(relay: relay, port: port, workers: after).replacingOccurrences(
+            of: "name = \"reloaded\"", with: "name = \"reloaded\"\nrelay_workers = 1")
+        try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(rethreaded))
         let refused = try await fleet.command("reload")
         #expect(refused.status == 1, "\(refused.output)")
         #expect(
-            refused.standardError.contains("reload cannot change the relay in place yet (binds, routes"),
+            refused.standardError.contains("reload cannot change relay_workers in place; nothing changed"),
             "\(refused.output)")
         #expect(try await client.exchange(RawConnection.request("GET", "/still")).status == 200)
 
@@ -433,6 +433,124 @@ struct ReloadEndToEndTests {
         mothership.signal(SIGHUP)
         try await mothership.waitFor("reload: 1 added, 0 removed, 0 changed, 3 unchanged")
         try await mothership.waitFor("hangup")
+        #expect(try await fleet.vessel("web")["pid"] as? Int == webPID)
+    }
+}
+
+extension ReloadEndToEndTests {
+    static func relayManifest(
+        relay: Int, port: Int, webRoutes: String, rateLimit: Bool = false, admin: Int? = nil, api: Int? = nil
+    ) -> String {
+        var text = """
+            [mothership]
+            name = "swapped"
+
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            \(admin.map { "admin = \"127.0.0.1:\($0)\"" } ?? "")
+
+            """
+        if rateLimit { text += "[mothership.rate_limiting]\nper_ip_rpm = 4\n\n" }
+        text += """
+            [[fleet.web]]
+            name = "web"
+            command = "python3"
+            args = ["ship.py", "http", "web", "\(port)"]
+            bind = "127.0.0.1:\(port)"
+            routes = [\(webRoutes)]
+            start_timeout = "60s"
+
+            """
+        if let api {
+            text += """
+                [[fleet.web]]
+                name = "api"
+                command = "python3"
+                args = ["ship.py", "http", "api", "\(api)"]
+                bind = "127.0.0.1:\(api)"
+                routes = [{ bind = "http", pattern = "/api/.*" }]
+                start_timeout = "60s"
+
+                """
+        }
+        return text
+    }
+
+    /// SPEC §12.3's relay part: routes, a rate limit, a new ship with its route, a new bind and a
+    /// removed one, swapped while a client keeps its connection open, and the ship whose routes
+    /// changed keeps its process.
+    @Test(.timeLimit(.minutes(3)))
+    func routesRateLimitsAndBindsSwapWithoutClosingConnections() async throws {
+        let relay = LoopbackPorts.free()
+        let port = LoopbackPorts.free()
+        let admin = LoopbackPorts.free()
+        let api = LoopbackPorts.free()
+        let directory = try TemporaryDirectory(prefix: "mothership-reload-relay")
+        defer { directory.remove() }
+        try directory.write("ship.py", RelayEndToEndTests.shipScript)
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory,
+            Self.relayManifest(relay: relay, port: port, webRoutes: #"{ bind = "http", pattern = "/.*" }"#),
+            waitingFor: ["lifecycle: Running", "control socket on "])
+        defer { mothership.stop() }
+        let fleet = ControlEndToEndTests.Fleet(
+            directory: directory, mothership: mothership, relay: relay, port: port)
+        let webPID = try #require(try await fleet.vessel("web")["pid"] as? Int)
+        let client = try RawConnection(port: relay)
+        let before = try await client.exchange(RawConnection.request("GET", "/anything"))
+        #expect(before.status == 200 && before.text.contains(#""ship": "web""#), "\(before.text)")
+
+        // Routes narrowed, a ship and its route added, a rate limit and a bind added.
+        try directory.write(
+            "ship-manifest.toml",
+            RelayEndToEndTests.underTest(
+                Self.relayManifest(
+                    relay: relay, port: port,
+                    webRoutes:
+                        #"{ bind = "http", pattern = "/app/.*" }, { bind = "admin", pattern = "/.*" }"#,
+                    rateLimit: true, admin: admin, api: api)))
+        let reload = try await fleet.command("reload")
+        #expect(reload.status == 0, "\(reload.output)")
+        #expect(
+            reload.standardOutput == "reload: 1 added, 0 removed, 0 changed, 1 unchanged\n",
+            "\(reload.output)")
+        try await mothership.waitFor("reload: relay: 1 bind took new settings, 1 added, 0 moved, 0 removed")
+        #expect(
+            try await fleet.vessel("web")["pid"] as? Int == webPID, "a change of routes keeps the process")
+        try await ControlEndToEndTests.until {
+            (try? await fleet.vessel("api")["state"] as? String) == "running"
+        }
+
+        // The new bind serves (the limit counts per client address over every bind: 1 of 4).
+        let adminClient = try RawConnection(port: admin)
+        #expect(try await adminClient.exchange(RawConnection.request("GET", "/x")).status == 200)
+
+        // The same connection, now under the new routes and the new limit (4 a minute).
+        #expect(try await client.exchange(RawConnection.request("GET", "/anything")).status == 404)
+        let app = try await client.exchange(RawConnection.request("GET", "/app/1"))
+        #expect(app.status == 200 && app.text.contains(#""ship": "web""#), "\(app.text)")
+        let apiAnswer = try await client.exchange(RawConnection.request("GET", "/api/1"))
+        #expect(apiAnswer.status == 200 && apiAnswer.text.contains(#""ship": "api""#), "\(apiAnswer.text)")
+        var statuses: [Int] = []
+        for index in 1...4 {
+            statuses.append(try await client.exchange(RawConnection.request("GET", "/app/\(index)")).status)
+        }
+        #expect(statuses.contains(429), "the new rate limit applies to the open connection: \(statuses)")
+
+        // A reload removes the new bind: it stops accepting, and its open connection closes (it
+        // was idle), while the first connection goes on being served.
+        try directory.write(
+            "ship-manifest.toml",
+            RelayEndToEndTests.underTest(
+                Self.relayManifest(
+                    relay: relay, port: port, webRoutes: #"{ bind = "http", pattern = "/.*" }"#, api: api)))
+        let second = try await fleet.command("reload")
+        #expect(second.status == 0, "\(second.output)")
+        try await mothership.waitFor("reload: relay: 1 bind took new settings, 0 added, 0 moved, 1 removed")
+        #expect(await adminClient.closes(within: 10), "the removed bind's idle connection closes")
+        #expect(throws: (any Error).self) { _ = try RawConnection(port: admin) }
+        let after = try await client.exchange(RawConnection.request("GET", "/anything"))
+        #expect(after.status == 200, "the limit is gone and the catch-all route is back: \(after.status)")
         #expect(try await fleet.vessel("web")["pid"] as? Int == webPID)
     }
 }

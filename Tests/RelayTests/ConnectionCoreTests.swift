@@ -35,6 +35,34 @@ struct ConnectionCoreTests {
         #expect(core.client.written == "HTTP/1.1 204 No Content\r\n\r\n")
     }
 
+    /// SPEC §12.3: a reload's settings reach an open connection with its next request; the request
+    /// in flight finishes under the ones it began with; a removed bind's connection closes after
+    /// its current response.
+    @Test func aReloadAppliesFromTheNextRequestAndARemovedBindClosesAfterItsResponse() throws {
+        let core = try Core()
+        core.send("GET /page HTTP/1.1\r\nHost: a\r\n\r\n")
+        let ship = core.openShip()
+        core.connection.source.replace(
+            ListenerSettings(
+                name: "http", routes: RouteTable(entries: []), scheme: "http", limits: RelayLimits(),
+                logger: core.settings.logger))
+        core.shipSends(ship, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(core.client.written == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+
+        core.client.written = ""
+        core.send("GET /page HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 404 Not Found\r\n"), "the new routes have none")
+        #expect(core.client.connects.count == 1)
+        #expect(!core.client.closed && !core.client.closedAfterWrites)
+
+        core.connection.source.retire()
+        core.client.written = ""
+        core.send("GET /page HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(core.client.written.hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        #expect(core.client.written.lowercased().contains("connection: close\r\n"))
+        #expect(core.client.closed || core.client.closedAfterWrites)
+    }
+
     @Test func aRequestNoRouteMatchesIs404AndOneToAShipNotReadyIs503() throws {
         let core = try Core()
         core.send("GET /nowhere HTTP/1.1\r\nHost: a\r\n\r\n")
@@ -470,7 +498,7 @@ private final class Core {
         settings = ListenerSettings(
             name: "http",
             routes: RouteTable.build(bind: "http", manifest: manifest, directory: directory),
-            scheme: "http", limits: limits, breakers: BreakerBoard(ships: manifest.ships.count),
+            scheme: "http", limits: limits,
             logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() }),
             edge: EdgeFeatures(compression: compression))
         connection = ClientConnection(settings: settings, loop: loop)

@@ -13,8 +13,17 @@ extension ClientConnection {
         // a module written for it.
         let path = target.path
         responseHookPath = hooks.runsOnResponse(path: path) ? String(path) : nil
-        guard hooks.runsOnRequest(path: path), let loopHooks = loop.hooks else {
+        guard hooks.runsOnRequest(path: path) else {
             routeRequest(head: head, target: target, close: close, isUpgrade: isUpgrade)
+            return
+        }
+        let loopHooks: any LoopHooks
+        do {
+            loopHooks = try loop.hooks(for: hooks)
+        } catch {
+            // Never routed past the modules written for it: the request fails instead.
+            settings.logger.error("request modules cannot be instantiated on this thread: \(error)")
+            answer(.moduleFailed(module: nil), head: head, close: close)
             return
         }
         var request = HookRequest(
@@ -52,7 +61,7 @@ extension ClientConnection {
 
     /// The ship's response `head` as the response modules leave it; nil when they changed nothing.
     func runResponseHooks(_ head: MessageHead, path: String) -> MessageHead? {
-        guard let loopHooks = loop.hooks else { return nil }
+        guard let hooks = settings.hooks, let loopHooks = try? loop.hooks(for: hooks) else { return nil }
         var response = HookResponse(status: head.status, headers: HeadEditor.headers(of: head), path: path)
         guard loopHooks.response(&response) else { return nil }
         guard let edited = HeadEditor.response(head, headers: response.headers, allocator: allocator) else {

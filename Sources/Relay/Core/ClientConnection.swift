@@ -16,7 +16,10 @@ import ShipManifest
 ///
 /// The order of SPEC §4 is visible in `received(head:)`; everything else is plumbing.
 final class ClientConnection {
-    let settings: ListenerSettings
+    /// The bind's settings as they were when the current request began (`source` has the newest).
+    private(set) var settings: ListenerSettings
+    let source: ListenerSource
+    private var seenChanges: Int
     let loop: LoopContext
     /// The driver; nil once it let go of the connection (nothing is done from then on). Not
     /// counted: the driver owns the connection and clears this (`detach`) before it goes, so the
@@ -95,8 +98,16 @@ final class ClientConnection {
     /// The logger's level, read once per connection (the level is set at start-up).
     private let logsRequests: Bool
 
-    init(settings: ListenerSettings, loop: LoopContext) {
+    convenience init(settings: ListenerSettings, loop: LoopContext) {
+        self.init(source: ListenerSource(settings), loop: loop)
+    }
+
+    init(source: ListenerSource, loop: LoopContext) {
+        let (changes, settings, retired) = source.snapshot()
+        self.source = source
+        self.seenChanges = changes
         self.settings = settings
+        self.draining = retired
         self.loop = loop
         self.secure = settings.scheme == "https"
         self.logsRequests = settings.logger.logLevel <= .debug
@@ -281,6 +292,15 @@ final class ClientConnection {
 
     // MARK: Requests
 
+    /// A reload changed the bind: this request and the next go by its new settings; a removed
+    /// bind's connection closes after this response.
+    private func takeNewSettings() {
+        let (changes, settings, retired) = source.snapshot()
+        seenChanges = changes
+        self.settings = settings
+        if retired { draining = true }
+    }
+
     private func refuse(_ failure: HeadParser.Failure) {
         let response: LocalResponse
         switch failure {
@@ -298,6 +318,7 @@ final class ClientConnection {
 
     private func received(head: MessageHead) {
         loop.requests?.increment()
+        if source.changes != seenChanges { takeNewSettings() }
         unwatch()
         stalledBytes = nil
         requestBody = BodyFraming.request(head)
@@ -363,7 +384,7 @@ final class ClientConnection {
         case .ship(let shipEntry, let shipBreaker, let trial):
             (entry, breaker, isTrial) = (shipEntry, shipBreaker, trial)
         }
-        guard let pool = loop.pool(for: entry, board: settings.breakers) else {
+        guard let pool = loop.pool(for: entry) else {
             // The ship's gate is open but none of its instances takes requests (one retired, the
             // next not ready yet): as a ship that is not ready.
             if isTrial { breaker.abandonTrial() }

@@ -4,13 +4,14 @@
 /// One value serves every event loop; what a hook keeps between calls (module instances) lives in
 /// the `LoopHooks` made for each loop and is only ever used on that loop. When a manifest has no
 /// modules the relay has no hooks, and a request pays one nil check.
-public protocol RelayHooks: Sendable {
+public protocol RelayHooks: AnyObject, Sendable {
     /// Whether any request-phase hook wants requests to `path` (as the client sent it, without the
     /// query). Called for every request while hooks exist: keep it cheap.
     func runsOnRequest(path: Substring) -> Bool
     /// Whether any response-phase hook wants responses to requests for `path`.
     func runsOnResponse(path: Substring) -> Bool
-    /// The state of the hooks for one event loop; called on that loop, at start.
+    /// The state of the hooks for one event loop; called on that loop, at start (and once more
+    /// per loop after a reload that loaded the modules again).
     func makeLoopHooks() throws -> any LoopHooks
 }
 

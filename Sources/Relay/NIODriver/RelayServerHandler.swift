@@ -32,6 +32,10 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         self.connection = ClientConnection(settings: settings, loop: loop)
     }
 
+    init(source: ListenerSource, loop: LoopContext) {
+        self.connection = ClientConnection(source: source, loop: loop)
+    }
+
     // MARK: Channel events
 
     func handlerAdded(context: ChannelHandlerContext) {

@@ -1,14 +1,15 @@
 import Logging
 import NIOCore
+import Synchronization
 
-/// What every connection of one listener shares: its routes, scheme and limits. Immutable.
+/// What every connection of one listener shares: its routes, scheme and limits. Immutable: a
+/// reload makes new settings and hands them over through the bind's `ListenerSource`.
 final class ListenerSettings: Sendable {
     let name: String
     let routes: RouteTable
     /// `https` for TLS binds, otherwise `http`.
     let scheme: String
     let limits: RelayLimits
-    let breakers: BreakerBoard
     let logger: Logger
     /// Request and response modules; nil when the manifest has none.
     let hooks: (any RelayHooks)?
@@ -16,18 +17,57 @@ final class ListenerSettings: Sendable {
     let edge: EdgeFeatures
 
     init(
-        name: String, routes: RouteTable, scheme: String, limits: RelayLimits, breakers: BreakerBoard,
+        name: String, routes: RouteTable, scheme: String, limits: RelayLimits,
         logger: Logger, hooks: (any RelayHooks)? = nil, edge: EdgeFeatures = .none
     ) {
         self.name = name
         self.routes = routes
         self.scheme = scheme
         self.limits = limits
-        self.breakers = breakers
         self.logger = logger
         self.hooks = hooks
         self.edge = edge
     }
+}
+
+/// The current settings of one bind (SPEC §12.3): a reload replaces them, and every connection
+/// takes the new ones when its next request begins — one atomic load per request when nothing
+/// changed, the lock only once per change and connection. A request in progress finishes on the
+/// settings it began with; nothing is closed. A bind the reload removed is retired: its
+/// connections close after their current response.
+final class ListenerSource: Sendable {
+    let name: String
+    private let version = Atomic<Int>(0)
+    private let current: Mutex<(settings: ListenerSettings, retired: Bool)>
+
+    init(_ settings: ListenerSettings) {
+        name = settings.name
+        current = Mutex((settings, false))
+    }
+
+    /// Moves on every change; a connection reads the settings again when it differs from the one it saw.
+    var changes: Int { version.load(ordering: .acquiring) }
+
+    func snapshot() -> (changes: Int, settings: ListenerSettings, retired: Bool) {
+        current.withLock { (version.load(ordering: .relaxed), $0.settings, $0.retired) }
+    }
+
+    func replace(_ settings: ListenerSettings) {
+        current.withLock {
+            $0.settings = settings
+            version.add(1, ordering: .releasing)
+        }
+    }
+
+    /// The bind is gone: no connection of it takes another request.
+    func retire() {
+        current.withLock {
+            $0.retired = true
+            version.add(1, ordering: .releasing)
+        }
+    }
+
+    var isRetired: Bool { current.withLock { $0.retired } }
 }
 
 /// The limits and timeouts of SPEC §4.

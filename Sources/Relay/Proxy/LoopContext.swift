@@ -9,23 +9,35 @@ final class LoopContext {
     /// By ship index (the manifest's order).
     private var ships: [ShipPools?] = []
     var requestIDs = RequestIDGenerator()
-    /// This loop's request and response modules (their instances), when the manifest has any.
-    var hooks: (any LoopHooks)?
+    /// This loop's instances of the modules of `hooksMadeFrom` (the manifest's set when the loop
+    /// first needed it; a reload that loads modules again gives a new set, and new instances).
+    private var loopHooks: (any LoopHooks)?
+    private var hooksMadeFrom: ObjectIdentifier?
     /// `mothership_relay_worker_requests_total{worker}` of a worker's loop (nil on SwiftNIO's).
     var requests: Counter?
 
     /// The pool of the instance of `entry`'s ship (a ship route's entry) that takes this request,
-    /// nil when no instance is ready; `board` holds the ship's idle allowance.
-    func pool(for entry: RouteEntry, board: BreakerBoard) -> UpstreamPool? {
+    /// nil when no instance is ready.
+    func pool(for entry: RouteEntry) -> UpstreamPool? {
         let index = entry.shipIndex
         if index < ships.count, let ship = ships[index] { return ship.pick() }
         guard let gate = entry.shipGate else { preconditionFailure("not a ship route") }
-        let ship = ShipPools(gate: gate, allowance: board.idleAllowance(index))
+        let ship = ShipPools(gate: gate, allowance: gate.idleAllowance)
         if ships.count <= index {
             ships.append(contentsOf: repeatElement(nil, count: index + 1 - ships.count))
         }
         ships[index] = ship
         return ship.pick()
+    }
+
+    /// This loop's instances of `set`'s modules, made on first use (on this loop: module instances
+    /// never cross threads).
+    func hooks(for set: any RelayHooks) throws -> any LoopHooks {
+        let id = ObjectIdentifier(set)
+        if id == hooksMadeFrom, let loopHooks { return loopHooks }
+        let made = try set.makeLoopHooks()
+        (loopHooks, hooksMadeFrom) = (made, id)
+        return made
     }
 
     func closeIdleConnections() {
@@ -121,10 +133,11 @@ final class LoopContexts: Sendable {
         preconditionFailure("event loop outside the relay's group")
     }
 
-    /// Makes each loop's hooks on that loop: module instances never cross threads.
+    /// Makes each loop's hooks on that loop now, so that a module that cannot be instantiated
+    /// fails the start instead of a request.
     func installHooks(_ hooks: any RelayHooks) async throws {
         for bound in contexts.values {
-            try await bound.eventLoop.submit { bound.value.hooks = try hooks.makeLoopHooks() }.get()
+            _ = try await bound.eventLoop.submit { _ = try bound.value.hooks(for: hooks) }.get()
         }
     }
 

@@ -85,18 +85,15 @@ extension RouteTable {
         var entries: [RouteEntry] = []
         // Without the fleet's berths (a relay on its own), bays are never docked: their routes answer 503.
         let bays = bays ?? BayDirectory(bays: manifest.bays)
-        var shipIndices: [String: Int] = [:]
-        for (index, ship) in manifest.ships.enumerated() { shipIndices[ship.name] = index }
         for (route, vessel) in manifest.routes(for: bind) {
             let target: RouteTarget
             if vessel.kind == .bay {
                 guard let berth = bays.berth(for: vessel.name) else { continue }
                 target = .bay(berth)
-            } else if let address = vessel.bind, let index = shipIndices[vessel.name],
+            } else if let address = vessel.bind {
                 let gate = directory.gate(for: vessel.name)
-            {
                 gate.adopt(address: address)
-                target = .ship(index: index, address: address, gate: gate)
+                target = .ship(index: gate.index, address: address, gate: gate)
             } else {
                 continue
             }

@@ -36,22 +36,6 @@ final class ShipBreaker: Sendable {
     }
 }
 
-/// What the relay keeps per ship across every listener, worker and event loop, by the ship's
-/// index in the manifest: its circuit breaker and its allowance of idle connections.
-final class BreakerBoard: Sendable {
-    private let breakers: [ShipBreaker]
-    private let allowances: [IdleAllowance]
-
-    init(ships: Int) {
-        breakers = (0..<ships).map { _ in ShipBreaker() }
-        allowances = (0..<ships).map { _ in IdleAllowance() }
-    }
-
-    func breaker(_ index: Int) -> ShipBreaker { breakers[index] }
-
-    func idleAllowance(_ index: Int) -> IdleAllowance { allowances[index] }
-}
-
 /// How many idle keep-alive connections one ship may have, over all of the relay's pools
 /// together (SPEC §4: one cap per ship, not per event loop).
 final class IdleAllowance: Sendable {

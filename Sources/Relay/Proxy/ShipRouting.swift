@@ -28,7 +28,7 @@ enum ShipRouting {
             return (.bay(entry, berth), kind)
         }
         guard gate.isOpen else { return (.answer(.notReady(ship: entry.ship), entry: entry), kind) }
-        let breaker = settings.breakers.breaker(entry.shipIndex)
+        let breaker = gate.breaker
         switch breaker.admit() {
         case .reject(let retryAfter):
             let seconds = CircuitBreaker.retryAfterSeconds(retryAfter)

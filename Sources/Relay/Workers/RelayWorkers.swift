@@ -19,7 +19,7 @@ import Synchronization
 final class RelayWorkers: Sendable {
     /// A plain bind as the workers serve it.
     struct Listener: Sendable {
-        let settings: ListenerSettings
+        let source: ListenerSource
         /// One listening socket per worker (the same one for all on a Unix socket).
         let sockets: [CInt]
         let shared: Bool
@@ -68,12 +68,31 @@ final class RelayWorkers: Sendable {
         }
     }
 
+    /// A reload's changes to the plain binds, applied by every worker between two batches of
+    /// events; returns once each has (or has ended).
+    func apply(_ changes: [ListenerChange]) async {
+        guard !changes.isEmpty else { return }
+        for handle in handles { handle.post(changes) }
+        for handle in handles { await handle.applied() }
+    }
+
     /// Landing: no new connections; idle ones close now, busy ones after their response; at
     /// `deadline` the rest close. Returns once every worker has ended.
     func drain(until deadline: NIODeadline) async {
         for handle in handles { handle.stop(until: deadline) }
         for handle in handles { await handle.ended() }
     }
+}
+
+/// What a reload changes of a worker's listening sockets.
+enum ListenerChange: Sendable {
+    /// A new bind: watch its socket.
+    case add(RelayWorkers.Listener)
+    /// The same bind on the same sockets with other PROXY protocol settings.
+    case update(RelayWorkers.Listener)
+    /// A removed bind (or one that moved to another address): stop watching its socket (the relay
+    /// closes it once every worker has) and close its connections after their current response.
+    case remove(name: String)
 }
 
 /// One worker's thread and what other threads may touch of it (its wake-up and its inbox).
@@ -85,6 +104,10 @@ final class WorkerHandle: Sendable {
         var stopping = false
         var deadline = NIODeadline.distantFuture
         var started = false
+        var changes: [ListenerChange] = []
+        /// Batches of changes posted, and taken by the worker.
+        var posted = 0
+        var taken = 0
     }
     private let inbox = Mutex(Inbox())
     private let finished = Atomic<Bool>(false)
@@ -132,6 +155,36 @@ final class WorkerHandle: Sendable {
         }
         let wakeup = descriptors.withLock { $0.wakeup }
         if wakeup >= 0 { ms_eventfd_signal(wakeup) }
+    }
+
+    func post(_ changes: [ListenerChange]) {
+        inbox.withLock {
+            $0.changes.append(contentsOf: changes)
+            $0.posted += 1
+        }
+        let wakeup = descriptors.withLock { $0.wakeup }
+        if wakeup >= 0 { ms_eventfd_signal(wakeup) }
+    }
+
+    /// For the worker's thread: the listener changes posted since it last looked, and the count
+    /// of batches they make up to (given back to `acknowledge` once they are applied).
+    func takeChanges() -> (changes: [ListenerChange], upTo: Int) {
+        inbox.withLock { inbox in
+            defer { inbox.changes.removeAll() }
+            return (inbox.changes, inbox.posted)
+        }
+    }
+
+    func acknowledge(upTo batches: Int) {
+        inbox.withLock { $0.taken = max($0.taken, batches) }
+    }
+
+    /// Returns once the worker took (and applied) every change posted, or ended.
+    func applied() async {
+        guard inbox.withLock({ $0.started }) else { return }
+        while inbox.withLock({ $0.taken < $0.posted }) && !finished.load(ordering: .acquiring) {
+            try? await Task.sleep(for: .milliseconds(2))
+        }
     }
 
     /// For the worker's thread: whether it lands, and until when.

@@ -27,6 +27,19 @@ final class ShipAddressBook: Sendable {
         self.entries = Mutex(entries)
     }
 
+    /// Adds the names a reloaded manifest brings and resolves them now; known ones are left alone.
+    func learn(hosts: some Sequence<String>) async {
+        let new = entries.withLock { entries -> [String] in
+            var new: [String] = []
+            for host in hosts where !Self.isNumeric(host) && entries[host] == nil {
+                entries[host] = Entry()
+                new.append(host)
+            }
+            return new
+        }
+        for host in new { await refresh(host) }
+    }
+
     /// Resolves every name now (on the blocking-I/O thread pool).
     func resolveAll() async {
         let hosts = entries.withLock { Array($0.keys) }
@@ -117,17 +130,23 @@ final class RelayMetrics: Sendable {
         func closed() { gauge.record(count.subtract(1, ordering: .relaxed).newValue) }
     }
 
-    private let binds: [String: Connections]
+    private let binds: Mutex<[String: Connections]>
     let bayMoves = Counter(label: "mothership_relay_driver_moves_total", dimensions: [("reason", "bay")])
 
     init(binds: [String]) {
         var connections: [String: Connections] = [:]
         for bind in binds { connections[bind] = Connections(bind: bind) }
-        self.binds = connections
+        self.binds = Mutex(connections)
     }
 
+    /// The gauge of `bind`, made when a reload added it (one per name, kept if it goes and comes back).
     func connections(_ bind: String) -> Connections {
-        binds[bind] ?? Connections(bind: bind)
+        binds.withLock { binds in
+            if let known = binds[bind] { return known }
+            let made = Connections(bind: bind)
+            binds[bind] = made
+            return made
+        }
     }
 
     static func workerRequests(_ worker: Int) -> Counter {

@@ -53,7 +53,9 @@ final class WorkerLoop {
 
     private struct ListeningSocket {
         let fd: CInt
-        let listener: RelayWorkers.Listener
+        var listener: RelayWorkers.Listener
+        /// A reload removed the bind: the socket is no longer watched (the relay closes it).
+        var removed = false
         let connections: RelayMetrics.Connections
         var slot = -1
         /// Accepting stopped (the relay ran out of descriptors or memory) until then.
@@ -72,22 +74,62 @@ final class WorkerLoop {
         self.shared = shared
         self.handle = handle
         readBuffer = allocator.buffer(capacity: Self.shipReadSize)
-        context.hooks = try shared.hooks?.makeLoopHooks()
+        if let hooks = shared.hooks { _ = try context.hooks(for: hooks) }
         context.requests = RelayMetrics.workerRequests(index)
-        for listener in shared.listeners {
-            let fd = listener.shared ? listener.sockets[0] : listener.sockets[index]
-            var socket = ListeningSocket(
-                fd: fd, listener: listener, connections: shared.metrics.connections(listener.settings.name))
-            socket.slot = take(.listener(listening.count))
-            let interest = UInt32(MS_EPOLL_IN) | (listener.shared ? UInt32(MS_EPOLL_EXCLUSIVE) : 0)
-            let status = ms_epoll_set(epoll, fd, UInt64(socket.slot), interest, 1)
-            guard status == 0 else {
-                throw RelayError.workers(
-                    reason:
-                        "worker \(index) cannot watch bind '\(listener.settings.name)': \(RelayResources.describe(status))"
-                )
+        for listener in shared.listeners { try watch(listener) }
+    }
+
+    /// Starts accepting on `listener`'s socket of this worker.
+    private func watch(_ listener: RelayWorkers.Listener) throws {
+        let fd = listener.shared ? listener.sockets[0] : listener.sockets[index]
+        var socket = ListeningSocket(
+            fd: fd, listener: listener, connections: shared.metrics.connections(listener.source.name))
+        socket.slot = take(.listener(listening.count))
+        let interest = UInt32(MS_EPOLL_IN) | (listener.shared ? UInt32(MS_EPOLL_EXCLUSIVE) : 0)
+        let status = ms_epoll_set(epoll, fd, UInt64(socket.slot), interest, 1)
+        guard status == 0 else {
+            release(slot: socket.slot)
+            throw RelayError.workers(
+                reason:
+                    "worker \(index) cannot watch bind '\(listener.source.name)': \(RelayResources.describe(status))"
+            )
+        }
+        listening.append(socket)
+    }
+
+    /// A reload's changes to the binds (`ListenerChange`).
+    private func apply(_ changes: [ListenerChange]) {
+        for change in changes {
+            switch change {
+            case .add(let listener):
+                do {
+                    try watch(listener)
+                } catch {
+                    shared.logger.error("\(error)")
+                }
+            case .update(let listener):
+                for index in listening.indices
+                where !listening[index].removed
+                    && listening[index].listener.source.name == listener.source.name
+                {
+                    listening[index].listener = listener
+                }
+            case .remove(let name):
+                for index in listening.indices
+                where !listening[index].removed
+                    && listening[index].listener.source.name == name
+                {
+                    listening[index].removed = true
+                    _ = ms_epoll_remove(epoll, listening[index].fd)
+                    release(slot: listening[index].slot)
+                    let source = listening[index].listener.source
+                    for slot in slots {
+                        if case .client(let client)? = slot, client.connection.source === source {
+                            client.connection.drain()
+                        }
+                    }
+                }
             }
-            listening.append(socket)
         }
     }
 
@@ -111,6 +153,9 @@ final class WorkerLoop {
             }
             if woken {
                 ms_eventfd_drain(wakeup)
+                let (changes, batches) = handle.takeChanges()
+                if landing == nil { apply(changes) }
+                handle.acknowledge(upTo: batches)
                 if landing == nil, let deadline = handle.landing() { startLanding(until: deadline) }
             }
             if NIODeadline.now() >= nextSweep { sweep() }
@@ -191,7 +236,7 @@ final class WorkerLoop {
                 continue
             }
             let client = WorkerClient(
-                fd: fd, loop: self, settings: listener.settings, connections: listening[index].connections,
+                fd: fd, loop: self, source: listener.source, connections: listening[index].connections,
                 peerPort: port == 0 ? nil : Int(port))
             client.slot = take(.client(client))
             guard client.register() else {
@@ -215,7 +260,7 @@ final class WorkerLoop {
         if now - listening[index].lastLogged >= .seconds(1) {
             listening[index].lastLogged = now
             shared.logger.error(
-                "relay '\(listening[index].listener.settings.name)' cannot accept connections: \(RelayResources.describe(code)); retrying in 100ms"
+                "relay '\(listening[index].listener.source.name)' cannot accept connections: \(RelayResources.describe(code)); retrying in 100ms"
             )
         }
         _ = ms_epoll_remove(epoll, listening[index].fd)
@@ -229,7 +274,9 @@ final class WorkerLoop {
         let now = NIODeadline.now()
         nextSweep = now + Self.sweepInterval
         for index in listening.indices {
-            if let until = listening[index].pausedUntil, now >= until, landing == nil {
+            if let until = listening[index].pausedUntil, now >= until, landing == nil,
+                !listening[index].removed
+            {
                 listening[index].pausedUntil = nil
                 let interest =
                     UInt32(MS_EPOLL_IN) | (listening[index].listener.shared ? UInt32(MS_EPOLL_EXCLUSIVE) : 0)
@@ -255,11 +302,8 @@ final class WorkerLoop {
 
     private func startLanding(until deadline: NIODeadline) {
         landing = deadline
-        for socket in listening {
-            _ = ms_epoll_remove(epoll, socket.fd)
-            // Each worker closes its own socket; a shared one is closed by the relay.
-            if !socket.listener.shared { Glibc.close(socket.fd) }
-        }
+        // The relay closes the sockets once every worker stopped watching them.
+        for socket in listening where !socket.removed { _ = ms_epoll_remove(epoll, socket.fd) }
         for slot in slots {
             if case .client(let client)? = slot { client.connection.drain() }
         }

@@ -259,10 +259,10 @@ final class WorkerClient: WorkerSocket, ClientTransport {
     private var file: FileSend?
 
     init(
-        fd: CInt, loop: WorkerLoop, settings: ListenerSettings, connections: RelayMetrics.Connections,
+        fd: CInt, loop: WorkerLoop, source: ListenerSource, connections: RelayMetrics.Connections,
         peerPort: Int?
     ) {
-        self.connection = ClientConnection(settings: settings, loop: loop.context)
+        self.connection = ClientConnection(source: source, loop: loop.context)
         self.connections = connections
         self.peerPort = peerPort
         super.init(fd: fd, loop: loop)
