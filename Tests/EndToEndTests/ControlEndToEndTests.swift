@@ -555,6 +555,68 @@ extension ReloadEndToEndTests {
     }
 }
 
+extension ReloadEndToEndTests {
+    /// A TLS bind keeps its socket across a reload; the certificate is read again (renewed in place),
+    /// new connections get it, and the bind's routes change like a plain bind's.
+    @Test(.timeLimit(.minutes(2)))
+    func aTLSBindReadsItsRenewedCertificateAndNewRoutesOnReload() async throws {
+        let relay = LoopbackPorts.free()
+        let port = LoopbackPorts.free()
+        let directory = try TemporaryDirectory(prefix: "mothership-reload-tls")
+        defer { directory.remove() }
+        try directory.write("ship.py", RelayEndToEndTests.shipScript)
+        func certificate(_ name: String) async throws {
+            let made = try await RelayEndToEndTests.run(
+                "openssl",
+                [
+                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+                    "-days", "1", "-subj", "/CN=\(name)",
+                ], in: directory.path)
+            try #require(made.status == 0, "\(made.output)")
+        }
+        func subject() async throws -> String {
+            try await RelayEndToEndTests.run(
+                "sh",
+                [
+                    "-c",
+                    "openssl s_client -connect 127.0.0.1:\(relay) </dev/null 2>/dev/null | openssl x509 -noout -subject",
+                ], in: directory.path
+            ).output
+        }
+        func manifest(pattern: String) -> String {
+            """
+            [mothership.bind]
+            https = { addr = "127.0.0.1:\(relay)", tls = { cert = "cert.pem", key = "key.pem" } }
+            \(RelayEndToEndTests.ship("web", port: port, routes: "[\"https:\(pattern)\"]"))
+            """
+        }
+        try await certificate("first.example")
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory, manifest(pattern: "/.*"), waitingFor: ["lifecycle: Running", "control socket on "])
+        defer { mothership.stop() }
+        #expect(try await subject().contains("first.example"))
+        func status(_ path: String) async throws -> String {
+            try await RelayEndToEndTests.run(
+                "curl",
+                [
+                    "-sk", "--max-time", "10", "-o", "/dev/null", "-w", "%{http_code}",
+                    "https://127.0.0.1:\(relay)\(path)",
+                ],
+                in: directory.path
+            ).output
+        }
+        #expect(try await status("/x") == "200")
+
+        try await certificate("second.example")
+        try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(manifest(pattern: "/only/.*")))
+        let reload = try await BinaryRunner.run(["reload"], in: directory.path, timeout: .seconds(60))
+        #expect(reload.status == 0, "\(reload.output)")
+        #expect(try await subject().contains("second.example"))
+        #expect(try await status("/x") == "404")
+        #expect(try await status("/only/x") == "200")
+    }
+}
+
 /// `[mothership.logs]` through the built binary.
 @Suite("Log files end to end")
 struct LogFilesEndToEndTests {

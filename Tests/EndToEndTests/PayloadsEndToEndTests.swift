@@ -52,6 +52,56 @@ struct PayloadsEndToEndTests {
         #expect(open.path == "/public")
     }
 
+    /// SPEC §12.3: a reload loads the modules again when they changed (here the gate's key), and
+    /// an open connection's next request meets the new instances; a reload without modules takes
+    /// the gate away.
+    @Test(.timeLimit(.minutes(2)))
+    func aReloadSwapsTheModulesUnderAnOpenConnection() async throws {
+        let relay = LoopbackPorts.free()
+        let ship = LoopbackPorts.free()
+        let directory = try await Self.directoryWithExamples()
+        defer { directory.remove() }
+        func manifest(key: String?) -> String {
+            var text = """
+                [mothership.bind]
+                http = "127.0.0.1:\(relay)"
+
+                """
+            if let key {
+                text += """
+                    [[modules]]
+                    name = "gate"
+                    wasm = "examples/api_key_gate.wasm"
+                    routes = ["/api/.*"]
+                    config = { header = "x-api-key", api_key = "\(key)" }
+
+                    """
+            }
+            return text + RelayEndToEndTests.ship("web", port: ship, routes: #"["http:/.*"]"#)
+        }
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory, manifest(key: "s3cret"), waitingFor: ["lifecycle: Running", "control socket on "])
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        func status(key: String) async throws -> Int {
+            try await connection.exchange(RawConnection.request("GET", "/api/orders", ["X-Api-Key: \(key)"]))
+                .status
+        }
+        #expect(try await status(key: "s3cret") == 200)
+        #expect(try await status(key: "n3w") == 401)
+
+        try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(manifest(key: "n3w")))
+        let reload = try await BinaryRunner.run(["reload"], in: directory.path, timeout: .seconds(60))
+        #expect(reload.status == 0, "\(reload.output)")
+        #expect(try await status(key: "s3cret") == 401)
+        #expect(try await status(key: "n3w") == 200)
+
+        try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(manifest(key: nil)))
+        let unloaded = try await BinaryRunner.run(["reload"], in: directory.path, timeout: .seconds(60))
+        #expect(unloaded.status == 0, "\(unloaded.output)")
+        #expect(try await status(key: "anything") == 200)
+    }
+
     @Test(.timeLimit(.minutes(2)))
     func aRewrittenPathReachesTheShipThroughItsRouteAndResponsesGetStamped() async throws {
         let relay = LoopbackPorts.free()
