@@ -414,7 +414,7 @@ struct ReloadEndToEndTests {
 
         // What belongs to the process (its relay threads) is refused, with nothing changed.
         let rethreaded = Self.manifest(relay: relay, port: port, workers: after).replacingOccurrences(
-            of: "name = \"reloaded\"", with: "name = \"reloaded\"\nrelay_workers = 1")
+            of: "name = \"reloaded\"", with: "name = \"reloaded\"\nrelay_workers = 3")
         try directory.write("ship-manifest.toml", RelayEndToEndTests.underTest(rethreaded))
         let refused = try await fleet.command("reload")
         #expect(refused.status == 1, "\(refused.output)")
