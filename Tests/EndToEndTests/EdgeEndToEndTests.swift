@@ -100,6 +100,53 @@ struct EdgeEndToEndTests {
 
     // MARK: Static files
 
+    /// The open-file cache never answers from a file that changed: in place, truncated, renamed
+    /// over or deleted, a small file (sent with its head) and a large one (sendfile) alike, on one
+    /// kept-alive connection.
+    @Test(.timeLimit(.minutes(1)))
+    func staticFilesChangedWhileCachedAreServedAsTheyAreNow() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        try FileManager.default.createDirectory(
+            atPath: directory.file("public"), withIntermediateDirectories: true)
+        try directory.write("public/small.txt", "first")
+        try Data(Self.text(100_000)).write(to: URL(fileURLWithPath: directory.file("public/large.txt")))
+        let mothership = try await Relay.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            [[mothership.static_dirs]]
+            path = "public"
+            prefix = "/"
+            \(Self.ship(port: LoopbackPorts.free()))
+            """)
+        defer { mothership.stop() }
+        let connection = try RawConnection(port: relay)
+        func get(_ path: String) async throws -> RawResponse {
+            try await connection.exchange(RawConnection.request("GET", path))
+        }
+        #expect(try await get("/small.txt").text == "first")
+        #expect(try await get("/large.txt").body.count == 100_000)
+
+        try directory.write("public/small.txt", "second, longer")  // in place
+        #expect(try await get("/small.txt").text == "second, longer")
+        #expect(truncate(directory.file("public/large.txt"), 70_000) == 0)
+        let truncated = try await get("/large.txt")
+        #expect(truncated.body.count == 70_000 && truncated.header("content-length") == "70000")
+
+        try directory.write("public/next.txt", "renamed over")
+        #expect(rename(directory.file("public/next.txt"), directory.file("public/small.txt")) == 0)
+        #expect(try await get("/small.txt").text == "renamed over")
+        try Data(Self.text(90_000)).write(to: URL(fileURLWithPath: directory.file("public/next.bin")))
+        #expect(rename(directory.file("public/next.bin"), directory.file("public/large.txt")) == 0)
+        #expect(try await get("/large.txt").body.count == 90_000)
+
+        #expect(unlink(directory.file("public/small.txt")) == 0)
+        #expect(try await get("/small.txt").text == "ship /small.txt", "deleted: the routes decide")
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func servesStaticFilesWithValidatorsRangesAndFallsThroughWhenMissing() async throws {
         let relay = LoopbackPorts.free()
@@ -162,6 +209,10 @@ struct EdgeEndToEndTests {
         #expect(
             try await connection.exchange(RawConnection.request("GET", "/static/docs/")).text
                 == "<h1>docs</h1>")
+        // A directory without its slash: 301 to the slashed path, query kept (as nginx answers).
+        let unslashed = try await connection.exchange(RawConnection.request("GET", "/static/docs?page=2"))
+        #expect(unslashed.status == 301)
+        #expect(unslashed.header("location") == "/static/docs/?page=2")
 
         // Missing: the routes decide (the ship answers). POST is never static.
         let missing = try await connection.exchange(RawConnection.request("GET", "/static/missing.js"))

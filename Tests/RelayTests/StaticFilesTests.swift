@@ -49,8 +49,9 @@ struct StaticFilesTests {
         #expect(Self.served(files.lookup(path: "/a%20b.txt")) == "spaced")
         #expect(files.lookup(path: "/assets/img/nope.png") == .missing)
         #expect(files.lookup(path: "/api/users") == .missing)
-        // A directory serves its index.html; one without is no file.
-        #expect(Self.served(files.lookup(path: "/docs")) == "<h1>docs</h1>")
+        // A directory serves its index.html (asked for without the slash: a redirect to it, as
+        // nginx answers); one without is no file.
+        #expect(files.lookup(path: "/docs") == .directory)
         #expect(Self.served(files.lookup(path: "/docs/")) == "<h1>docs</h1>")
         #expect(files.lookup(path: "/css/") == .missing)
         #expect(files.lookup(path: "/") == .missing)
@@ -160,5 +161,92 @@ struct StaticPlanTests {
         for seconds in stride(from: Int64(0), to: 4_000_000_000, by: 123_456_789) {
             #expect(HTTPDate.parse(HTTPDate.format(seconds)) == seconds)
         }
+    }
+
+    // MARK: The open-file cache
+
+    static func read(_ found: StaticFileCache.Found) -> String? {
+        guard case .file(let entry) = found else { return nil }
+        var bytes = [UInt8](repeating: 0, count: entry.file.size)
+        let count = bytes.withUnsafeMutableBytes { pread(entry.descriptor, $0.baseAddress, $0.count, 0) }
+        return count == entry.file.size ? String(decoding: bytes, as: UTF8.self) : nil
+    }
+
+    /// Whatever happens to a cached file, the next lookup sees it: the descriptor is checked on
+    /// every request, and a file with no link left is looked up again by its path.
+    @Test func theCacheSeesEveryChangeOnTheNextRequest() throws {
+        let (directory, files) = try StaticFilesTests.tree()
+        defer { directory.remove() }
+        let cache = StaticFileCache()
+        defer { cache.closeAll() }
+        guard let mount = files.mount(for: "/app.js") else {
+            Issue.record("no mount")
+            return
+        }
+        func find(_ path: Substring = "/app.js") -> StaticFileCache.Found {
+            cache.find(path: path, in: mount, of: files, now: EdgeFeatures.now())
+        }
+        #expect(Self.read(find()) == "console.log(1)")
+        guard case .file(let first) = find() else { Issue.record("not served"); return }
+        #expect(cache.count == 1)
+
+        // Changed in place (same inode, longer): new size and validators.
+        try directory.write("public/app.js", "console.log(22)")
+        guard case .file(let changed) = find() else { Issue.record("not served"); return }
+        #expect(changed.descriptor == first.descriptor, "the same open file")
+        #expect(changed.file.size == 15 && Self.read(.file(changed)) == "console.log(22)")
+        #expect(changed.etag != first.etag)
+
+        // Truncated.
+        #expect(truncate(directory.file("public/app.js"), 3) == 0)
+        guard case .file(let truncated) = find() else { Issue.record("not served"); return }
+        #expect(truncated.file.size == 3 && Self.read(.file(truncated)) == "con")
+
+        // Renamed over: the old file has no link left; the new one is served.
+        try directory.write("public/app.next", "renamed")
+        #expect(rename(directory.file("public/app.next"), directory.file("public/app.js")) == 0)
+        #expect(Self.read(find()) == "renamed")
+
+        // Deleted: missing at once (the routes decide), and nothing is kept for it.
+        #expect(unlink(directory.file("public/app.js")) == 0)
+        guard case .missing = find() else { Issue.record("a deleted file was served"); return }
+        #expect(cache.count == 0)
+    }
+
+    /// At most `capacity` files stay open per thread, and missing paths keep nothing.
+    @Test func theCacheStaysBoundedUnderAFloodOfPaths() throws {
+        let (directory, files) = try StaticFilesTests.tree()
+        defer { directory.remove() }
+        let cache = StaticFileCache()
+        defer { cache.closeAll() }
+        for index in 0..<(StaticFileCache.capacity + 200) {
+            try directory.write("public/f\(index).txt", "\(index)")
+        }
+        guard let mount = files.mount(for: "/f0.txt") else {
+            Issue.record("no mount")
+            return
+        }
+        let before = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        for index in 0..<(StaticFileCache.capacity + 200) {
+            #expect(
+                Self.read(
+                    cache.find(path: "/f\(index).txt"[...], in: mount, of: files, now: EdgeFeatures.now()))
+                    == "\(index)")
+        }
+        for index in 0..<5000 {
+            guard
+                case .missing = cache.find(
+                    path: "/nope\(index)"[...], in: mount, of: files, now: EdgeFeatures.now())
+            else { Issue.record("a missing path was found"); return }
+        }
+        #expect(cache.count == StaticFileCache.capacity)
+        let after = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        // Other tests run in this process meanwhile: a little slack for their descriptors (a cache
+        // without a bound would hold 200 more).
+        #expect(after - before <= StaticFileCache.capacity + 64, "descriptors: \(before) -> \(after)")
+        cache.closeAll()
+        #expect(cache.count == 0)
+        let closed = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+        #expect(closed - before <= 64, "closeAll closes them: \(before) -> \(closed)")
     }
 }

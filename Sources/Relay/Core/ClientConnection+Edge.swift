@@ -28,18 +28,30 @@ extension ClientConnection {
         head: MessageHead, path: Substring, close: Bool
     ) -> Bool {
         guard let files = settings.edge.staticFiles, head.method == .GET || head.method == .HEAD,
-            requestBody.isNone, !head.isUpgrade
+            requestBody.isNone, !head.isUpgrade, let mount = files.mount(for: path)
         else { return false }
-        switch files.lookup(path: path) {
-        case .file(let file):
-            serveStatic(file, head: head, close: close)
+        switch loop.staticFiles.find(path: path, in: mount, of: files, now: EdgeFeatures.now()) {
+        case .file(let entry):
+            serveStatic(entry, head: head, close: close)
             return true
         case .refused:
             answer(.outsideStaticDirectory(), head: head, close: close)
             return true
+        case .directory:
+            answer(.slashRedirect(to: Self.slashed(path, query: head)), head: head, close: close)
+            return true
         case .missing:
             return false
         }
+    }
+
+    /// `path` with a trailing slash and the request's query: the `Location` of a directory's
+    /// redirect. Path-absolute with one leading slash (`//host` would name another site).
+    static func slashed(_ path: Substring, query head: MessageHead) -> String {
+        var location = "/" + path.drop { $0 == "/" } + "/"
+        let target = head.targetString
+        if let mark = target.firstIndex(of: "?") { location += target[mark...] }
+        return location
     }
 
     /// CORS preflight cache (SPEC §5.3): a fresh stored answer is replayed; on a miss, `miss` is
@@ -78,9 +90,9 @@ extension ClientConnection {
     // MARK: Local answers
     /// Answers with `file`: 200, 206, 304 or 416 by `StaticPlan`. A small body joins the head in
     /// one write; a larger one is the driver's to send (`ClientTransport.sendFile`).
-    func serveStatic(_ file: StaticFiles.File, head: MessageHead, close: Bool) {
-        let etag = StaticPlan.etag(
-            modified: file.modified, nanoseconds: file.modifiedNanoseconds, size: file.size)
+    func serveStatic(_ entry: StaticFileCache.Entry, head: MessageHead, close: Bool) {
+        let file = entry.file
+        let etag = entry.etag
         let conditions = StaticPlan.Conditions(
             ifNoneMatch: head.joinedValues(named: "if-none-match"),
             ifModifiedSince: head.value(named: "if-modified-since"), range: head.value(named: "range"),
@@ -120,31 +132,23 @@ extension ClientConnection {
                 coding = chosen
             }
         }
-        var descriptor: CInt = -1
-        if body != nil, head.method != .HEAD {
-            descriptor = open(file.path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC)
-            if descriptor < 0 {
-                answer(.notFound(), head: head, close: close)
-                return
-            }
-        }
         var bytes = allocator.buffer(capacity: 320)
         let close = close || (coding != nil && head.version.minor == 0)  // 1.0: the close ends it
         writeStaticHead(
-            status: status, file: file, etag: etag, body: body, version: head.version, close: close,
-            coding: coding, vary: vary, into: &bytes)
-        guard descriptor >= 0, let body else {
+            status: status, file: file, etag: etag, lastModified: entry.lastModified, body: body,
+            version: head.version, close: close, coding: coding, vary: vary, into: &bytes)
+        guard head.method != .HEAD, let body else {
             state = .answered(close: close)
             sendNow(bytes)
             return
         }
         if coding == nil && body.count <= Self.inlineFileBytes {
             // A small file joins its head in one write: one read of (usually cached) pages costs
-            // less than a hop to file I/O threads or a second system call.
+            // less than a hop to file I/O threads or a second system call. The descriptor stays
+            // the cache's.
             let read = bytes.writeWithUnsafeMutableBytes(minimumWritableBytes: body.count) { target in
-                max(0, pread(descriptor, target.baseAddress, body.count, off_t(body.lowerBound)))
+                max(0, pread(entry.descriptor, target.baseAddress, body.count, off_t(body.lowerBound)))
             }
-            Glibc.close(descriptor)
             guard read == body.count else {
                 closeClient()  // the file changed under us; nothing was sent
                 return
@@ -153,7 +157,17 @@ extension ClientConnection {
             sendNow(bytes)
             return
         }
-        // A larger file, or a compressed one, is the driver's to send: by sendfile where it can.
+        // A larger file, or a compressed one, is the driver's to send (by sendfile where it can),
+        // on a descriptor of its own: the cache keeps its own open.
+        let descriptor = dup(entry.descriptor)
+        guard descriptor >= 0 else {
+            answer(
+                LocalResponse(
+                    status: .serviceUnavailable,
+                    message: "the relay cannot send the file: \(RelayResources.describe(errno))",
+                    retryAfterSeconds: 1), head: head, close: close)
+            return
+        }
         state = .streaming(close: close)
         transport?.write(bytes)
         transport?.sendFile(
@@ -176,10 +190,10 @@ extension ClientConnection {
     }
 
     private func writeStaticHead(
-        status: HTTPResponseStatus, file: StaticFiles.File, etag: String, body: ClosedRange<Int>?,
-        version: HTTPVersion, close: Bool, coding: ContentCoding?, vary: Bool, into buffer: inout ByteBuffer
+        status: HTTPResponseStatus, file: StaticFiles.File, etag: String, lastModified: String,
+        body: ClosedRange<Int>?, version: HTTPVersion, close: Bool, coding: ContentCoding?, vary: Bool,
+        into buffer: inout ByteBuffer
     ) {
-        let lastModified = HTTPDate.format(file.modified)
         ByteWriter.write(into: &buffer, estimate: 320 + file.contentType.utf8.count, source: ByteBuffer()) {
             writer, _ in
             writer.append(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")

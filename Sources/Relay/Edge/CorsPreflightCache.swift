@@ -65,7 +65,7 @@ final class CorsPreflightCache: Sendable {
     }
 
     func store(_ key: Key, _ entry: Entry) {
-        entries.withLock { $0.set(key, entry) }
+        entries.withLock { _ = $0.set(key, entry) }
     }
 
     /// How long to keep an answer: its `Access-Control-Max-Age` in seconds when readable, else the

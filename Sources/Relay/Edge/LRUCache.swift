@@ -31,13 +31,20 @@ struct LRUCache<Key: Hashable, Value> {
     }
 
     /// Stores `value` as the most recently used; evicts the least recently used beyond capacity.
-    mutating func set(_ key: Key, _ value: Value) {
+    /// Returns the value it evicted or replaced (an owner of resources releases them).
+    @discardableResult
+    mutating func set(_ key: Key, _ value: Value) -> Value? {
         if let position = index[key] {
+            let replaced = slots[position].value
             slots[position].value = value
             touch(position)
-            return
+            return replaced
         }
-        if index.count >= capacity, oldest >= 0 { remove(slots[oldest].key) }
+        var evicted: Value?
+        if index.count >= capacity, oldest >= 0 {
+            evicted = slots[oldest].value
+            remove(slots[oldest].key)
+        }
         let slot = Slot(key: key, value: value, newer: -1, older: newest)
         let position: Int
         if let reused = free.popLast() {
@@ -51,6 +58,7 @@ struct LRUCache<Key: Hashable, Value> {
         newest = position
         if oldest < 0 { oldest = position }
         index[key] = position
+        return evicted
     }
 
     mutating func remove(_ key: Key) {

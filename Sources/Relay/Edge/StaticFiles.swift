@@ -9,7 +9,8 @@
 /// refused.
 ///
 /// The lookup is one `lstat` per path segment below the directory (`realpath` only when a symbolic
-/// link is on the way), made on the event loop as nginx makes its own.
+/// link is on the way), made on the event loop as nginx makes its own; `StaticFileCache` keeps
+/// what it found open, per thread, so that a file asked for again costs one `fstat`.
 struct StaticFiles: Sendable {
     struct Mount: Sendable, Equatable {
         /// The URL prefix, without a trailing `/` (empty for `/`).
@@ -47,6 +48,9 @@ struct StaticFiles: Sendable {
         var modified: Int64
         var modifiedNanoseconds: Int
         var contentType: String
+        /// Its identity: the descriptor opened for it must be this file.
+        var device: UInt64 = 0
+        var inode: UInt64 = 0
     }
 
     enum Lookup: Equatable {
@@ -56,22 +60,34 @@ struct StaticFiles: Sendable {
         case missing
         /// An attempt to leave the directory (dot segments, a link out, a malformed escape).
         case refused
+        /// A directory with an `index.html`, asked for without its trailing slash: 301 to the
+        /// slashed path, as nginx answers (the page's relative links need it).
+        case directory
+    }
+
+    /// The mount that serves `path`, longest prefix first.
+    func mount(for path: Substring) -> Mount? {
+        mounts.first { Self.matches(path, prefix: $0.prefix) }
     }
 
     /// Finds the file for `path` (the request target without its query).
     func lookup(path: Substring) -> Lookup {
-        guard let mount = mounts.first(where: { Self.matches(path, prefix: $0.prefix) }) else {
-            return .missing
-        }
+        guard let mount = mount(for: path) else { return .missing }
+        return lookup(path: path, in: mount)
+    }
+
+    func lookup(path: Substring, in mount: Mount) -> Lookup {
         guard let relative = Self.segments(of: path.dropFirst(mount.prefix.utf8.count)) else {
             return .refused
         }
-        return Self.walk(relative, under: mount.root, allowIndex: true)
+        return Self.walk(relative, under: mount.root, allowIndex: true, slashed: path.hasSuffix("/"))
     }
 
     /// The fast way: one `lstat` per segment below the (already resolved) root. A symbolic link on
     /// the way hands over to `resolve`, which checks where it really leads.
-    private static func walk(_ relative: [String], under root: String, allowIndex: Bool) -> Lookup {
+    private static func walk(
+        _ relative: [String], under root: String, allowIndex: Bool, slashed: Bool = true
+    ) -> Lookup {
         var path = root
         var info = stat()
         if relative.isEmpty {
@@ -84,13 +100,16 @@ struct StaticFiles: Sendable {
             let type = info.st_mode & mode_t(S_IFMT)
             if type == mode_t(S_IFLNK) {
                 return resolve(
-                    root + "/" + relative.joined(separator: "/"), under: root, allowIndex: allowIndex)
+                    root + "/" + relative.joined(separator: "/"), under: root, allowIndex: allowIndex,
+                    slashed: slashed)
             }
         }
         let type = info.st_mode & mode_t(S_IFMT)
         if type == mode_t(S_IFREG) { return .file(file(at: path, info: info)) }
         if type == mode_t(S_IFDIR) && allowIndex {
-            return walk(relative + ["index.html"], under: root, allowIndex: false)
+            let index = walk(relative + ["index.html"], under: root, allowIndex: false)
+            if case .file = index, !slashed { return .directory }
+            return index
         }
         return .missing
     }
@@ -99,7 +118,8 @@ struct StaticFiles: Sendable {
         let name = path.split(separator: "/").last ?? ""
         return File(
             path: path, size: Int(info.st_size), modified: Int64(info.st_mtim.tv_sec),
-            modifiedNanoseconds: Int(info.st_mtim.tv_nsec), contentType: MediaType.forFile(name))
+            modifiedNanoseconds: Int(info.st_mtim.tv_nsec), contentType: MediaType.forFile(name),
+            device: UInt64(info.st_dev), inode: UInt64(info.st_ino))
     }
 
     /// `/assets` matches `/assets` and `/assets/x`, not `/assetsx`.
@@ -146,7 +166,9 @@ struct StaticFiles: Sendable {
 
     /// `candidate` if it is a regular file (a directory: its `index.html`) whose real path lies under
     /// `root`.
-    private static func resolve(_ candidate: String, under root: String, allowIndex: Bool) -> Lookup {
+    private static func resolve(
+        _ candidate: String, under root: String, allowIndex: Bool, slashed: Bool = true
+    ) -> Lookup {
         guard let real = realPath(candidate) else { return .missing }
         guard real == root || real.hasPrefix(root == "/" ? "/" : root + "/") else { return .refused }
         var info = stat()
@@ -154,7 +176,9 @@ struct StaticFiles: Sendable {
         let type = info.st_mode & mode_t(S_IFMT)
         if type == mode_t(S_IFREG) { return .file(file(at: real, info: info)) }
         if type == mode_t(S_IFDIR) && allowIndex {
-            return resolve(real + "/index.html", under: root, allowIndex: false)
+            let index = resolve(real + "/index.html", under: root, allowIndex: false)
+            if case .file = index, !slashed { return .directory }
+            return index
         }
         return .missing
     }

@@ -166,7 +166,7 @@ enum HeadWriter {
     ) {
         let body = response.body
         let reason = response.status.reasonPhrase
-        let estimate = body.utf8.count + reason.utf8.count + 160
+        let estimate = body.utf8.count + reason.utf8.count + (response.location?.utf8.count ?? 0) + 176
         ByteWriter.write(into: &buffer, estimate: estimate, source: ByteBuffer()) { writer, _ in
             writer.append(version.minor == 0 ? "HTTP/1.0 " : "HTTP/1.1 ")
             writer.appendDecimal(Int64(response.status.code))
@@ -178,6 +178,11 @@ enum HeadWriter {
             if let retryAfter = response.retryAfterSeconds {
                 writer.append("Retry-After: ")
                 writer.appendDecimal(Int64(retryAfter))
+                writer.append("\r\n")
+            }
+            if let location = response.location {
+                writer.append("Location: ")
+                writer.append(string: location)
                 writer.append("\r\n")
             }
             if close { writer.append("Connection: close\r\n") }

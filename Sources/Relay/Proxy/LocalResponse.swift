@@ -6,6 +6,8 @@ struct LocalResponse {
     var status: HTTPResponseStatus
     var message: String
     var retryAfterSeconds: Int?
+    /// `Location` of a redirect.
+    var location: String?
 
     static func notFound() -> LocalResponse {
         LocalResponse(status: .notFound, message: "no route matches this path")
@@ -34,6 +36,12 @@ struct LocalResponse {
             status: .tooManyRequests, message: "rate limit exceeded", retryAfterSeconds: retryAfter)
     }
 
+    /// A static directory asked for without its trailing slash (as nginx answers it): relative
+    /// links in its `index.html` resolve against the slashed path.
+    static func slashRedirect(to location: String) -> LocalResponse {
+        LocalResponse(status: .movedPermanently, message: "moved to \(location)", location: location)
+    }
+
     static func outsideStaticDirectory() -> LocalResponse {
         LocalResponse(status: .forbidden, message: "path leaves the static directory")
     }
@@ -54,6 +62,7 @@ struct LocalResponse {
         headers.add(name: "Content-Length", value: String(bodyLength))
         headers.add(name: "Server", value: "mothership")
         if let retryAfterSeconds { headers.add(name: "Retry-After", value: String(retryAfterSeconds)) }
+        if let location { headers.add(name: "Location", value: location) }
         if close { headers.add(name: "Connection", value: "close") }
         return HTTPResponseHead(version: version, status: status, headers: headers)
     }

@@ -9,6 +9,8 @@ final class LoopContext {
     /// By ship index (the manifest's order).
     private var ships: [ShipPools?] = []
     var requestIDs = RequestIDGenerator()
+    /// The static files this thread served lately, open.
+    let staticFiles = StaticFileCache()
     /// This loop's instances of the modules of `hooksMadeFrom` (the manifest's set when the loop
     /// first needed it; a reload that loads modules again gives a new set, and new instances).
     private var loopHooks: (any LoopHooks)?
@@ -42,6 +44,7 @@ final class LoopContext {
 
     func closeIdleConnections() {
         for ship in ships { ship?.closeAll() }
+        staticFiles.closeAll()
     }
 
     /// Takes every ship's current instance set (a worker's sweep: the idle connections of an
