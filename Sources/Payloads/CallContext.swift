@@ -10,8 +10,9 @@ struct ModuleFault: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-/// What the host functions of one event loop work on during a call: the request or response the
-/// module sees and what it decided. One per loop, filled before each call.
+/// What the host functions of one relay thread (a worker, or an event loop serving TLS) work on
+/// during a call: the request or response the module sees and what it decided. One per thread,
+/// filled before each call.
 final class CallContext {
     enum Subject {
         /// Instantiation (a start function): nothing to read.

@@ -2,7 +2,7 @@ import Metrics
 import Synchronization
 
 /// One module's counters (SPEC §10): Prometheus through swift-metrics, and atomics the dashboard
-/// reads. Shared by every event loop.
+/// reads. Shared by every relay thread (the workers and the TLS event loops).
 final class ModuleCounters: Sendable {
     private let invocations: Counter
     private let blocks: Counter

@@ -3,8 +3,8 @@ import Relay
 import ShipManifest
 @_spi(Fuzzing) import WasmKit
 
-/// The modules of one event loop: one engine, one store and instance per module, one interpreter
-/// stack. Confined to its loop (WasmKit is built without its MultiThread trait: nothing here may
+/// The modules of one relay thread (a worker, or an event loop serving TLS): one engine, one store
+/// and instance per module, one interpreter stack. Confined to its thread (WasmKit is built without its MultiThread trait: nothing here may
 /// be touched from another thread). An instance that failed is dropped, because a trap can leave
 /// its memory and globals half-updated; the next call instantiates the module again.
 final class ModuleRunner: LoopHooks {

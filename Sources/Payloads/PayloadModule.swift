@@ -1,6 +1,7 @@
 import ShipManifest
 
-/// One `[[modules]]` entry, with its WebAssembly bytes read: what every event loop instantiates.
+/// One `[[modules]]` entry, with its WebAssembly bytes read: what every relay thread instantiates
+/// (each worker thread, and each event loop serving a TLS bind).
 public struct PayloadModule: Sendable {
     public var name: String
     public var phase: Module.Phase

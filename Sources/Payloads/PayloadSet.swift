@@ -8,7 +8,8 @@ import ShipManifest
 #endif
 
 /// Every `[[modules]]` of a manifest, loaded and checked at start (SPEC §7), and the relay's hooks:
-/// each event loop gets its own instances (`makeLoopHooks`), and the route patterns decide which
+/// each relay thread (every worker, and every event loop serving TLS) gets its own instances
+/// (`makeLoopHooks`), and the route patterns decide which
 /// requests a module sees.
 public final class PayloadSet: RelayHooks {
     let modules: [PayloadModule]

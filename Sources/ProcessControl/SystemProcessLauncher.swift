@@ -3,7 +3,8 @@ import Supervision
 /// Starts real OS processes for Supervision: each child leads its own process group, gets SIGTERM if
 /// mothership dies (PR_SET_PDEATHSIG), starts with default signal dispositions, an empty signal
 /// mask, stdin from /dev/null and no other inherited descriptor, and has its stdout and stderr read
-/// line by line. All instances share one spawn thread, one reaper and one output thread.
+/// line by line. All instances share one `ProcessEngine`: two spawn threads, one reaper, one cells
+/// thread and one output thread.
 public final class SystemProcessLauncher: ProcessLauncher {
     public static let shared = SystemProcessLauncher()
 

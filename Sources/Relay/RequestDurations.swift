@@ -3,8 +3,9 @@ import Synchronization
 /// `mothership_request_duration_seconds{route, ship}`: the proxied requests' durations, one
 /// histogram per route and ship, with the buckets swift-prometheus gives timers (5 ms … 10 s) and
 /// the same text format. Kept here rather than as a swift-metrics timer because a timer's record
-/// took a lock and eleven `Duration` comparisons per request (about 700 instructions, 3% of a
-/// proxied request); this takes one bucket search over integers and two relaxed atomic adds.
+/// takes a lock and eleven `Duration` comparisons on every proxied request (the hot path takes no
+/// locks per request: DESIGN.md §3.13); this takes one bucket search over integers and two relaxed
+/// atomic adds. The measured difference is in docs/PERFORMANCE.md.
 public final class RequestDurations: Sendable {
     private let histograms = Mutex<[Key: RequestDurationHistogram]>([:])
     /// In the order they were made, for a stable rendering.
