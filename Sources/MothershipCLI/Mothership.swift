@@ -24,7 +24,7 @@ struct Mothership: AsyncParsableCommand {
 
     static let subcommandNames: Set<String> = [
         "run", "init", "clearance", "preflight", "chart", "status", "restart", "stop", "start", "logs",
-        "land",
+        "reload", "land",
         "help",
     ]
     /// Options that take a value, so that their value is never mistaken for a subcommand.
