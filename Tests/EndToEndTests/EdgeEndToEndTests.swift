@@ -92,6 +92,22 @@ struct EdgeEndToEndTests {
         """
     }
 
+    /// A relay on `relay` serving `directory/public` under `prefix`, in front of the edge ship.
+    static func launchServingPublic(
+        in directory: TemporaryDirectory, relay: Int, prefix: String
+    ) async throws -> RunningMothership {
+        try await Relay.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            http = "127.0.0.1:\(relay)"
+            [[mothership.static_dirs]]
+            path = "public"
+            prefix = "\(prefix)"
+            \(Self.ship(port: LoopbackPorts.free()))
+            """)
+    }
+
     static func directory() throws -> TemporaryDirectory {
         let directory = try Relay.directory()
         try directory.write("edge_ship.py", edgeShip)
@@ -112,16 +128,7 @@ struct EdgeEndToEndTests {
             atPath: directory.file("public"), withIntermediateDirectories: true)
         try directory.write("public/small.txt", "first")
         try Data(Self.text(100_000)).write(to: URL(fileURLWithPath: directory.file("public/large.txt")))
-        let mothership = try await Relay.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            [[mothership.static_dirs]]
-            path = "public"
-            prefix = "/"
-            \(Self.ship(port: LoopbackPorts.free()))
-            """)
+        let mothership = try await Self.launchServingPublic(in: directory, relay: relay, prefix: "/")
         defer { mothership.stop() }
         let connection = try RawConnection(port: relay)
         func get(_ path: String) async throws -> RawResponse {
@@ -157,16 +164,7 @@ struct EdgeEndToEndTests {
         let content = Self.text(300_000)
         try Data(content).write(to: URL(fileURLWithPath: directory.file("public/app.js")))
         try directory.write("public/docs/index.html", "<h1>docs</h1>")
-        let mothership = try await Relay.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            http = "127.0.0.1:\(relay)"
-            [[mothership.static_dirs]]
-            path = "public"
-            prefix = "/static"
-            \(Self.ship(port: LoopbackPorts.free()))
-            """)
+        let mothership = try await Self.launchServingPublic(in: directory, relay: relay, prefix: "/static")
         defer { mothership.stop() }
         let connection = try RawConnection(port: relay)
 
