@@ -102,8 +102,9 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             // The data plane's objects are confined to one thread each (a worker or an event
-            // loop); dynamic exclusivity checks on their properties cost a third more instructions
-            // per proxied request (callgrind, GET /: 14.5k without them, 19.8k with them).
+            // loop), and the release build leaves out the dynamic exclusivity checks on their
+            // properties, the largest single cost of a proxied request's own code (the figures
+            // are in docs/PERFORMANCE.md). Debug builds, which run the whole test suite, keep them.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"], .when(configuration: .release))]
         ),
         .target(

@@ -1,7 +1,7 @@
 /// Code the relay runs on some requests and responses: SPEC §7's payloads, implemented by the
 /// `Payloads` target. The relay declares what it needs and knows nothing of WebAssembly.
 ///
-/// One value serves every event loop; what a hook keeps between calls (module instances) lives in
+/// One value serves every relay thread; what a hook keeps between calls (module instances) lives in
 /// the `LoopHooks` made for each loop and is only ever used on that loop. When a manifest has no
 /// modules the relay has no hooks, and a request pays one nil check.
 public protocol RelayHooks: AnyObject, Sendable {
@@ -10,12 +10,12 @@ public protocol RelayHooks: AnyObject, Sendable {
     func runsOnRequest(path: Substring) -> Bool
     /// Whether any response-phase hook wants responses to requests for `path`.
     func runsOnResponse(path: Substring) -> Bool
-    /// The state of the hooks for one event loop; called on that loop, at start (and once more
+    /// The state of the hooks for one relay thread; called on that thread, at start (and once more
     /// per loop after a reload that loaded the modules again).
     func makeLoopHooks() throws -> any LoopHooks
 }
 
-/// The hooks of one event loop. Confined to that loop (never `Sendable`).
+/// The hooks of one relay thread (a worker or an event loop). Confined to it (never `Sendable`).
 public protocol LoopHooks: AnyObject {
     /// Runs the request-phase hooks that apply to `request.path`, in order. They may change
     /// `request.path` and `request.headers` in place (the relay forwards what they leave).

@@ -3,8 +3,9 @@ import NIOConcurrencyHelpers
 import NIOCore
 import ShipManifest
 
-/// The relay's state for one event loop: upstream pools per ship and the request-id generator.
-/// A client connection and its upstream connection share the loop, so nothing here is locked.
+/// The relay's state for one thread (a worker, or a SwiftNIO event loop serving TLS): upstream
+/// pools per ship, the request-id generator, module instances and open static files. A client
+/// connection and its upstream connection share the thread, so nothing here is locked.
 final class LoopContext {
     /// By ship index (the manifest's order).
     private var ships: [ShipPools?] = []
