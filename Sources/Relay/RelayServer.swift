@@ -37,6 +37,8 @@ public actor RelayServer {
     /// buckets and the cached preflights survive it).
     private var rateLimiter: SharedRateLimiter?
     private var corsCache: CorsPreflightCache?
+    /// Set by `drain`: a reload that comes after the landing began changes nothing.
+    private var landing = false
     /// `mothership_request_duration_seconds`: appended to the `/metrics` text by its owner.
     public nonisolated let requestDurations = RequestDurations()
 
@@ -100,6 +102,7 @@ public actor RelayServer {
     /// Prepares the relay for `next` (SPEC §12.3); throws, with nothing changed, when a new bind
     /// cannot listen or a TLS certificate cannot be read. `commit` applies it, `abandon` drops it.
     public func prepare(_ next: Manifest, hooks nextHooks: (any RelayHooks)?) async throws -> PreparedReload {
+        guard !landing else { throw RelayError.landing }
         // Shared state is kept when its settings did not change.
         let nextLimiter =
             String(describing: next.settings.rateLimiting)
@@ -173,6 +176,10 @@ public actor RelayServer {
     }
 
     private func commit(_ reload: PreparedReload, starting: Bool) async throws {
+        guard !landing else {
+            abandon(reload)
+            return
+        }
         let next = reload.manifest
         var changes: [ListenerChange] = []
         var kept: [String: OpenBind] = [:]
@@ -275,6 +282,7 @@ public actor RelayServer {
     /// Stops accepting, asks open connections to close after their current response, waits up to
     /// `limits.drainTimeout`, then closes whatever is left.
     public func drain() async {
+        landing = true
         let deadline = NIODeadline.now() + limits.drainTimeout
         // The workers stop watching the listening sockets before the relay closes them (a number
         // closed under a worker could be reused by its next connection).
@@ -460,6 +468,8 @@ public enum RelayError: Error, Sendable, CustomStringConvertible {
     case bind(listener: String, address: BindAddress, reason: String)
     case tls(listener: String, certificate: String, key: String, reason: String)
     case workers(reason: String)
+    /// A reload while the relay drains for the landing.
+    case landing
 
     public var description: String {
         switch self {
@@ -469,6 +479,8 @@ public enum RelayError: Error, Sendable, CustomStringConvertible {
             "cannot load TLS certificate '\(certificate)' or key '\(key)' for bind '\(listener)': \(reason) (mothership.bind.\(listener).tls)"
         case .workers(let reason):
             "cannot start the relay's worker threads: \(reason) (mothership.relay_workers)"
+        case .landing:
+            "the relay is landing"
         }
     }
 }
