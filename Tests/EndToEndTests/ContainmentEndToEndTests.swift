@@ -110,7 +110,7 @@ struct ContainmentEndToEndTests {
 
     /// The whole scenario against a running mothership whose own pid (as this test sees it) is
     /// `mothershipPID()`: the crash loop never has two leftovers alive, a kill -9 of `leaky`'s main
-    /// process finds no leftover at the restart, and a kill -9 of mothership leaves nothing 2 s later.
+    /// process finds no leftover at the restart, and a kill -9 of mothership leaves nothing alive.
     static func scenario(
         _ mothership: RunningMothership, markers: Markers, port: Int, mothershipPID: () -> Int32?
     )
@@ -143,20 +143,23 @@ struct ContainmentEndToEndTests {
         #expect(counts.count >= 2 && counts.allSatisfy { $0.hasSuffix("leftovers=0") }, "\(counts)")
         for pid in firstLeaked { #expect(!ProcessInspector.isAlive(pid)) }
 
-        // kill -9 of mothership: nothing it started is alive 2 s later.
+        // kill -9 of mothership: nothing it started stays alive. The kernel (a PID namespace's end)
+        // or the keeper (the cgroups) kills them at once; how long the teardown takes is the
+        // machine's (over 2 s at load 9 in CI, every process gone a moment later), so the deadline
+        // is generous: a leak is a process still there after it.
         try await mothership.waitUntil("leaky's second generation", timeout: .seconds(20)) {
             sleepers(markers.leaked).count == 3 && sleepers(markers.main).count == 1
         }
         let pid = try #require(mothershipPID())
         kill(pid, SIGKILL)
-        let deadline = ContinuousClock.now + .seconds(2)
+        let deadline = ContinuousClock.now + .seconds(20)
         var alive: [Int32] = []
         repeat {
             alive = sleepers(markers.all) + processes(containing: markers.server)
             if alive.isEmpty { break }
             try await Task.sleep(for: .milliseconds(20))
         } while ContinuousClock.now < deadline
-        #expect(alive.isEmpty, "alive 2 s after kill -9 of mothership: \(alive.map(describe))")
+        #expect(alive.isEmpty, "alive 20 s after kill -9 of mothership: \(alive.map(describe))")
     }
 
     /// `PID (state, parent PID): command line`, for a failure message.
