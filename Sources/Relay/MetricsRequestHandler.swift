@@ -67,7 +67,7 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
     }
 
     /// Writes the head of an `/events` response and hands the connection to the dashboard's streams
-    /// (503 when too many are open).
+    /// (the caller answered 503 when too many were open; one that raced past the cap is closed).
     private func openStream(of dashboard: WebDashboard, context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream; charset=utf-8")

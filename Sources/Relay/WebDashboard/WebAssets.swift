@@ -73,7 +73,7 @@ enum WebAssets {
         pre { background: #8881; padding: .6em; max-height: 24em; overflow: auto; margin: 0; font-size: 12px; }
         pre .stderr { color: var(--bad); }
         #rates { display: flex; flex-wrap: wrap; gap: 1.2em; }
-        .rate svg { display: block; width: 160px; height: 32px; }
+        .rate svg { display: block; width: 160px; height: 32px; background: #8881; }
         .rate polyline { fill: none; stroke: currentColor; stroke-width: 1.5; }
 
         """
@@ -204,7 +204,7 @@ enum WebAssets {
           $("reload").addEventListener("click", () => command("/api/reload"));
         }
 
-        // Request rates from the relay's counters on /metrics: one sample every 5 s, 5 minutes kept.
+        // Request rates from the relay's counters on /metrics: one sample every 2 s, 3 minutes kept.
         function label(line, name) {
           const m = line.match(new RegExp(name + '="((?:[^"\\\\\\\\]|\\\\\\\\.)*)"'));
           return m ? m[1] : "";
@@ -226,7 +226,7 @@ enum WebAssets {
               for (const [route, count] of counts) {
                 const series = rates.get(route) || [];
                 series.push(Math.max(0, count - (lastCounts.get(route) || 0)) / seconds);
-                if (series.length > 60) series.shift();
+                if (series.length > 90) series.shift();
                 rates.set(route, series);
               }
               drawRates();
@@ -247,7 +247,7 @@ enum WebAssets {
             const svg = document.createElementNS(ns, "svg");
             svg.setAttribute("viewBox", "0 0 160 32");
             const line = document.createElementNS(ns, "polyline");
-            line.setAttribute("points", series.map((v, i) => (i * 160 / 59).toFixed(1) + "," + (31 - v / max * 30).toFixed(1)).join(" "));
+            line.setAttribute("points", series.map((v, i) => ((90 - series.length + i) * 160 / 89).toFixed(1) + "," + (31 - v / max * 30).toFixed(1)).join(" "));
             svg.appendChild(line);
             const caption = document.createElement("div");
             caption.textContent = route + " — " + series[series.length - 1].toFixed(1) + "/s";
@@ -256,7 +256,7 @@ enum WebAssets {
           }
         }
         sampleRates();
-        setInterval(sampleRates, 5000);
+        setInterval(sampleRates, 2000);
         setInterval(render, 1000);
 
         // The fleet, live: EventSource reconnects by itself after a drop.
