@@ -185,7 +185,7 @@ struct WebDashboardEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
-    func withActionsOffEveryActionIsRefusedAndTheGeneratedTokenIsUnused() async throws {
+    func withActionsOffEveryActionIsRefusedAndStreamsAreCapped() async throws {
         let fleet = try await Self.start(dashboard: "")
         defer { fleet.stop() }
         let page = try await fleet.request("GET", "/")
@@ -198,5 +198,28 @@ struct WebDashboardEndToEndTests {
                 answer.status == 403 && answer.text.contains("actions are off"), "\(path): \(answer.text)")
         }
         #expect(!fleet.mothership.output.contains("token for this run"))
+
+        // At most 64 open streams: the next one is 503 until one closes.
+        var streams: [RawConnection] = []
+        defer { for stream in streams { stream.close() } }
+        for _ in 0..<64 {
+            let stream = try RawConnection(port: fleet.metrics)
+            streams.append(stream)
+            try await stream.send(RawConnection.request("GET", "/events", host: fleet.host))
+            #expect(try await stream.read(until: "\r\n\r\n", timeout: 30).hasPrefix("HTTP/1.1 200 OK"))
+        }
+        let refused = try await fleet.request("GET", "/events")
+        #expect(refused.status == 503 && refused.text.contains("too many"), "\(refused.text)")
+        streams.removeLast().close()
+        var admitted = false
+        let deadline = ContinuousClock.now + .seconds(30)
+        while !admitted && ContinuousClock.now < deadline {
+            let stream = try RawConnection(port: fleet.metrics)
+            streams.append(stream)
+            try await stream.send(RawConnection.request("GET", "/events", host: fleet.host))
+            admitted = try await stream.read(until: "\r\n\r\n", timeout: 30).hasPrefix("HTTP/1.1 200 OK")
+            if !admitted { streams.removeLast().close() }
+        }
+        #expect(admitted)
     }
 }
