@@ -206,25 +206,14 @@ enum ControlRoute: Equatable {
             let document = FleetDocument(name: control.fleetName, status: await control.status())
             respond(channel, .ok, document.json())
         case .action(let vessel, let action):
-            do {
+            let command: FleetCommand =
                 switch action {
-                case .restart: try await control.restart(vessel)
-                case .stop: try await control.stop(vessel)
-                case .start: try await control.start(vessel)
+                case .restart: .restart(vessel)
+                case .stop: .stop(vessel)
+                case .start: .start(vessel)
                 }
-                respond(
-                    channel, .ok,
-                    #"{"action":"# + JSONText.quote(action.rawValue) + #","vessel":"# + JSONText.quote(vessel)
-                        + "}")
-            } catch {
-                let status: HTTPResponseStatus =
-                    switch error {
-                    case .unknownVessel: .notFound
-                    case .landing: .serviceUnavailable
-                    default: .conflict
-                    }
-                respond(channel, status, Self.error(error.description))
-            }
+            let answer = await command.perform(on: control)
+            respond(channel, HTTPResponseStatus(statusCode: answer.status), answer.body)
         case .logs(let vessels, let lines, let follow):
             await streamLogs(control: control, vessels: vessels, lines: lines, follow: follow, on: channel)
         case .land:
@@ -238,22 +227,8 @@ enum ControlRoute: Equatable {
                 respond(channel, .conflict, Self.error("this run writes no log files ([mothership.logs])"))
             }
         case .reload:
-            switch await control.reload() {
-            case .applied(let summary):
-                let list = { (names: [String]) in "[" + names.map(JSONText.quote).joined(separator: ",") + "]"
-                }
-                respond(
-                    channel, .ok,
-                    #"{"added":"# + list(summary.added) + #","changed":"# + list(summary.changed)
-                        + #","removed":"# + list(summary.removed) + #","summary":"#
-                        + JSONText.quote(summary.description)
-                        + #","unchanged":"# + list(summary.unchanged) + "}")
-            case .refused(let reason, let details):
-                respond(
-                    channel, .unprocessableEntity,
-                    #"{"details":["# + details.map(JSONText.quote).joined(separator: ",") + #"],"error":"#
-                        + JSONText.quote(reason) + "}")
-            }
+            let answer = await FleetCommand.reload.perform(on: control)
+            respond(channel, HTTPResponseStatus(statusCode: answer.status), answer.body)
         case .notFound(let what):
             respond(channel, .notFound, Self.error("no such endpoint: \(what)"))
         case .methodNotAllowed(let what):

@@ -156,6 +156,8 @@ struct FixedShape: Equatable {
             ("metrics_port", String(describing: settings.metricsPort)),
             ("control_socket", String(describing: settings.controlSocket)),
             ("[mothership.logs]", String(describing: settings.logs)),
+            // Compared, never shown: the token is a secret.
+            ("[mothership.dashboard]", String(describing: settings.dashboard)),
         ]
     }
 

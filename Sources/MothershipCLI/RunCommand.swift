@@ -197,10 +197,10 @@ struct Launch {
             path: manifestPath, isProcfile: isProcfile, selection: selection, manifest: manifest,
             manifestDirectory: file.directory, supervisor: supervisor, systemd: systemd, logger: logger)
         var control: ControlServer?
+        let commands = SupervisorControl(
+            fleetName: manifest.settings.name, output: outputLog, supervisor: supervisor,
+            relay: relayHolder, reloader: reloader, logFiles: logFiles)
         if let path = controlSocketPath() {
-            let commands = SupervisorControl(
-                fleetName: manifest.settings.name, output: outputLog, supervisor: supervisor,
-                relay: relayHolder, reloader: reloader, logFiles: logFiles)
             do {
                 control = try await ControlServer.start(path: path, control: commands, logger: logger)
                 logger.info("control socket on \(path) (mothership status, restart, stop, start, logs, land)")
@@ -248,12 +248,23 @@ struct Launch {
         var endpoint: MetricsEndpoint?
         if let port = manifest.settings.metricsPort {
             let exposition = MetricsExposition(registry: registry, durations: frontDoor.requestDurations)
+            let settings = manifest.settings.dashboard
+            let token = settings.token ?? Self.generatedToken()
+            let dashboard = WebDashboard(
+                console: WebConsoleAdapter(control: commands),
+                settings: WebDashboardSettings(actions: settings.actions, token: token))
             let metrics = MetricsEndpoint(
                 address: .tcp(host: "127.0.0.1", port: port), metrics: { exposition.render() },
-                health: { lifecycle.health() })
+                health: { lifecycle.health() }, dashboard: dashboard)
             do {
                 _ = try await metrics.start()
-                logger.info("metrics on http://127.0.0.1:\(port)/metrics")
+                logger.info(
+                    "metrics on http://127.0.0.1:\(port)/metrics, dashboard on http://127.0.0.1:\(port)/")
+                if settings.actions && settings.token == nil {
+                    logger.notice("dashboard actions on; token for this run: \(token)")
+                } else if settings.actions {
+                    logger.info("dashboard actions on (token from [mothership.dashboard] token)")
+                }
                 endpoint = metrics
             } catch {
                 return .failed("cannot listen on metrics_port \(port): \(error)")
@@ -325,6 +336,15 @@ struct Launch {
         screen?.cancel()
         await screen?.value
         return outcome
+    }
+
+    /// A token for the dashboard's actions when the manifest sets none: 24 random bytes, hex.
+    static func generatedToken() -> String {
+        var generator = SystemRandomNumberGenerator()
+        return (0..<24).map { _ in
+            let byte = UInt8.random(in: 0...255, using: &generator)
+            return (byte < 16 ? "0" : "") + String(byte, radix: 16)
+        }.joined()
     }
 
     /// The control socket's path (SPEC §12.1), nil when the manifest turns it off.

@@ -21,6 +21,7 @@ public actor MetricsEndpoint: Service {
     public nonisolated let address: BindAddress
     private let group: any EventLoopGroup
     private let routes: MetricsRoutes
+    private let dashboard: WebDashboard?
     private let logger: Logger
     private let connections = ConnectionRegistry()
 
@@ -36,13 +37,16 @@ public actor MetricsEndpoint: Service {
     ///   - address: where to listen: the CLI passes `127.0.0.1:<metrics_port>`; port 0 picks a free port.
     ///   - metrics: the body of `/metrics`, called on an event loop for every request.
     ///   - health: the status code and JSON body of `/health`, called likewise.
+    ///   - dashboard: the web dashboard (SPEC §12.6) served on `/`, `/events` and `/api/…`; nil: none.
     public init(
         address: BindAddress,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
         logger: Logger = Logger(label: "mothership.metrics"),
         metrics: @escaping @Sendable () -> String,
-        health: @escaping @Sendable () -> (status: Int, body: String)
+        health: @escaping @Sendable () -> (status: Int, body: String),
+        dashboard: WebDashboard? = nil
     ) {
+        self.dashboard = dashboard
         self.address = address
         self.group = group
         self.logger = logger
@@ -103,8 +107,9 @@ public actor MetricsEndpoint: Service {
         case .stopped:
             throw MetricsEndpointError.stopped
         case .idle:
-            let bind = Task { [address, group, routes, connections] in
-                try await Self.bind(address, group: group, routes: routes, connections: connections)
+            let bind = Task { [address, group, routes, dashboard, connections] in
+                try await Self.bind(
+                    address, group: group, routes: routes, dashboard: dashboard, connections: connections)
             }
             state = .binding(bind)
             let channel = try await bind.value
@@ -117,7 +122,7 @@ public actor MetricsEndpoint: Service {
     }
 
     private static func bind(
-        _ address: BindAddress, group: any EventLoopGroup, routes: MetricsRoutes,
+        _ address: BindAddress, group: any EventLoopGroup, routes: MetricsRoutes, dashboard: WebDashboard?,
         connections: ConnectionRegistry
     ) async throws -> any Channel {
         let bootstrap = ServerBootstrap(group: group)
@@ -131,7 +136,7 @@ public actor MetricsEndpoint: Service {
                     try pipeline.addHandler(IdleStateHandler(readTimeout: .seconds(60)))
                     try pipeline.configureHTTPServerPipeline(
                         withPipeliningAssistance: true, withErrorHandling: true)
-                    try pipeline.addHandler(MetricsRequestHandler(routes: routes))
+                    try pipeline.addHandler(MetricsRequestHandler(routes: routes, dashboard: dashboard))
                 }
             }
         do {

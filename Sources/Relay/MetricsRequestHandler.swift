@@ -12,10 +12,14 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
     typealias OutboundOut = HTTPServerResponsePart
 
     private let routes: MetricsRoutes
+    private let dashboard: WebDashboard?
     private var request: HTTPRequestHead?
+    /// An `/events` stream is open: the connection belongs to `EventStreams` until it closes.
+    private var streaming = false
 
-    init(routes: MetricsRoutes) {
+    init(routes: MetricsRoutes, dashboard: WebDashboard? = nil) {
         self.routes = routes
+        self.dashboard = dashboard
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -25,14 +29,73 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
         case .body:
             break
         case .end:
-            guard let head = request else { return }
+            guard let head = request, !streaming else { return }
             request = nil
-            respond(to: head, context: context)
+            if let dashboard,
+                let route = WebRoute(
+                    method: head.method, uri: head.uri, headers: head.headers, settings: dashboard.settings)
+            {
+                answer(route, of: dashboard, to: head, context: context)
+            } else {
+                respond(to: head, with: routes.response(method: head.method, uri: head.uri), context: context)
+            }
         }
     }
 
-    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
-        let response = routes.response(method: head.method, uri: head.uri)
+    private func answer(
+        _ route: WebRoute, of dashboard: WebDashboard, to head: HTTPRequestHead,
+        context: ChannelHandlerContext
+    ) {
+        switch dashboard.answer(route) {
+        case .now(let response):
+            respond(to: head, with: response, context: context)
+        case .later(let work):
+            let promise = context.eventLoop.makePromise(of: MetricsResponse.self)
+            promise.completeWithTask { await work() }
+            promise.futureResult.assumeIsolated().whenSuccess { response in
+                self.respond(to: head, with: response, context: context)
+            }
+        case .stream:
+            guard dashboard.streams.count < dashboard.settings.maximumStreams else {
+                let full = WebDashboard.error(
+                    .serviceUnavailable, "too many dashboards open; try again later")
+                respond(to: head, with: full, context: context)
+                return
+            }
+            openStream(of: dashboard, context: context)
+        }
+    }
+
+    /// Writes the head of an `/events` response and hands the connection to the dashboard's streams
+    /// (the caller answered 503 when too many were open; one that raced past the cap is closed).
+    private func openStream(of dashboard: WebDashboard, context: ChannelHandlerContext) {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/event-stream; charset=utf-8")
+        headers.add(name: "Cache-Control", value: "no-store")
+        WebDashboard.addSecurityHeaders(to: &headers)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers))),
+            promise: nil)
+        // Browsers wait this long before reconnecting after a drop.
+        let retry = context.channel.allocator.buffer(string: "retry: 2000\n\n")
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(retry))), promise: nil)
+        streaming = true
+        if !dashboard.streams.admit(context.channel) {
+            // Said inside the stream, then closed: the status line is already out.
+            let full = context.channel.allocator.buffer(string: ": too many dashboards open\n\n")
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(full))), promise: nil)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if streaming { dashboard?.streams.remove(context.channel) }
+        context.fireChannelInactive()
+    }
+
+    private func respond(
+        to head: HTTPRequestHead, with response: MetricsResponse, context: ChannelHandlerContext
+    ) {
         let keepAlive = head.isKeepAlive
         var headers = HTTPHeaders()
         headers.reserveCapacity(5)
@@ -40,6 +103,7 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
         headers.add(name: "Content-Length", value: String(response.body.utf8.count))
         headers.add(name: "Cache-Control", value: "no-store")
         if let allow = response.allow { headers.add(name: "Allow", value: allow) }
+        if dashboard != nil { WebDashboard.addSecurityHeaders(to: &headers) }
         if !keepAlive {
             headers.add(name: "Connection", value: "close")
         } else if head.version.major == 1, head.version.minor == 0 {
@@ -63,7 +127,8 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
+            // A stream is quiet on the reading side by design; the heartbeat keeps it alive.
+            if !streaming { context.close(promise: nil) }
         } else {
             context.fireUserInboundEventTriggered(event)
         }

@@ -58,6 +58,8 @@ public struct MothershipSettings: Sendable {
     public var controlSocket: ControlSocketSetting = .besideManifest
     /// `[mothership.logs]` (ours, SPEC §12.5): per-vessel log files; nil: none.
     public var logs: LogSettings?
+    /// `[mothership.dashboard]` (ours, SPEC §12.6): the web page on the metrics listener.
+    public var dashboard = DashboardSettings()
 
     public init(
         name: String, metricsPort: Int? = nil, compression: Bool = false, corsCache: CorsCacheSettings? = nil,
@@ -272,6 +274,20 @@ public struct LogSettings: Sendable, Hashable {
         self.format = format
         self.maxSize = maxSize
         self.keep = keep
+    }
+}
+
+/// `[mothership.dashboard]` (SPEC §12.6): the web dashboard served on the metrics listener. It is
+/// read-only unless `actions` is on; then restart / stop / start / reload need `token`.
+public struct DashboardSettings: Sendable, Hashable {
+    /// `actions = true`: the page may restart, stop and start vessels and reload the manifest.
+    public var actions: Bool
+    /// `token = "$VAR"` after expansion; nil: the run generates one and logs it once.
+    public var token: String?
+
+    public init(actions: Bool = false, token: String? = nil) {
+        self.actions = actions
+        self.token = token
     }
 }
 

@@ -9,6 +9,7 @@ struct SettingsDecoder {
     static let keys = [
         "name", "metrics_port", "compression", "cors_cache", "env", "bind", "static_dirs", "rate_limiting",
         "flagship", "uplinks", "prelaunch", "relay_workers", "control_socket", "logs", "env_file",
+        "dashboard",
     ]
 
     static let maximumRelayWorkers = 256
@@ -44,6 +45,7 @@ struct SettingsDecoder {
         }
         settings.controlSocket = controlSocket(table)
         if let logs = table.table("logs") { settings.logs = self.logs(logs) }
+        if let dashboard = table.table("dashboard") { settings.dashboard = self.dashboard(dashboard) }
         settings.corsCache = corsCache(table)
         let files = table.envFileValues(reader: envFileReader, environment: environment)
         settings.envFiles = files.paths ?? []
@@ -88,6 +90,26 @@ struct SettingsDecoder {
             } else {
                 context.error(
                     table.path.appending("keep"), "\(keep) is not a number of old files from 1 to 1000")
+            }
+        }
+        return settings
+    }
+
+    /// `[mothership.dashboard]` (ours, SPEC §12.6).
+    func dashboard(_ table: TableReader) -> DashboardSettings {
+        table.rejectUnknownKeys(allowed: ["actions", "token"], section: "[mothership.dashboard]")
+        var settings = DashboardSettings(actions: table.bool("actions") ?? false)
+        if let token = table.string("token"), let expanded = expand(token, at: table.path.appending("token"))
+        {
+            if expanded.utf8.count < 16 || expanded.utf8.count > 256
+                || !expanded.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F })
+            {
+                context.error(
+                    table.path.appending("token"),
+                    "the token must be 16 to 256 visible ASCII characters (no spaces); this one has \(expanded.utf8.count) character(s); use a long random value, e.g. `openssl rand -hex 24`"
+                )
+            } else {
+                settings.token = expanded
             }
         }
         return settings

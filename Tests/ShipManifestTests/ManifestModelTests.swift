@@ -369,6 +369,16 @@ struct FixtureTests {
                 && ByteSize.parse("MB") == nil)
     }
 
+    @Test func readsDashboardSettingsWithTheTokenFromTheEnvironment() throws {
+        #expect(try mustLoad("[mothership]\nname = \"x\"\n").settings.dashboard == DashboardSettings())
+        let loaded = load(
+            "[mothership.dashboard]\nactions = true\ntoken = \"$DASH_TOKEN\"\n",
+            environment: ["DASH_TOKEN": "0123456789abcdef0123"])
+        #expect(
+            loaded.manifest?.settings.dashboard
+                == DashboardSettings(actions: true, token: "0123456789abcdef0123"))
+    }
+
     @Test func fullExampleUsesEverySection() throws {
         let manifest = try mustLoad(try Repository.read("Examples/full/ship-manifest.toml"))
         let settings = manifest.settings

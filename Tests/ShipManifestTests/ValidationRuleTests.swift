@@ -321,6 +321,16 @@ let ruleCases: [RuleCase] = [
         path: "mothership.control_socket",
         message: "a Unix socket path is at most 107 bytes; this one has 121",
         line: 2),
+    RuleCase(
+        rule: "dashboard actions not a boolean", toml: "[mothership.dashboard]\nactions = \"yes\"\n",
+        path: "mothership.dashboard.actions", message: "expected a boolean (true or false), found a string",
+        line: 2),
+    RuleCase(
+        rule: "dashboard token too short", toml: "[mothership.dashboard]\nactions = true\ntoken = \"abc\"\n",
+        path: "mothership.dashboard.token",
+        message:
+            "the token must be 16 to 256 visible ASCII characters (no spaces); this one has 3 character(s); use a long random value, e.g. `openssl rand -hex 24`",
+        line: 3),
 
     // Durations and other typed values.
     RuleCase(
