@@ -36,6 +36,15 @@ final class PostgresFlagshipTicket: FlagshipTicket {
         try? await database.unlock()
         await database.close()
     }
+
+    /// Dropped without `release()` (a launch that failed on the way): the connection still
+    /// closes, which also gives the lock up. A connection left open leaked, and postgres-nio
+    /// traps on one deallocated open.
+    deinit {
+        guard !released.withLock({ $0 }) else { return }
+        let database = self.database
+        Task { await database.close() }
+    }
 }
 
 /// An escort of a PostgreSQL election: waits for the flagship's signal, or knows the outcome already.
@@ -144,5 +153,11 @@ final class PostgresEscortWatch: EscortWatch {
             })
         else { return }
         await database?.close()
+    }
+
+    /// Dropped without `release()`: the connection still closes (see `PostgresFlagshipTicket`).
+    deinit {
+        guard !released.withLock({ $0 }), let database = self.database else { return }
+        Task { await database.close() }
     }
 }
