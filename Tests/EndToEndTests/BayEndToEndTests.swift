@@ -130,16 +130,23 @@ struct BayEndToEndTests {
             for client in clients {
                 #expect(try await client.next() == .close(1011, "bay went away"), "\(breakIt.0)")
             }
-            // Until the bay docks again (it takes a second to bind), upgrades get 503.
+            // Until the bay docks again, upgrades get 503. The new bay process takes about a second
+            // to bind; a loaded machine can take longer than that to send this upgrade, and then
+            // it is the new bay's first client (never the old bay's).
+            let docked = { mothership.output.components(separatedBy: "bay 'chat' docked").count }
             let meanwhile = try await WebSocketClient.upgrade(port: relay, path: "/ws")
-            #expect(meanwhile.status == 503, "\(breakIt.0)")
-            #expect(meanwhile.header("retry-after") == "1")
-            try await mothership.waitUntil("re-dock #\(round + 1)") {
-                mothership.output.components(separatedBy: "bay 'chat' docked").count == round + 3
+            if meanwhile.status == 503 {
+                #expect(meanwhile.header("retry-after") == "1")
+            } else {
+                #expect(meanwhile.status == 101, "\(breakIt.0)")
             }
-            // A new client of the new bay process starts from conn_id 1.
+            try await mothership.waitUntil("re-dock #\(round + 1)") { docked() == round + 3 }
+            // A new client of the new bay process starts from conn_id 1 (2 when the upgrade above
+            // was its first).
             let fresh = try await WebSocketClient.connect(port: relay)
-            #expect(try Self.object(try await fresh.ask("whoami"))["conn_id"] as? Int == 1)
+            #expect(
+                try Self.object(try await fresh.ask("whoami"))["conn_id"] as? Int
+                    == (meanwhile.status == 101 ? 2 : 1))
             try await fresh.close(code: 1000, reason: "")
         }
         #expect(mothership.output.contains("broke the docking protocol: unknown message type 0x7F"))
