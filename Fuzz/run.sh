@@ -1,0 +1,19 @@
+#!/usr/bin/env bash
+# Runs one fuzz target: Fuzz/run.sh <target> [seconds] [libFuzzer options...]
+# Builds it first (Fuzz/build.sh), fuzzes from its seed corpus Fuzz/corpus/<target>/ with new inputs
+# kept in .build-fuzz/corpus/<target>/ (the seeds stay as committed), and stops after `seconds`
+# (default 60). A crash or a broken property leaves the input in Fuzz/crashes/ and exits non-zero.
+# FUZZ_NO_BUILD=1 skips the build.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target=${1:?usage: Fuzz/run.sh <target> [seconds] [libFuzzer options...]}
+seconds=${2:-60}
+shift $(($# >= 2 ? 2 : 1))
+[ -n "${FUZZ_NO_BUILD:-}" ] || Fuzz/build.sh "$target"
+mkdir -p ".build-fuzz/corpus/$target" Fuzz/crashes
+dict=()
+[ -f "Fuzz/dict/$target.dict" ] && dict=(-dict="Fuzz/dict/$target.dict")
+# The Swift runtime's own crash backtracer would race AddressSanitizer's report.
+export SWIFT_BACKTRACE=enable=no
+exec ".build-fuzz/fuzz-$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+    -artifact_prefix="Fuzz/crashes/$target-" "${dict[@]}" "$@" ".build-fuzz/corpus/$target" "Fuzz/corpus/$target"
