@@ -24,11 +24,12 @@ sources_of() {
     proxy-protocol)
         echo Sources/Relay/ProxyProtocol/{ProxyHeaderParser,ProxyHeader}.swift ;;
     websocket)
-        echo Sources/Relay/Bays/{WebSocketRules,PerMessageDeflate,MessageDeflate}.swift ;;
+        echo Fuzz/harness/WebSocketSupport.swift Sources/Relay/Bays/{WebSocketRules,PerMessageDeflate,MessageDeflate}.swift ;;
     docking)
         echo Sources/DockingProtocol/*.swift ;;
     ja4h)
-        echo Sources/Relay/Edge/JA4H.swift ;;
+        echo Fuzz/harness/HTTP1Support.swift Sources/Relay/HTTP1/{HeadParser,MessageHead,RequestTarget}.swift \
+            Sources/Relay/Edge/JA4H.swift ;;
     manifest)
         echo Sources/ShipManifest/*.swift ;;
     payload-json)
@@ -82,7 +83,7 @@ for target in $TARGETS; do
     module=fuzz_${target//-/_}
     echo "== fuzz-$target"
     # shellcheck disable=SC2046
-    swiftc -sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6 -module-name "$module" \
+    swiftc -sanitize=fuzzer,address -parse-as-library -O -g -swift-version 6 -module-name "$module" -package-name mothership_fuzz \
         -module-cache-path "$OUT/ModuleCache" "${FLAGS[@]}" \
         Fuzz/harness/Common.swift "Fuzz/harness/$target.swift" $(sources_of "$target") \
         -use-ld=lld "$OUT/libdeps.a" -lz -lbrotlienc -lstdc++ \

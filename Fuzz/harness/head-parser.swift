@@ -26,11 +26,15 @@ func fuzz(_ input: [UInt8]) {
         let whole = parse(input, kind: kind, limits: defaults)
         if input.count <= 4096 {
             let trickled = parse(input, kind: kind, limits: defaults, step: 1)
-            require(sameArrival(whole, trickled), "byte-at-a-time differs: \(whole) vs \(trickled) for \(show(input))")
+            require(
+                sameArrival(whole, trickled),
+                "byte-at-a-time differs: \(whole) vs \(trickled) for \(show(input))")
         }
         let split = parse(input, kind: kind, limits: small, step: max(1, input.count / 3))
         let smallWhole = parse(input, kind: kind, limits: small)
-        require(sameArrival(split, smallWhole), "split parse differs: \(split) vs \(smallWhole) for \(show(input))")
+        require(
+            sameArrival(split, smallWhole),
+            "split parse differs: \(split) vs \(smallWhole) for \(show(input))")
 
         guard let head = whole.head else {
             if kind == .request, case .failure(.malformed(let reason)) = whole.result,
@@ -38,7 +42,9 @@ func fuzz(_ input: [UInt8]) {
             {
                 let start = input.firstIndex { $0 != 13 && $0 != 10 } ?? input.endIndex
                 let reference = referenceFraming(Array(input[start...]))
-                require(reference == .refuse, "refused for '\(reason)', reference says \(reference): \(show(input))")
+                require(
+                    reference == .refuse,
+                    "refused for '\(reason)', reference says \(reference): \(show(input))")
             }
             continue
         }
@@ -101,8 +107,9 @@ struct Summary: Equatable {
         status = head.status
         statusText = Array(bytes[head.statusText])
         fields = head.fields.map {
-            Field(name: Array(bytes[$0.name]), value: Array(bytes[$0.value]), kind: $0.kind.rawValue,
-                  isHopByHop: $0.isHopByHop)
+            Field(
+                name: Array(bytes[$0.name]), value: Array(bytes[$0.value]), kind: $0.kind.rawValue,
+                isHopByHop: $0.isHopByHop)
         }
         contentLength = head.contentLength
         chunked = head.chunked
@@ -122,7 +129,9 @@ struct Summary: Equatable {
 func sameArrival(_ one: Parsed, _ other: Parsed) -> Bool {
     if one == other { return true }
     func isLimit(_ parsed: Parsed) -> Bool {
-        if case .failure(let failure) = parsed.result { return failure == .uriTooLong || failure == .headersTooLarge }
+        if case .failure(let failure) = parsed.result {
+            return failure == .uriTooLong || failure == .headersTooLarge
+        }
         return false
     }
     return isLimit(one) || isLimit(other)
@@ -154,7 +163,9 @@ func parse(_ input: [UInt8], kind: HeadParser.Kind, limits: HeadParser.Limits, s
 func parseOne(_ bytes: [UInt8], kind: HeadParser.Kind) -> (MessageHead, consumed: Int)? {
     var buffer = ByteBuffer(bytes: bytes)
     var scanned = 0
-    guard case .complete(let head) = HeadParser.next(from: &buffer, kind: kind, limits: generous, scanned: &scanned)
+    guard
+        case .complete(let head) = HeadParser.next(
+            from: &buffer, kind: kind, limits: generous, scanned: &scanned)
     else { return nil }
     return (head, buffer.readerIndex)
 }
@@ -185,14 +196,17 @@ func roundTrip(_ head: MessageHead, kind: HeadParser.Kind) {
         return
     }
     require(consumed == canonical.count, "canonical head parsed short: \(show(canonical))")
-    require(Summary(again) == Summary(head), "canonical head parses differently: \(show(canonical)) from \(show(bytes))")
+    require(
+        Summary(again) == Summary(head),
+        "canonical head parses differently: \(show(canonical)) from \(show(bytes))")
 }
 
 // MARK: 3. Forwarding
 
 /// Fields the relay writes itself when it forwards a request.
 let addedNames: Set<String> = [
-    "connection", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id", "x-request-start",
+    "connection", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id",
+    "x-request-start",
 ]
 
 func forwarding(_ head: MessageHead) {
@@ -204,12 +218,16 @@ func forwarding(_ head: MessageHead) {
     let original = Summary(head)
     guard let (forwarded, consumed) = parseOne(sent, kind: .request) else {
         // An HTTP/1.0 request need not name a host; the ship is then sent HTTP/1.1 without one.
-        require(original.hostCount == 0, "forwarded head does not parse: \(show(sent)) from \(show(original.target))")
+        require(
+            original.hostCount == 0,
+            "forwarded head does not parse: \(show(sent)) from \(show(original.target))")
         return
     }
     let again = Summary(forwarded)
     require(consumed == sent.count, "forwarded head parsed short: \(show(sent))")
-    require(again.method == original.method && again.target == original.target, "method or target changed: \(show(sent))")
+    require(
+        again.method == original.method && again.target == original.target,
+        "method or target changed: \(show(sent))")
     require(again.minorVersion == 1, "forwarded as HTTP/1.\(again.minorVersion)")
     require(
         Framing(BodyFraming.request(forwarded)) == Framing(BodyFraming.request(head))
@@ -222,11 +240,15 @@ func forwarding(_ head: MessageHead) {
         if let kind = FieldKind(rawValue: field.kind), kind.isHopByHop {
             require(kind == .upgrade || kind == .connection, "hop-by-hop field forwarded: \(show(sent))")
         }
-        if let found = original.fields[next...].firstIndex(where: { $0.name == field.name && $0.value == field.value }) {
+        if let found = original.fields[next...].firstIndex(where: {
+            $0.name == field.name && $0.value == field.value
+        }) {
             next = found + 1
         } else {
             let name = String(decoding: field.name, as: UTF8.self).lowercased()
-            require(addedNames.contains(name), "field \(show(field.name)) not the client's nor added: \(show(sent))")
+            require(
+                addedNames.contains(name),
+                "field \(show(field.name)) not the client's nor added: \(show(sent))")
         }
     }
 }
@@ -297,7 +319,8 @@ func referenceFraming(_ head: [UInt8]) -> Framing {
         return coding == "chunked" ? .chunked : .refuse
     }
     guard let length = contentLengths.first else { return .none }
-    guard contentLengths.count == 1, (1...18).contains(length.count), length.allSatisfy({ $0 >= 48 && $0 <= 57 })
+    guard contentLengths.count == 1, (1...18).contains(length.count),
+        length.allSatisfy({ $0 >= 48 && $0 <= 57 })
     else { return .refuse }
     let value = length.reduce(0) { $0 * 10 + Int($1 - 48) }
     return value == 0 ? .none : .length(value)
