@@ -2,7 +2,9 @@
 # Runs one fuzz target: Fuzz/run.sh <target> [seconds] [libFuzzer options...]
 # Builds it first (Fuzz/build.sh), fuzzes from its seed corpus Fuzz/corpus/<target>/ with new inputs
 # kept in .build-fuzz/corpus/<target>/ (the seeds stay as committed), and stops after `seconds`
-# (default 60). A crash or a broken property leaves the input in Fuzz/crashes/ and exits non-zero.
+# (default 60). A crash, a broken property or an input taking over 30 s (a hang: generous, since
+# benchmarks may SIGSTOP fuzz- processes for a while) leaves the input in Fuzz/crashes/ and exits
+# non-zero.
 # FUZZ_NO_BUILD=1 skips the build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,8 +17,11 @@ dict=()
 [ -f "Fuzz/dict/$target.dict" ] && dict=(-dict="Fuzz/dict/$target.dict")
 extra=()
 # TOMLKit 0.6.0 never frees a parsed table (TOMLTable has no deinit): not the manifest loader's leak.
-[ "$target" = manifest ] && extra=(-detect_leaks=0)
+if [ "$target" = manifest ]; then
+    extra=(-detect_leaks=0)
+    export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
+fi
 # The Swift runtime's own crash backtracer would race AddressSanitizer's report.
 export SWIFT_BACKTRACE=enable=no
-exec ".build-fuzz/fuzz-$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=10 -rss_limit_mb=2048 \
+exec ".build-fuzz/fuzz-$target" -max_total_time="$seconds" -print_final_stats=1 -timeout=30 -rss_limit_mb=2048 \
     -artifact_prefix="Fuzz/crashes/$target-" "${dict[@]}" "${extra[@]}" "$@" ".build-fuzz/corpus/$target" "Fuzz/corpus/$target"
