@@ -19,7 +19,7 @@ dict=()
 extra=()
 # TOMLKit 0.6.0 never frees a parsed table (TOMLTable has no deinit): not the manifest loader's leak.
 if [ "$target" = manifest ]; then
-    extra=(-detect_leaks=0)
+    extra=(-detect_leaks=0 -rss_limit_mb=4096)  # and memory grows by about 15 KB a run
     export ASAN_OPTIONS=${ASAN_OPTIONS:+$ASAN_OPTIONS:}detect_leaks=0
 fi
 # The Swift runtime's own crash backtracer would race AddressSanitizer's report.

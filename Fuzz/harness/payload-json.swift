@@ -9,8 +9,9 @@
 //    the same members and values; one JSONSerialization writes, flatObject reads the same; an object
 //    flatObject reads, JSONSerialization
 //    reads too, but for two leniencies: a number token outside JSON's number grammar (flatObject takes
-//    any spelling Swift's Double(_:) takes: `nan`, `+1`, `01`), and bytes that are not UTF-8 (read as
-//    U+FFFD, as String(decoding:) does).
+//    any spelling Swift's Double(_:) takes: `nan`, `+1`, `01`; and JSONSerialization refuses numbers
+//    past Double's range, which flatObject passes on as spelled), and bytes that are not UTF-8 (read
+//    as U+FFFD, as String(decoding:) does).
 // 2. Round trip: any strings written by PayloadJSON (as a module's `config`) read back the same.
 
 import Foundation
@@ -38,12 +39,13 @@ func differential(_ bytes: [UInt8]) {
         same(ours, theirs, bytes)
     }
     if let ours, theirs == nil {
-        // Only the leniencies: a number token JSON would not take, or bytes that are not UTF-8.
+        // Only the leniencies: a number token JSON would not take (or out of range), or bytes not UTF-8.
         let numbers = ours.map(\.1).filter { token in
             token != "true" && token != "false" && Double(token) != nil
         }
         require(
-            numbers.contains { !isJSONNumber($0) } || String(validating: bytes, as: UTF8.self) == nil,
+            numbers.contains { !isJSONNumber($0) || Double($0)!.isInfinite }
+                || String(validating: bytes, as: UTF8.self) == nil,
             "flatObject reads what JSONSerialization refuses: \(ours) from \(show(bytes))")
     }
     // JSONSerialization reads more than JSON (a trailing comma, for one); what it writes is JSON.
