@@ -5,7 +5,8 @@
 // Properties, beyond "no crash, no memory error":
 // 1. A frame not yet complete (nil) or refused (thrown) leaves the buffer untouched.
 // 2. Arrival does not matter: the link's bytes in pieces decode to the same messages and the same
-//    error as when they come at once.
+//    error (for bad JSON, the same message kind; the reason may name another of its faults) as when
+//    they come at once.
 // 3. Round trip: every decoded message, encoded again, decodes to the same message, from exactly the
 //    bytes written.
 
@@ -29,7 +30,7 @@ func fuzz(_ input: [UInt8]) {
     }
     let trickled = decodeAll(pieces, limit: limit)
     require(
-        whole.messages == trickled.messages && whole.error == trickled.error,
+        whole.messages == trickled.messages && whole.error.map(errorKind) == trickled.error.map(errorKind),
         "pieces change the decoding: \(whole) vs \(trickled)")
     for message in whole.messages {
         var encoded = ByteBuffer()
@@ -45,6 +46,13 @@ func fuzz(_ input: [UInt8]) {
             require(false, "\(message) encodes to a frame that does not decode: \(error)")
         }
     }
+}
+
+/// An error without its JSON reason: of a payload with two faults, JSONDecoder names whichever it
+/// meets first, and that follows a dictionary's order, which differs between runs and instances.
+func errorKind(_ error: DockingError) -> DockingError {
+    if case .badJSON(let kind, _) = error { return .badJSON(kind: kind, reason: "") }
+    return error
 }
 
 struct Decoded: Equatable {
