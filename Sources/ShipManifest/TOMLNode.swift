@@ -50,7 +50,8 @@ public struct TOMLDocument: Sendable {
                     line: bytes[..<nul].count { $0 == 10 } + 1, column: nul - lineStart + 1))
         }
         // toml++ (in TOMLKit 0.6.0) asserts, and aborts the process, on a table header whose name
-        // starts with anything but a key character or a quote (`[#`, `[.a]`, `[[ =`); refused here first.
+        // starts with anything but a key character or a quote (`[#`, `[.a]`, `[[ =`), and on an array
+        // element that starts with `}` or a non-ASCII whitespace (`[}]`); refused here first.
         if let error = HeaderScan.badTableName(in: bytes) { throw error }
         let table: TOMLTable
         do {
@@ -95,8 +96,9 @@ public struct TOMLDocument: Sendable {
 }
 
 /// Finds the table headers of a TOML text the way toml++ meets them (a `[` that starts a line outside
-/// any string, array or inline table), to refuse the one it cannot take: a name that starts with
-/// neither a key character nor a quote, where toml++ asserts instead of reporting an error.
+/// any string, array or inline table), and the elements of its arrays, to refuse what it cannot take:
+/// a header name that starts with neither a key character nor a quote, an array element that starts
+/// with `}` or a non-ASCII character, where toml++ asserts instead of reporting an error.
 enum HeaderScan {
     static func badTableName(in bytes: [UInt8]) -> TOMLDocument.SyntaxError? {
         var index = 0
@@ -110,6 +112,34 @@ enum HeaderScan {
         func newline(at offset: Int) {
             line += 1
             lineOffset = offset + 1
+        }
+        /// Whether the arrays and inline tables open are arrays (innermost last).
+        var arrays: [Bool] = []
+        /// An array element that starts with `}` or a non-ASCII byte (after spaces, newlines and
+        /// comments): toml++ asserts on some (`[}`, `[1, }`, U+2028), and no TOML value starts so.
+        func badElement(from start: Int) -> TOMLDocument.SyntaxError? {
+            var offset = start
+            var elementLine = line
+            var elementLineOffset = lineOffset
+            while offset < count {
+                let byte = bytes[offset]
+                if byte == 32 || byte == 9 {
+                    offset += 1
+                } else if byte == 10 || (byte == 13 && at(offset + 1) == 10) {
+                    offset += byte == 10 ? 1 : 2
+                    elementLine += 1
+                    elementLineOffset = offset
+                } else if byte == 35 {  // '#'
+                    while offset < count && bytes[offset] != 10 { offset += 1 }
+                } else {
+                    break
+                }
+            }
+            guard let byte = at(offset), byte == 125 || byte >= 0x80 else { return nil }
+            return TOMLDocument.SyntaxError(
+                message:
+                    "Error while parsing array: expected a value, saw '\(byte == 125 ? "}" : "a non-ASCII character")'",
+                position: SourcePosition(line: elementLine, column: offset - elementLineOffset + 1))
         }
         /// Skips a string starting at `index` (its opening quote), counting the lines it spans.
         func skipString() {
@@ -192,10 +222,16 @@ enum HeaderScan {
                 skipString()
             case 91, 123:  // '[', '{'
                 depth += 1
+                arrays.append(bytes[index] == 91)
                 index += 1
+                if bytes[index - 1] == 91, let error = badElement(from: index) { return error }
             case 93, 125:  // ']', '}'
                 depth = max(0, depth - 1)
+                _ = arrays.popLast()
                 index += 1
+            case 44:  // ','
+                index += 1
+                if arrays.last == true, let error = badElement(from: index) { return error }
             default:
                 index += 1
             }

@@ -19,6 +19,24 @@ struct TOMLInputTests {
         #expect(result.diagnostics.first?.position != nil)
     }
 
+    /// toml++ asserts on an array element that starts with `}` or a non-ASCII whitespace.
+    @Test(arguments: [
+        "a = [}]\n", "a = [1, }]\n", "a = [ # comment\n}]\n", "a = [1,\n\n}]\n", "a = {b = [}]}\n",
+        "a = [[}]]\n",
+        "a = [\u{2028}]\n", "a = [\u{85}]\n",
+    ])
+    func arrayElementsThatNoValueStartsWithAreSyntaxErrors(text: String) {
+        let result = ManifestLoader.load(text: text)
+        #expect(result.manifest == nil)
+        #expect(result.diagnostics.map(\.message).first?.hasPrefix("invalid TOML: ") == true)
+    }
+
+    @Test func arraysStillParse() throws {
+        let document = try TOMLDocument(parsing: "a = [\n  1, # c\n  { x = 1 },\n  \"é\", [ ],\n]\n")
+        #expect(
+            document.root["a"] == .array([.integer(1), .table(["x": .integer(1)]), .string("é"), .array([])]))
+    }
+
     @Test func theHeaderCheckNamesTheLineAndColumn() throws {
         #expect(throws: TOMLDocument.SyntaxError.self) { try TOMLDocument(parsing: "a = 1\n[[ #\n") }
         do {
