@@ -253,8 +253,11 @@ private struct Scanner {
                 advance()
                 continue
             }
+            let before = index
             scanValue(at: path.appending(index: element))
             element += 1
+            // Text TOMLKit accepted always moves on; anything else must not stop the scan here.
+            if index == before { advance() }
         }
     }
 
@@ -271,7 +274,9 @@ private struct Scanner {
                 advance()
                 continue
             }
+            let before = index
             scanKeyValue(in: path)
+            if index == before { advance() }  // as in scanArray
         }
     }
 
