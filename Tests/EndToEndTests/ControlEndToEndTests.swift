@@ -6,6 +6,26 @@ import Testing
 /// fleet of real processes.
 @Suite("Control socket and commands end to end")
 struct ControlEndToEndTests {
+    /// The fleet most control tests run: `web` (the relay tests' python ship on `port`, routed
+    /// `/.*` on the `http` bind) and `ticker`, a worker that prints `tick N` five times a second.
+    static func webAndTicker(port: Int) -> String {
+        """
+        [[fleet.web]]
+        name = "web"
+        command = "python3"
+        args = ["ship.py", "http", "web", "\(port)"]
+        bind = "127.0.0.1:\(port)"
+        routes = [{ bind = "http", pattern = "/.*" }]
+        start_timeout = "60s"
+
+        [[fleet.workers]]
+        name = "ticker"
+        command = "sh"
+        args = ["-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
+        depends_on = ["web"]
+        """
+    }
+
     struct Fleet {
         let directory: TemporaryDirectory
         let mothership: RunningMothership
@@ -49,19 +69,7 @@ struct ControlEndToEndTests {
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
 
-            [[fleet.web]]
-            name = "web"
-            command = "python3"
-            args = ["ship.py", "http", "web", "\(port)"]
-            bind = "127.0.0.1:\(port)"
-            routes = [{ bind = "http", pattern = "/.*" }]
-            start_timeout = "60s"
-
-            [[fleet.workers]]
-            name = "ticker"
-            command = "sh"
-            args = ["-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
-            depends_on = ["web"]
+            \(ControlEndToEndTests.webAndTicker(port: port))
             """,
             waitingFor: ["lifecycle: Running", "control socket on "])
         return Fleet(directory: directory, mothership: mothership, relay: relay, port: port)

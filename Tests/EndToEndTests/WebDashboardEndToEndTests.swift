@@ -52,19 +52,7 @@ struct WebDashboardEndToEndTests {
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
 
-            [[fleet.web]]
-            name = "web"
-            command = "python3"
-            args = ["ship.py", "http", "web", "\(port)"]
-            bind = "127.0.0.1:\(port)"
-            routes = [{ bind = "http", pattern = "/.*" }]
-            start_timeout = "60s"
-
-            [[fleet.workers]]
-            name = "ticker"
-            command = "sh"
-            args = ["-c", "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done"]
-            depends_on = ["web"]
+            \(ControlEndToEndTests.webAndTicker(port: port))
             """,
             environment: ["DASHBOARD_TOKEN": token],
             waitingFor: ["lifecycle: Running", "dashboard on http://127.0.0.1:\(metrics)/"])
