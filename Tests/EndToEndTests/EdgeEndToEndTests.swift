@@ -211,6 +211,19 @@ struct EdgeEndToEndTests {
         let unslashed = try await connection.exchange(RawConnection.request("GET", "/static/docs?page=2"))
         #expect(unslashed.status == 301)
         #expect(unslashed.header("location") == "/static/docs/?page=2")
+        // A path spelled to make the Location name another site (`//host/...`, the protocol-relative
+        // form) stays on this one, on a connection's first request and on a kept-alive one.
+        let firstRequest = try RawConnection(port: relay)
+        for connection in [firstRequest, connection] {
+            for attempt in ["//static/docs?x=1", "//static//docs"] {
+                let redirected = try await connection.exchange(RawConnection.request("GET", attempt))
+                #expect(redirected.status == 301, "\(attempt)")
+                let location = redirected.header("location") ?? ""
+                #expect(
+                    location.hasPrefix("/static/docs/") && !location.hasPrefix("//"),
+                    "\(attempt): \(location)")
+            }
+        }
 
         // Missing: the routes decide (the ship answers). POST is never static.
         let missing = try await connection.exchange(RawConnection.request("GET", "/static/missing.js"))

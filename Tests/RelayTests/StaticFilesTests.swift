@@ -249,4 +249,11 @@ struct StaticPlanTests {
         let closed = try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
         #expect(closed - before <= 64, "closeAll closes them: \(before) -> \(closed)")
     }
+
+    /// The redirect's `Location` never starts with `//` (another site), whatever the path's slashes.
+    @Test func aDirectorysRedirectStaysOnThisSite() {
+        #expect(ClientConnection.slashed("/docs", query: "?page=2") == "/docs/?page=2")
+        #expect(ClientConnection.slashed("//evil.example/docs", query: "") == "/evil.example/docs/")
+        #expect(ClientConnection.slashed("///evil.example", query: "?a") == "/evil.example/?a")
+    }
 }

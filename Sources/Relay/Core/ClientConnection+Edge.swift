@@ -25,7 +25,7 @@ extension ClientConnection {
     /// Static dirs (SPEC §5.1): a file found is served; a path leaving the directory is refused; a
     /// missing file falls through to the routes. Only bodiless GET and HEAD.
     func answeredFromStaticFiles(
-        head: MessageHead, path: Substring, close: Bool
+        head: MessageHead, path: Substring, query: Substring, close: Bool
     ) -> Bool {
         guard let files = settings.edge.staticFiles, head.method == .GET || head.method == .HEAD,
             requestBody.isNone, !head.isUpgrade, let mount = files.mount(for: path)
@@ -38,20 +38,18 @@ extension ClientConnection {
             answer(.outsideStaticDirectory(), head: head, close: close)
             return true
         case .directory:
-            answer(.slashRedirect(to: Self.slashed(path, query: head)), head: head, close: close)
+            answer(.slashRedirect(to: Self.slashed(path, query: query)), head: head, close: close)
             return true
         case .missing:
             return false
         }
     }
 
-    /// `path` with a trailing slash and the request's query: the `Location` of a directory's
-    /// redirect. Path-absolute with one leading slash (`//host` would name another site).
-    static func slashed(_ path: Substring, query head: MessageHead) -> String {
-        var location = "/" + path.drop { $0 == "/" } + "/"
-        let target = head.targetString
-        if let mark = target.firstIndex(of: "?") { location += target[mark...] }
-        return location
+    /// `path` with a trailing slash and the request's `query` (with its `?`, as `RequestTarget`
+    /// keeps it): the `Location` of a directory's redirect. Path-absolute with one leading slash
+    /// (`//host` would name another site).
+    static func slashed(_ path: Substring, query: Substring) -> String {
+        "/" + path.drop { $0 == "/" } + "/" + query
     }
 
     /// CORS preflight cache (SPEC §5.3): a fresh stored answer is replayed; on a miss, `miss` is

@@ -339,7 +339,7 @@ final class ClientConnection {
             return
         }
         if settings.edge.staticFiles != nil,
-            answeredFromStaticFiles(head: head, path: target.path, close: close)
+            answeredFromStaticFiles(head: head, path: target.path, query: target.query, close: close)
         {
             return
         }
