@@ -182,12 +182,20 @@ public enum ManifestLoader {
         var taken: [(address: BindAddress, owner: String)] = listeners.map {
             ($0.address, "bind '\($0.name)'")
         }
+        // A ship with workers takes every address its instances may use (both generations).
         for (vessel, path) in declared {
-            guard let address = vessel.bind else { continue }
-            if let clash = taken.first(where: { SettingsDecoder.overlaps($0.address, address) }) {
-                context.error(path.appending("bind"), "\(address) is already used by \(clash.owner)")
+            var reported = false
+            for address in vessel.instanceAddresses {
+                if !reported,
+                    let clash = taken.first(where: { SettingsDecoder.overlaps($0.address, address) })
+                {
+                    let mine =
+                        address == vessel.bind ? "\(address)" : "\(address) (an address of its workers)"
+                    context.error(path.appending("bind"), "\(mine) is already used by \(clash.owner)")
+                    reported = true
+                }
             }
-            taken.append((address, "ship '\(vessel.name)'"))
+            for address in vessel.instanceAddresses { taken.append((address, "ship '\(vessel.name)'")) }
         }
     }
 

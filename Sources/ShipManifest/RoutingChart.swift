@@ -31,6 +31,7 @@ public struct RoutingChart: Sendable {
             for vessel in unrouted {
                 var text = "  \(vessel.name)  \(vessel.kind.rawValue), \(vessel.group)"
                 if let bind = vessel.bind { text += ", serves \(bind)" }
+                text += Self.workers(of: vessel)
                 if vessel.oneshot { text += ", oneshot" }
                 lines.append(text)
             }
@@ -119,11 +120,33 @@ public struct RoutingChart: Sendable {
             }
     }
 
+    /// `, 2 workers on 127.0.0.1:3000-3001 (3002-3003 while restarting)`, or nothing.
+    static func workers(of vessel: Vessel) -> String {
+        guard vessel.restartsInPhases, let count = vessel.workers else { return "" }
+        let noun = count == 1 ? "worker" : "workers"
+        let first = vessel.instanceAddress(slot: 0, generation: 0)
+        let last = vessel.instanceAddress(slot: count - 1, generation: 0)
+        let spare = (
+            vessel.instanceAddress(slot: 0, generation: 1),
+            vessel.instanceAddress(slot: count - 1, generation: 1)
+        )
+        switch (first, last, spare) {
+        case (.tcp(let host, let low)?, .tcp(_, let high)?, (.tcp(_, let spareLow)?, .tcp(_, let spareHigh)?)):
+            let range = { (a: Int, b: Int) in a == b ? "\(a)" : "\(a)-\(b)" }
+            return
+                ", \(count) \(noun) on \(host):\(range(low, high)) (\(range(spareLow, spareHigh)) while restarting)"
+        case (.unix(let path)?, _, _):
+            return ", \(count) \(noun) on \(path.dropLast(4)).N.0 and .N.1"
+        default:
+            return ", \(count) \(noun)"
+        }
+    }
+
     private func target(_ vessel: Vessel, style: Style) -> String {
         switch vessel.kind {
         case .ship:
             let address = vessel.bind.map(\.description) ?? "no bind: 502"
-            return "ship " + style.cyan(vessel.name) + " (\(address))"
+            return "ship " + style.cyan(vessel.name) + " (\(address)\(Self.workers(of: vessel)))"
         case .bay:
             return "bay " + style.cyan(vessel.name) + " (docking socket \(vessel.name).sock)"
         }

@@ -34,6 +34,15 @@ public struct Vessel: Sendable {
     public var healthcheck: String?
     /// Runs once; exit 0 is success.
     public var oneshot: Bool
+    /// `workers = N`: N instances, each on its own address from its environment (`PORT`,
+    /// `MS_SOCKET_PATH`, `MS_WORKER`), restarted in phases (SPEC §12.2). Nil: one process on `bind`
+    /// itself, restarted stop-then-start (the command may not read its address from the environment).
+    public var workers: Int?
+    /// A request to this ship without a response head within it is answered 504 (nil: the relay's
+    /// `first_byte_timeout`).
+    public var requestTimeout: Duration?
+    /// With `request_timeout`: the instance that held a timed-out request is replaced (phased).
+    public var recycleStuck = false
 
     // Bay-only.
     /// Sent to the bay in Moored, as strings.
@@ -121,6 +130,30 @@ extension Vessel {
             && stopSignal == other.stopSignal && workingDirectory == other.workingDirectory
             && bind == other.bind
             && healthcheck == other.healthcheck && oneshot == other.oneshot && config == other.config
-            && permessageDeflate == other.permessageDeflate
+            && permessageDeflate == other.permessageDeflate && workers == other.workers
+    }
+
+    /// Whether a restart can start the replacement before the old process stops: the ship declared
+    /// `workers`, so its instances take their address from the environment.
+    public var restartsInPhases: Bool { kind == .ship && workers != nil && !oneshot }
+
+    /// The address of instance `slot` in `generation` (0 or 1): for `host:P` with N workers, port
+    /// P + generation × N + slot; for a socket path, `PATH.slot.generation`. Two generations let a
+    /// replacement listen while the instance it replaces still serves. Nil without a bind.
+    public func instanceAddress(slot: Int, generation: Int) -> BindAddress? {
+        guard let bind else { return nil }
+        let count = workers ?? 1
+        switch bind {
+        case .tcp(let host, let port): return .tcp(host: host, port: port + generation * count + slot)
+        case .unix(let path): return .unix(path: "\(path).\(slot).\(generation)")
+        }
+    }
+
+    /// Every address the ship's instances may take (both generations), or its one bind.
+    public var instanceAddresses: [BindAddress] {
+        guard restartsInPhases, let count = workers else { return bind.map { [$0] } ?? [] }
+        return (0..<2).flatMap { generation in
+            (0..<count).compactMap { instanceAddress(slot: $0, generation: generation) }
+        }
     }
 }

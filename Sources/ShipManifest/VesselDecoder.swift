@@ -20,6 +20,9 @@ struct VesselFields {
     var oneshot: Bool?
     var config: [String: String]?
     var permessageDeflate: Bool?
+    var workers: Int?
+    var requestTimeout: Duration?
+    var recycleStuck: Bool?
 
     /// The vessel's own values win; `tags` concatenate (template first); `env` tables merge (vessel keys win).
     func merged(over template: VesselFields) -> VesselFields {
@@ -37,6 +40,9 @@ struct VesselFields {
         result.healthcheck = healthcheck ?? template.healthcheck
         result.oneshot = oneshot ?? template.oneshot
         result.permessageDeflate = permessageDeflate ?? template.permessageDeflate
+        result.workers = workers ?? template.workers
+        result.requestTimeout = requestTimeout ?? template.requestTimeout
+        result.recycleStuck = recycleStuck ?? template.recycleStuck
         var tags = template.tags ?? []
         for tag in self.tags ?? [] where !tags.contains(tag) { tags.append(tag) }
         result.tags = tags
@@ -62,13 +68,16 @@ struct VesselDecoder {
         "name", "command", "args", "bind", "healthcheck", "routes", "depends_on", "env", "env_file",
         "critical",
         "oneshot", "tags",
-        "start_timeout", "stop_timeout", "stop_signal", "cwd",
+        "start_timeout", "stop_timeout", "stop_signal", "cwd", "workers", "request_timeout", "recycle_stuck",
     ]
     static let bayKeys = [
         "name", "command", "args", "routes", "depends_on", "env", "env_file", "config", "critical", "tags",
         "start_timeout",
         "stop_timeout", "stop_signal", "cwd", "permessage_deflate",
     ]
+
+    /// A ship's instances at most (each takes two addresses).
+    static let maximumWorkers = 64
 
     static func allowedKeys(for kind: Vessel.Kind, template: Bool) -> [String] {
         let keys = kind == .ship ? shipKeys : bayKeys
@@ -133,6 +142,17 @@ struct VesselDecoder {
                 }
             }
             fields.oneshot = table.bool("oneshot")
+            if let workers = table.integer("workers") {
+                if (1...Self.maximumWorkers).contains(workers) {
+                    fields.workers = workers
+                } else {
+                    context.error(
+                        table.path.appending("workers"),
+                        "must be between 1 and \(Self.maximumWorkers), not \(workers)")
+                }
+            }
+            fields.requestTimeout = table.duration("request_timeout")
+            fields.recycleStuck = table.bool("recycle_stuck")
         } else {
             fields.config = table.stringMap("config")
             fields.permessageDeflate = table.bool("permessage_deflate")
@@ -162,6 +182,10 @@ struct VesselDecoder {
             permessageDeflate: fields.permessageDeflate ?? true)
         vessel.manifestPath = path
         vessel.envFiles = fields.envFiles ?? []
+        vessel.workers = fields.workers
+        vessel.requestTimeout = fields.requestTimeout
+        vessel.recycleStuck = fields.recycleStuck ?? false
+        checkWorkers(vessel, at: path)
         if vessel.healthcheck != nil && vessel.bind == nil {
             context.error(
                 path.appending("healthcheck"), "ship '\(name)' has a healthcheck but no bind to check it on")
@@ -173,6 +197,50 @@ struct VesselDecoder {
             )
         }
         return vessel
+    }
+
+    // MARK: Workers
+
+    /// `workers`, `request_timeout` and `recycle_stuck` make sense together and on a long-running ship.
+    private func checkWorkers(_ vessel: Vessel, at path: FieldPath) {
+        let name = vessel.name
+        if vessel.workers != nil && vessel.oneshot {
+            context.error(path.appending("workers"), "oneshot '\(name)' runs once; it cannot have workers")
+        }
+        if vessel.recycleStuck && vessel.requestTimeout == nil {
+            context.error(
+                path.appending("recycle_stuck"),
+                "ship '\(name)' recycles stuck instances only with a request_timeout (such as \"30s\")")
+        }
+        if vessel.recycleStuck && vessel.workers == nil {
+            context.error(
+                path.appending("recycle_stuck"),
+                "ship '\(name)' replaces a stuck instance by a phased restart, which needs `workers` (1 or more)"
+            )
+        }
+        if vessel.workers != nil {
+            for key in ["PORT", "MS_WORKER", "MS_SOCKET_PATH"] where vessel.environment[key] != nil {
+                context.error(
+                    path.appending("env").appending(key),
+                    "ship '\(name)' has workers: mothership gives each instance its own \(key)")
+            }
+        }
+        if let bind = vessel.bind, let workers = vessel.workers, case .tcp(_, let port) = bind,
+            port + 2 * workers - 1 > 65535
+        {
+            context.error(
+                path.appending("workers"),
+                "ship '\(name)' needs ports \(port) to \(port + 2 * workers - 1) for \(workers) workers; that passes 65535"
+            )
+        }
+        if vessel.kind == .ship && vessel.workers == nil && !vessel.routes.isEmpty && !vessel.oneshot
+            && vessel.bind != nil
+        {
+            context.warning(
+                path.appending("workers"),
+                "ship '\(name)' restarts stop-then-start (its routes answer 503 meanwhile); if its command reads its address from PORT, set `workers = 1` (or more) for restarts without downtime"
+            )
+        }
     }
 
     // MARK: Routes

@@ -53,7 +53,7 @@ let ruleCases: [RuleCase] = [
         toml: "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nconfig = { a = 1 }\n",
         path: "fleet.web[0].config",
         message:
-            "unknown key 'config' in a ship; known keys: name, command, args, bind, healthcheck, routes, depends_on, env, env_file, critical, oneshot, tags, start_timeout, stop_timeout, stop_signal, cwd",
+            "unknown key 'config' in a ship; known keys: name, command, args, bind, healthcheck, routes, depends_on, env, env_file, critical, oneshot, tags, start_timeout, stop_timeout, stop_signal, cwd, workers, request_timeout, recycle_stuck",
         line: 4),
 
     // Missing required fields.
@@ -277,6 +277,42 @@ let ruleCases: [RuleCase] = [
         rule: "a ship bind taken by a listener",
         toml: httpBind + "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nbind = \"127.0.0.1:8080\"\n",
         path: "fleet.web[0].bind", message: "127.0.0.1:8080 is already used by bind 'http'", line: 6),
+    RuleCase(
+        rule: "a ship whose workers' ports reach another ship's bind",
+        toml:
+            "[[fleet.web]]\nname = \"web\"\ncommand = \"ruby\"\nbind = \"127.0.0.1:3000\"\nworkers = 2\n"
+            + "[[fleet.web]]\nname = \"api\"\ncommand = \"ruby\"\nbind = \"127.0.0.1:3003\"\n",
+        path: "fleet.web[1].bind", message: "127.0.0.1:3003 is already used by ship 'web'", line: 9),
+    RuleCase(
+        rule: "a listener inside a ship's worker ports",
+        toml: httpBind
+            + "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nbind = \"127.0.0.1:8079\"\nworkers = 1\n",
+        path: "fleet.web[0].bind",
+        message: "127.0.0.1:8080 (an address of its workers) is already used by bind 'http'", line: 6),
+    RuleCase(
+        rule: "workers out of range",
+        toml: "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nworkers = 0\n",
+        path: "fleet.web[0].workers", message: "must be between 1 and 64, not 0", line: 4),
+    RuleCase(
+        rule: "workers on a oneshot",
+        toml: "[[fleet.jobs]]\nname = \"once\"\ncommand = \"ruby\"\noneshot = true\nworkers = 2\n",
+        path: "fleet.jobs[0].workers", message: "oneshot 'once' runs once; it cannot have workers", line: 5),
+    RuleCase(
+        rule: "recycle_stuck without request_timeout",
+        toml: "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nworkers = 2\nrecycle_stuck = true\n",
+        path: "fleet.web[0].recycle_stuck",
+        message: "ship 'app' recycles stuck instances only with a request_timeout (such as \"30s\")", line: 5),
+    RuleCase(
+        rule: "PORT set on a ship with workers",
+        toml: "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nworkers = 2\nenv = { PORT = \"1\" }\n",
+        path: "fleet.web[0].env.PORT",
+        message: "ship 'app' has workers: mothership gives each instance its own PORT",
+        line: 5),
+    RuleCase(
+        rule: "workers whose ports pass 65535",
+        toml: "[[fleet.web]]\nname = \"app\"\ncommand = \"ruby\"\nbind = \"127.0.0.1:65534\"\nworkers = 2\n",
+        path: "fleet.web[0].workers",
+        message: "ship 'app' needs ports 65534 to 65537 for 2 workers; that passes 65535", line: 5),
     RuleCase(
         rule: "bad trusted proxy range",
         toml:
