@@ -34,10 +34,16 @@ public final class ShipGate: Sendable {
     private let open = Atomic<Bool>(false)
     private let version = Atomic<Int>(0)
     private let instances = Mutex<[ShipInstance]>([])
+    /// Requests in flight per instance id, over every thread; an instance's entry stays until the
+    /// fleet side forgets it (after it drained), so a retired instance can be watched draining.
+    private let loads = Mutex<[Int: InstanceLoad]>([:])
+    /// Told of an instance that held a request past the ship's `request_timeout` (the directory's).
+    private let stuckReports: StuckReports
 
-    init(ship: String, index: Int) {
+    init(ship: String, index: Int, stuckReports: StuckReports = StuckReports()) {
         self.ship = ship
         self.index = index
+        self.stuckReports = stuckReports
     }
 
     public var isOpen: Bool { open.load(ordering: .relaxed) }
@@ -71,11 +77,58 @@ public final class ShipGate: Sendable {
         }
     }
 
+    /// The in-flight count of instance `id`, made on first use.
+    func load(for id: Int) -> InstanceLoad {
+        loads.withLock { loads in
+            if let load = loads[id] { return load }
+            let load = InstanceLoad()
+            loads[id] = load
+            return load
+        }
+    }
+
+    /// Requests (and tunnels) instance `id` serves now, over every thread.
+    public func inFlight(instance id: Int) -> Int {
+        loads.withLock { $0[id]?.current ?? 0 }
+    }
+
+    /// The fleet is done with instance `id` (it left the set and stopped).
+    public func forget(instance id: Int) {
+        _ = loads.withLock { $0.removeValue(forKey: id) }
+    }
+
+    func reportStuck(instance id: Int) { stuckReports.report(ship: ship, instance: id) }
+
     /// Moves whenever the set changes: a thread reads the set again when it differs from the one it saw.
     var instanceVersion: Int { version.load(ordering: .acquiring) }
 
     func snapshot() -> (version: Int, instances: [ShipInstance]) {
         instances.withLock { (version.load(ordering: .relaxed), $0) }
+    }
+}
+
+/// Requests in flight to one ship instance, counted by every thread's exchanges (one relaxed atomic
+/// add when a request starts and one when it ends): the relay picks the instance with the fewest,
+/// and the fleet side waits for a retired instance's count to reach zero before stopping it.
+final class InstanceLoad: Sendable {
+    private let count = Atomic<Int>(0)
+
+    var current: Int { count.load(ordering: .relaxed) }
+
+    func begin() { count.wrappingAdd(1, ordering: .relaxed) }
+
+    func end() { count.wrappingSubtract(1, ordering: .relaxed) }
+}
+
+/// Where the relay reports instances that held a request past their ship's `request_timeout`.
+final class StuckReports: Sendable {
+    private let reporter = Mutex<(@Sendable (String, Int) -> Void)?>(nil)
+
+    func set(_ report: @escaping @Sendable (String, Int) -> Void) { reporter.withLock { $0 = report } }
+
+    func report(ship: String, instance id: Int) {
+        let report = reporter.withLock { $0 }
+        report?(ship, id)
     }
 }
 
@@ -85,18 +138,28 @@ public final class ShipGate: Sendable {
 /// so a name that comes back finds its breaker where it left it.
 public final class UpstreamDirectory: Sendable {
     private let gates: Mutex<[String: ShipGate]>
+    private let stuckReports = StuckReports()
 
     public init(ships: some Sequence<String>) {
         var gates: [String: ShipGate] = [:]
-        for ship in ships where gates[ship] == nil { gates[ship] = ShipGate(ship: ship, index: gates.count) }
+        let reports = stuckReports
+        for ship in ships where gates[ship] == nil {
+            gates[ship] = ShipGate(ship: ship, index: gates.count, stuckReports: reports)
+        }
         self.gates = Mutex(gates)
+    }
+
+    /// Called (on a relay thread) with a ship and the id of its instance that held a request past
+    /// the ship's `request_timeout`.
+    public func onStuck(_ report: @escaping @Sendable (_ ship: String, _ instance: Int) -> Void) {
+        stuckReports.set(report)
     }
 
     /// The gate of `ship`, made when the directory did not know it yet.
     public func gate(for ship: String) -> ShipGate {
         gates.withLock { gates in
             if let gate = gates[ship] { return gate }
-            let gate = ShipGate(ship: ship, index: gates.count)
+            let gate = ShipGate(ship: ship, index: gates.count, stuckReports: stuckReports)
             gates[ship] = gate
             return gate
         }
@@ -107,4 +170,10 @@ public final class UpstreamDirectory: Sendable {
 
     /// Replaces the instances of `ship` (by default the one its manifest entry binds).
     public func set(ship: String, instances: [ShipInstance]) { gate(for: ship).set(instances: instances) }
+
+    /// Requests in flight to instance `id` of `ship`.
+    public func inFlight(ship: String, instance id: Int) -> Int { gate(for: ship).inFlight(instance: id) }
+
+    /// The fleet is done with instance `id` of `ship`.
+    public func forget(ship: String, instance id: Int) { gate(for: ship).forget(instance: id) }
 }

@@ -648,8 +648,9 @@ final class ClientConnection {
 
     /// The ship accepted an upgrade: from here both connections pass bytes unchanged. What the
     /// client sent after its request already waits in `inbound` and goes first.
-    func startTunnel(to upstream: ShipLink) {
+    func startTunnel(to upstream: ShipLink, load: InstanceLoad) {
         guard transport != nil else {
+            load.end()
             upstream.close()
             return
         }
@@ -657,7 +658,7 @@ final class ClientConnection {
         tunnel = upstream
         deadline = nil
         transport?.clearWatch()
-        upstream.enterTunnel(peer: self)
+        upstream.enterTunnel(peer: self, load: load)
         if let bytes = inbound {
             inbound = nil
             upstream.send(bytes)

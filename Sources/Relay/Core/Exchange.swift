@@ -45,6 +45,10 @@ final class Exchange {
     private var unwritten: ByteBuffer?
     private var finished = false
     private var abandoned = false
+    /// Counted in the instance's requests in flight (from `start` until it ends, one way or another).
+    private var loaded = false
+    /// The ship's `request_timeout`, or the relay's `first_byte_timeout`.
+    private let firstByteTimeout: TimeAmount
     private var attempts = 0
     private var upstreamKeepAlive = true
     /// Whether the current upstream connection came from the pool (it may have been closed by the
@@ -75,10 +79,13 @@ final class Exchange {
         self.requestEnded = bodyless
         self.isTrial = isTrial
         self.limits = owner.settings.limits
+        self.firstByteTimeout = entry.requestTimeout ?? owner.settings.limits.firstByteTimeout
     }
 
     func start() {
         attempts = 1
+        loaded = true
+        pool.load.begin()
         if let handler = pool.lease() {
             attach(handler, reused: true)
         } else {
@@ -108,6 +115,7 @@ final class Exchange {
     func abandon() {
         if isTrial && !finished { breaker.abandonTrial() }
         abandoned = true
+        unload()
         if let upstream {
             upstream.owner = nil
             upstream.close()
@@ -150,7 +158,7 @@ final class Exchange {
         handler.flush()
         if handler.isWritable { owner.resumeClientReads() } else { owner.pauseClientReads() }
         // A pooled connection is attached as the exchange starts: its clock reading serves.
-        owner.watch(until: (reused ? started : .now()) + limits.firstByteTimeout)
+        owner.watch(until: (reused ? started : .now()) + firstByteTimeout)
     }
 
     private func connectFailed(_ failure: ConnectFailure) {
@@ -186,8 +194,9 @@ final class Exchange {
             .gatewayTimeout(
                 ship: entry.ship,
                 reason:
-                    "no response within \(DurationText.format(.nanoseconds(limits.firstByteTimeout.nanoseconds)))"
+                    "no response within \(DurationText.format(.nanoseconds(firstByteTimeout.nanoseconds)))"
             ))
+        if entry.recycleStuck { entry.shipGate?.reportStuck(instance: pool.instance) }
     }
 
     // MARK: Upstream events
@@ -344,6 +353,7 @@ final class Exchange {
         corsCapture?.finish()
         corsCapture = nil
         finished = true
+        unload()
         record(success: true)
         upstream = nil
         if upstreamKeepAlive && requestEnded && reusable {
@@ -405,6 +415,7 @@ final class Exchange {
     /// The response started but cannot be finished: what was read goes out, then the client closes.
     private func broke() {
         finished = true
+        unload()
         record(success: false)
         writeUnwritten()
         owner.exchangeBroken(self)
@@ -412,6 +423,7 @@ final class Exchange {
 
     private func fail(_ response: LocalResponse, shipAtFault: Bool = true) {
         finished = true
+        unload()
         record(success: shipAtFault ? false : nil)
         owner.settings.logger.warning("\(response.status.code) for \(method) \(target): \(response.message)")
         owner.exchangeFailed(self, response: response)
@@ -437,7 +449,16 @@ final class Exchange {
         upstream = nil
         handler.owner = nil
         handler.pool = nil
-        owner.startTunnel(to: handler)
+        // The tunnel holds the instance's count from here until it closes.
+        loaded = false
+        owner.startTunnel(to: handler, load: pool.load)
+    }
+
+    /// The request no longer counts as in flight on its instance.
+    private func unload() {
+        guard loaded else { return }
+        loaded = false
+        pool.load.end()
     }
 }
 

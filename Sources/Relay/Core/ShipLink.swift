@@ -23,6 +23,8 @@ final class ShipLink {
     private var tunnelPeer: ClientConnection?
     /// Set by the owner while the client's socket is full (reading is off).
     private var readsPaused = false
+    /// A tunnel counts as in flight on its instance until it closes.
+    private var tunnelLoad: InstanceLoad?
 
     private enum Phase {
         case idle
@@ -198,6 +200,8 @@ final class ShipLink {
         pool = nil
         switch phase {
         case .tunnel:
+            tunnelLoad?.end()
+            tunnelLoad = nil
             tunnelPeer?.closeClient()
             tunnelPeer = nil
         case .body(.untilClose, _) where error == nil:
@@ -235,8 +239,9 @@ final class ShipLink {
     }
 
     /// Turns this connection into the ship's end of a tunnel to `peer`.
-    func enterTunnel(peer: ClientConnection) {
+    func enterTunnel(peer: ClientConnection, load: InstanceLoad?) {
         tunnelPeer = peer
+        tunnelLoad = load
         phase = .tunnel
     }
 
@@ -266,10 +271,19 @@ final class UpstreamPool {
     /// The ship's pools on this thread, asked on each release whether the instance set moved.
     private unowned(unsafe) let ship: ShipPools?
 
-    init(address: SocketAddressOrPath, allowance: IdleAllowance, ship: ShipPools? = nil) {
+    /// The instance's id in its ship's set, and its requests in flight over every thread.
+    let instance: Int
+    let load: InstanceLoad
+
+    init(
+        address: SocketAddressOrPath, allowance: IdleAllowance, ship: ShipPools? = nil, instance: Int = 0,
+        load: InstanceLoad = InstanceLoad()
+    ) {
         self.address = address
         self.allowance = allowance
         self.ship = ship
+        self.instance = instance
+        self.load = load
     }
 
     /// An idle, still open connection, or nil.

@@ -70,7 +70,8 @@ final class ShipPools {
         self.allowance = allowance
     }
 
-    /// The next ready instance's pool, nil when none is ready.
+    /// The pool of the ready instance with the fewest requests in flight (over every thread; ties
+    /// go round in turn), nil when none is ready.
     func pick() -> UpstreamPool? {
         refresh()
         switch ready.count {
@@ -78,7 +79,15 @@ final class ShipPools {
         case 1: return ready[0]
         default:
             turn = turn &+ 1
-            return ready[turn % ready.count]
+            let start = turn % ready.count
+            var best = ready[start]
+            var fewest = best.load.current
+            for offset in 1..<ready.count where fewest > 0 {
+                let pool = ready[(start + offset) % ready.count]
+                let load = pool.load.current
+                if load < fewest { (best, fewest) = (pool, load) }
+            }
+            return best
         }
     }
 
@@ -101,7 +110,12 @@ final class ShipPools {
                 next.append((instance, kept.pool))
             } else {
                 next.append(
-                    (instance, UpstreamPool(address: .of(instance.address), allowance: allowance, ship: self))
+                    (
+                        instance,
+                        UpstreamPool(
+                            address: .of(instance.address), allowance: allowance, ship: self,
+                            instance: instance.id, load: gate.load(for: instance.id))
+                    )
                 )
             }
         }

@@ -1,4 +1,5 @@
 import Metrics
+import NIOCore
 import ShipManifest
 
 /// Where a route sends its requests.
@@ -28,10 +29,22 @@ final class RouteEntry: Sendable {
     /// address's strings out per request); nil and -1 for a bay.
     let shipGate: ShipGate?
     let shipIndex: Int
+    /// The ship's `request_timeout` (nil: the relay's `first_byte_timeout`), and whether a request
+    /// that times out has its instance replaced (`recycle_stuck`).
+    let requestTimeout: TimeAmount?
+    let recycleStuck: Bool
 
     init(
-        route: Route, ship: String, target: RouteTarget, requests: Counter, duration: RequestDurationHistogram
+        route: Route, ship: String, target: RouteTarget, requests: Counter,
+        duration: RequestDurationHistogram,
+        requestTimeout: Duration? = nil, recycleStuck: Bool = false
     ) {
+        self.requestTimeout = requestTimeout.map {
+            .nanoseconds(
+                Int64($0.components.seconds) * 1_000_000_000
+                    + Int64($0.components.attoseconds / 1_000_000_000))
+        }
+        self.recycleStuck = recycleStuck
         self.route = route
         self.ship = ship
         self.target = target
@@ -102,7 +115,8 @@ extension RouteTable {
                 RouteEntry(
                     route: route, ship: vessel.name, target: target,
                     requests: Counter(label: "mothership_requests_total", dimensions: dimensions),
-                    duration: durations.histogram(route: route.pattern.source, ship: vessel.name)))
+                    duration: durations.histogram(route: route.pattern.source, ship: vessel.name),
+                    requestTimeout: vessel.requestTimeout, recycleStuck: vessel.recycleStuck))
         }
         return RouteTable(entries: entries)
     }
