@@ -51,7 +51,8 @@ public struct FleetDocument: Codable, Sendable, Equatable {
         public var memoryRSSBytes: UInt64?
         /// Since the current process started; null when none runs.
         public var uptimeSeconds: Double?
-        /// A ship's instances when it has several (none until ships run workers).
+        /// A ship's instances when it has `workers` (`web[0]`, kind `worker`; a replaced one draining
+        /// shows as `draining` until it stopped); empty for other vessels.
         public var workers: [Vessel]
 
         enum CodingKeys: String, CodingKey {
@@ -90,7 +91,19 @@ public struct FleetDocument: Codable, Sendable, Equatable {
                 uptimeSeconds: uptime.map {
                     Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18
                 },
-                workers: [])
+                workers: vessel.instances.map { instance in
+                    Vessel(
+                        name: "\(vessel.name)[\(instance.slot)]", group: vessel.group, kind: "worker",
+                        state: instance.draining ? "draining" : instance.ready ? "running" : "starting",
+                        pid: instance.pid, healthy: instance.healthy, restarts: 0,
+                        memoryRSSBytes: instance.memory?.residentBytes,
+                        uptimeSeconds: instance.startedAt.map {
+                            let uptime = status.now - $0
+                            return Double(uptime.components.seconds) + Double(uptime.components.attoseconds)
+                                / 1e18
+                        },
+                        workers: [])
+                })
         }
     }
 

@@ -132,10 +132,15 @@ struct StatusTable {
 
     func render(color: Bool) -> String {
         let header = ["VESSEL", "GROUP", "STATE", "PID", "HEALTH", "RESTARTS", "MEMORY", "UPTIME"]
-        let rows = document.vessels.map { vessel in
+        // A ship's workers follow it, indented.
+        let listed = document.vessels.flatMap { vessel in
+            [(vessel, "")] + vessel.workers.map { ($0, "  ") }
+        }
+        let rows = listed.map { vessel, indent in
             [
-                vessel.name, vessel.group, vessel.state, vessel.pid.map(String.init) ?? "-",
-                vessel.healthy.map { $0 ? "healthy" : "unhealthy" } ?? "-", String(vessel.restarts),
+                indent + vessel.name, vessel.group, vessel.state, vessel.pid.map(String.init) ?? "-",
+                vessel.healthy.map { $0 ? "healthy" : "unhealthy" } ?? "-",
+                indent.isEmpty ? String(vessel.restarts) : "",
                 vessel.memoryRSSBytes.map(Self.bytes) ?? "-", vessel.uptimeSeconds.map(Self.duration) ?? "-",
             ]
         }
@@ -154,7 +159,7 @@ struct StatusTable {
         var text = "\(document.name): \(document.state)\n"
         text += line(header) { _, cell in color ? "\u{1B}[1m\(cell)\u{1B}[0m" : cell } + "\n"
         for (index, row) in rows.enumerated() {
-            let state = document.vessels[index].state
+            let state = listed[index].0.state
             text +=
                 line(row) { column, cell in
                     guard color else { return cell }

@@ -178,7 +178,8 @@ struct Launch {
                 socketDirectory: socketDirectory),
             ports: FleetPorts(
                 launcher: launcher, health: NIOHealthCheck(), uplinks: NIOUplinkCheck(), elector: elector,
-                bays: socketDirectory == nil ? nil : RelayBayDocking(bays: bays)),
+                bays: socketDirectory == nil ? nil : RelayBayDocking(bays: bays),
+                traffic: RelayTraffic(directory: directory)),
             clock: ContinuousClock(), logger: logger, outputLog: outputLog,
             echo: { line in
                 console.echo(line)
@@ -188,7 +189,20 @@ struct Launch {
                 lifecycle.set($0)
                 systemd?.lifecycle($0)
             },
-            onVesselChange: { directory.set(ship: $0.name, ready: $0.isUp) })
+            onVesselChange: { status in
+                if status.workers != nil {
+                    // Before the gate opens: an opening gate finds the instances that serve.
+                    directory.set(
+                        ship: status.name,
+                        instances: status.instances.filter(\.serves).compactMap { instance in
+                            instance.address.map { ShipInstance(id: instance.id, address: $0) }
+                        })
+                }
+                directory.set(ship: status.name, ready: status.isUp)
+            })
+        directory.onStuck { ship, instance in
+            Task { await supervisor.recycleStuck(ship, instance: instance) }
+        }
 
         // The control socket first: a second run of the same manifest is refused before it binds
         // anything or starts a process.
@@ -281,13 +295,18 @@ struct Launch {
         }
         // Trapped now, before anything starts: a SIGTERM the moment the fleet is Running must land
         // it, not find the default action still in place (the task below may start later).
-        let trapped = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup, .sigusr2)
+        let trapped = await UnixSignalsSequence(trapping: .sigterm, .sigint, .sighup, .sigusr1, .sigusr2)
         let signals = Task {
             var interrupts = 0
             for await signal in trapped {
                 if signal == .sigusr2 {
                     // SIGUSR2: reopen the log files (after logrotate moved them).
                     files?.reopen()
+                    continue
+                }
+                if signal == .sigusr1 {
+                    // SIGUSR1: every routed ship restarted, in phases where it has workers (SPEC §12.2).
+                    Task { await supervisor.restartRoutedShips() }
                     continue
                 }
                 if signal == .sighup {
@@ -430,4 +449,13 @@ struct SupervisorControl: FleetControl {
             await supervisor.requestShutdown()
         }
     }
+}
+
+/// The relay's requests in flight per ship instance, as the supervisor's phased restarts ask.
+struct RelayTraffic: ShipTraffic {
+    let directory: UpstreamDirectory
+
+    func inFlight(ship: String, instance id: Int) -> Int { directory.inFlight(ship: ship, instance: id) }
+
+    func forget(ship: String, instance id: Int) { directory.forget(ship: ship, instance: id) }
 }

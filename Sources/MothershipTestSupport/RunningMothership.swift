@@ -163,6 +163,19 @@ public enum ProcessInspector {
         }
     }
 
+    /// The first of `count` consecutive free loopback ports (a ship with workers takes a range).
+    public static func freePorts(_ count: Int) -> Int {
+        while true {
+            // The range is value+1 ... value+count; the counter moves past all of it.
+            let first = nextPort.withLock { value in
+                if value + count >= 32_000 { value = 20_000 }
+                defer { value += count }
+                return value + 1
+            }
+            if (first..<first + count).allSatisfy(canBind) { return first }
+        }
+    }
+
     private static let nextPort = Mutex(Int.random(in: 20_000..<30_000))
 
     private static func canBind(_ port: Int) -> Bool {

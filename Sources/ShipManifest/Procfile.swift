@@ -144,6 +144,10 @@ public enum Procfile {
                 line("command = \"/bin/sh\"")
                 line("args = [\"-c\", \(quoted(entry.command))]")
                 line("bind = \"127.0.0.1:\(port)\"")
+                line(
+                    "# It reads PORT: a restart starts the new process on the next port before the old one stops."
+                )
+                line("workers = 1")
                 line("routes = [{ bind = \"http\", pattern = \"/.*\" }]")
                 line("# Once web answers a cheap GET, a health check gates its dependents and the routes:")
                 line("# healthcheck = \"/\"")

@@ -60,9 +60,12 @@ public enum StarterManifest {
         # The web ship: Mothership proxies the routes below to its bind.
         [[fleet.web]]
         name = "web"
-        command = "python3"
-        args = ["-m", "http.server", "3000", "--bind", "127.0.0.1"]
+        command = "/bin/sh"
+        args = ["-c", "exec python3 -m http.server \"$PORT\" --bind 127.0.0.1"]
         bind = "127.0.0.1:3000"
+        # Instances, each on its own port from PORT (3000 and 3001, then 3002 and 3003 for their
+        # replacements): `mothership restart web` starts the new ones before the old ones stop.
+        workers = 2
         healthcheck = "/"             # GET on the bind; dependents wait until it answers
         routes = [{ bind = "http", pattern = "/.*" }]
         tags = ["web"]

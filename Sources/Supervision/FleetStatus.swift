@@ -32,6 +32,10 @@ public struct VesselStatus: Sendable, Hashable {
     public var startedAt: Duration?
     public var routes: [String]
     public var critical: Bool
+    /// A ship with `workers`: how many, and its instances (the draining ones a phased restart
+    /// replaced last). Nil and empty for a vessel without.
+    public var workers: Int?
+    public var instances: [InstanceStatus] = []
 
     public var isUp: Bool { phase == .running }
 
@@ -52,6 +56,40 @@ public struct VesselStatus: Sendable, Hashable {
         self.routes = routes
         self.critical = critical
     }
+}
+
+/// One instance of a ship with workers.
+public struct InstanceStatus: Sendable, Hashable {
+    /// Its id in the relay's instance set.
+    public var id: Int
+    public var slot: Int
+    public var address: BindAddress?
+    public var pid: Int32
+    /// Takes requests: answered its readiness check, not draining, not failing its health checks.
+    public var ready: Bool
+    public var healthy: Bool?
+    public var memory: MemoryUsage?
+    public var startedAt: Duration?
+    /// Replaced by a phased restart: finishing its requests, then stopped.
+    public var draining: Bool
+
+    public init(
+        id: Int, slot: Int, address: BindAddress?, pid: Int32, ready: Bool, healthy: Bool? = nil,
+        memory: MemoryUsage? = nil, startedAt: Duration? = nil, draining: Bool = false
+    ) {
+        self.id = id
+        self.slot = slot
+        self.address = address
+        self.pid = pid
+        self.ready = ready
+        self.healthy = healthy
+        self.memory = memory
+        self.startedAt = startedAt
+        self.draining = draining
+    }
+
+    /// Whether the relay sends it new requests.
+    public var serves: Bool { ready && !draining && healthy != false }
 }
 
 /// A snapshot of the fleet: lifecycle state and every vessel in manifest order.

@@ -15,6 +15,8 @@ public enum ControlRefusal: Error, Sendable, Equatable, CustomStringConvertible 
     case notStopped(String, VesselPhase)
     /// A reload while another is being applied.
     case reloading
+    /// A phased restart stopped: a replacement did not become ready (the others keep serving).
+    case restartAborted(String)
 
     public var description: String {
         switch self {
@@ -27,6 +29,7 @@ public enum ControlRefusal: Error, Sendable, Equatable, CustomStringConvertible 
         case .alreadyStopped(let name): "'\(name)' is stopped already"
         case .notStopped(let name, let phase): "'\(name)' is \(phase.rawValue), not stopped"
         case .reloading: "a reload is being applied; try again when it is done"
+        case .restartAborted(let reason): reason
         }
     }
 }
@@ -38,8 +41,14 @@ extension FleetSupervisor {
     /// then SIGKILL; the supervisor starts it again at once, without backoff and without treating
     /// the exit as a crash (a critical vessel does not take the fleet down). A second restart
     /// while the first is under way is refused: it never starts two processes.
-    public func restartVessel(_ name: String) throws(ControlRefusal) {
+    /// A ship with workers is restarted in phases instead (`phasedRestart`), and this returns when
+    /// that is done.
+    public func restartVessel(_ name: String) async throws(ControlRefusal) {
         let record = try acting(on: name)
+        if record.vessel.restartsInPhases {
+            _ = try await phasedRestart(name)
+            return
+        }
         guard let process = record.process else { throw .notRunning(name, record.phase) }
         guard !record.requestedRestart else { throw .alreadyRestarting(name) }
         guard !record.held else { throw .notRunning(name, .stopped) }
@@ -56,7 +65,23 @@ extension FleetSupervisor {
     /// The dashboard's `r`: `restartVessel`, false when it was refused.
     @discardableResult
     public func restart(_ name: String) -> Bool {
-        (try? restartVessel(name)) != nil
+        guard let record = records[name], graph.nodes.contains(name) else { return false }
+        if record.vessel.restartsInPhases {
+            guard !record.phasing, record.hasProcess else { return false }
+            Task { _ = try? await self.phasedRestart(name) }
+            return true
+        }
+        guard let process = record.process, !record.requestedRestart, !record.held, !stopping,
+            !shutdownRequested, outcome == nil
+        else { return false }
+        records[name]!.requestedRestart = true
+        records[name]!.healthTask?.cancel()
+        records[name]!.phase = .stopping
+        logger.notice("restarting \(record.vessel.kind.rawValue) '\(name)' on request")
+        publish(name)
+        process.signalGroup(record.vessel.stopSignal.number)
+        killGroup(of: process, unlessExitedWithin: record.vessel.stopTimeout)
+        return true
     }
 
     /// Stops one vessel and keeps it stopped until `startVessel`: its stop signal, up to
@@ -69,7 +94,12 @@ extension FleetSupervisor {
         records[name]!.held = true
         records[name]!.requestedRestart = false
         logger.notice("stopping \(vessel.kind.rawValue) '\(name)' on request")
-        if let process = record.process {
+        if record.process == nil && record.hasProcess {
+            // A ship with workers: every instance stops; its slots end as they exit.
+            records[name]!.phase = .stopping
+            publish(name)
+            signalWorkers(name, stop: vessel)
+        } else if let process = record.process {
             records[name]!.healthTask?.cancel()
             records[name]!.phase = .stopping
             publish(name)
@@ -87,7 +117,7 @@ extension FleetSupervisor {
     public func startVessel(_ name: String) throws(ControlRefusal) {
         let record = try acting(on: name)
         let vessel = record.vessel
-        if record.held && record.process != nil {
+        if record.held && record.hasProcess {
             // Still stopping: the supervising task starts it again once it has exited.
             records[name]!.held = false
             records[name]!.requestedRestart = true
@@ -102,8 +132,19 @@ extension FleetSupervisor {
         records[name]!.task = Task { await self.supervise(name) }
     }
 
+    /// The stop signal to every instance of a ship with workers, SIGKILL after `stop_timeout`.
+    func signalWorkers(_ name: String, stop vessel: Vessel) {
+        for slot in records[name]!.slots.indices {
+            records[name]!.slots[slot].current?.healthTask?.cancel()
+        }
+        for process in records[name]!.processes {
+            process.signalGroup(vessel.stopSignal.number)
+            killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
+        }
+    }
+
     /// The record of `name` if the fleet takes actions now.
-    private func acting(on name: String) throws(ControlRefusal) -> VesselRecord {
+    func acting(on name: String) throws(ControlRefusal) -> VesselRecord {
         // A vessel a reload removed keeps its record, out of the graph.
         guard let record = records[name], graph.nodes.contains(name) else {
             throw .unknownVessel(name, suggestion: Suggestion.nearest(to: name, in: graph.nodes))
@@ -118,6 +159,7 @@ extension FleetSupervisor {
         records[name]!.phase = .stopped
         records[name]!.ready = false
         records[name]!.process = nil
+        records[name]!.slots = []
         records[name]!.memory = nil
         records[name]!.healthy = nil
         publish(name)

@@ -60,11 +60,13 @@ extension FleetSupervisor {
             nodes: next.vessels.map(\.name),
             dependencies: Dictionary(
                 next.vessels.map { ($0.name, $0.dependsOn) }, uniquingKeysWith: { a, _ in a }))
+        var previous: [String: Vessel] = [:]
         for vessel in next.vessels where current.contains(vessel.name) {
+            previous[vessel.name] = records[vessel.name]!.vessel
             records[vessel.name]!.vessel = vessel
         }
 
-        for name in summary.changed { restartChanged(name) }
+        for name in summary.changed { restartChanged(name, was: previous[name]!) }
 
         for vessel in next.vessels where !current.contains(vessel.name) {
             // A name that was removed by an earlier reload: its old task (if one still waits) must
@@ -90,7 +92,7 @@ extension FleetSupervisor {
         records[name]!.supervision += 1
         records[name]!.healthTask?.cancel()
         let waiting = records[name]!.phase == .waiting
-        if records[name]!.process == nil { records[name]!.task?.cancel() }
+        if !records[name]!.hasProcess { records[name]!.task?.cancel() }
         await stop(name)
         // Its task ends now (a process it watched has exited, a backoff sleep was cancelled); one
         // waiting for a dependency ends when it wakes, finding a different supervision.
@@ -104,9 +106,32 @@ extension FleetSupervisor {
 
     /// A vessel whose definition changed: restarted with it now if it runs; a stopped one keeps
     /// the new definition for its next start; a finished oneshot runs again.
-    private func restartChanged(_ name: String) {
+    private func restartChanged(_ name: String, was previous: Vessel) {
         let record = records[name]!
         if record.held { return }
+        if record.process == nil && record.hasProcess {
+            let next = record.vessel
+            if next.restartsInPhases && previous.restartsInPhases && next.workers == previous.workers
+                && next.bind == previous.bind
+            {
+                // The same instances and addresses: replaced one at a time, as `restart` does.
+                Task {
+                    do {
+                        _ = try await self.phasedRestart(name)
+                    } catch {
+                        self.logger.error("reload: '\(name)' was not restarted: \(error)")
+                    }
+                }
+            } else {
+                // The worker count or the address changed: every instance stops, then the new
+                // definition starts (the slots' task starts them again).
+                records[name]!.requestedRestart = true
+                records[name]!.phase = .stopping
+                publish(name)
+                signalWorkers(name, stop: previous)
+            }
+            return
+        }
         if let process = record.process {
             let vessel = record.vessel
             records[name]!.requestedRestart = true

@@ -9,7 +9,7 @@ extension FleetSupervisor {
         stopping = true
         for name in graph.nodes {
             resumeWaiters(name, with: false)
-            if records[name]!.process == nil { records[name]!.task?.cancel() }
+            if !records[name]!.hasProcess { records[name]!.task?.cancel() }
         }
         for layer in graph.layers().reversed() {
             await withTaskGroup(of: Void.self) { group in
@@ -25,6 +25,10 @@ extension FleetSupervisor {
     }
 
     func stop(_ name: String) async {
+        if records[name]!.process == nil && records[name]!.hasProcess {
+            await stopWorkers(name)
+            return
+        }
         guard let process = records[name]?.process else {
             if records[name]!.phase != .completed && records[name]!.phase != .failed {
                 records[name]!.phase = .stopped
@@ -57,6 +61,52 @@ extension FleetSupervisor {
         if records[name]!.process?.pid == process.pid {
             records[name]!.process = nil
             records[name]!.memory = nil
+        }
+        records[name]!.phase = .stopped
+        publish(name)
+    }
+
+    /// `stop` for a ship with workers: every instance at once, each up to `stop_timeout`.
+    private func stopWorkers(_ name: String) async {
+        let vessel = records[name]!.vessel
+        records[name]!.phase = .stopping
+        publish(name)
+        for slot in records[name]!.slots.indices {
+            records[name]!.slots[slot].current?.healthTask?.cancel()
+        }
+        let clock = self.clock
+        let timeout = vessel.stopTimeout
+        let signal = vessel.stopSignal
+        let logger = self.logger
+        let count = records[name]!.processes.count
+        await withTaskGroup(of: Void.self) { group in
+            for process in records[name]!.processes {
+                group.addTask {
+                    process.signalGroup(signal.number)
+                    let exited: Bool? = await firstOf([
+                        {
+                            _ = await process.exitStatus()
+                            return true
+                        },
+                        {
+                            do { try await clock.sleep(for: timeout) } catch { return nil }
+                            return false
+                        },
+                    ])
+                    if exited != true {
+                        logger.warning(
+                            "ship '\(name)' (pid \(process.pid)) did not stop within \(DurationText.format(timeout)) of SIG\(signal.rawValue): sending SIGKILL"
+                        )
+                        process.signalGroup(9)
+                        _ = await process.exitStatus()
+                    }
+                }
+            }
+        }
+        logger.info("ship '\(name)' stopped (\(count) process\(count == 1 ? "" : "es"))")
+        for slot in records[name]!.slots.indices {
+            records[name]!.slots[slot].current = nil
+            records[name]!.slots[slot].retiring = []
         }
         records[name]!.phase = .stopped
         publish(name)

@@ -26,6 +26,13 @@ extension FleetSupervisor {
                 held(name)
                 return
             }
+            if vessel.restartsInPhases {
+                // Its instances run in slots; a reload that takes `workers` away comes back here.
+                await superviseWorkers(name, supervision: supervision)
+                guard alive(name, supervision), !records[name]!.held, !records[name]!.vessel.restartsInPhases
+                else { return }
+                continue
+            }
             records[name]!.phase = .starting
             publish(name)
             let process: any RunningProcess
@@ -63,7 +70,7 @@ extension FleetSupervisor {
             var exit: ProcessExit
             /// Why the bay's link was lost, when that (not an exit) ended the process.
             var linkLost: String?
-            switch await readiness(of: vessel, process: process) {
+            switch await readiness(of: vessel, at: vessel.bind, process: process) {
             case .docked(let link):
                 logger.info("bay '\(name)' docked")
                 markReady(name)
@@ -166,7 +173,9 @@ extension FleetSupervisor {
     }
 
     /// Races readiness against the process exiting and the start timeout.
-    func readiness(of vessel: Vessel, process: any RunningProcess) async -> Readiness {
+    func readiness(of vessel: Vessel, at address: BindAddress?, process: any RunningProcess) async
+        -> Readiness
+    {
         let clock = self.clock
         let timeout = vessel.startTimeout
         if let berth = berth(of: vessel) { return await docking(vessel, at: berth, process: process) }
@@ -178,7 +187,7 @@ extension FleetSupervisor {
         let health = ports.health
         let interval = timing.readinessPollInterval
         let probe: (@Sendable () async -> Bool)?
-        if let address = vessel.bind {
+        if let address {
             if let path = vessel.healthcheck {
                 probe = { await health.probe(address, path: path, timeout: .seconds(2)) }
             } else {
@@ -313,8 +322,22 @@ extension FleetSupervisor {
     func sampleMemory() async {
         while !Task.isCancelled {
             for name in graph.nodes {
-                guard let process = records[name]?.process else { continue }
-                records[name]!.memory = process.memory()
+                guard let record = records[name] else { continue }
+                if let process = record.process {
+                    records[name]!.memory = process.memory()
+                    publish(name)
+                    continue
+                }
+                guard record.hasProcess else { continue }
+                for slot in record.slots.indices {
+                    if let process = record.slots[slot].current?.process {
+                        records[name]!.slots[slot].current!.memory = process.memory()
+                    }
+                    for index in record.slots[slot].retiring.indices {
+                        records[name]!.slots[slot].retiring[index].memory =
+                            record.slots[slot].retiring[index].process.memory()
+                    }
+                }
                 publish(name)
             }
             do { try await clock.sleep(for: timing.memorySampleInterval) } catch { return }

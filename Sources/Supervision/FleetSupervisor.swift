@@ -31,16 +31,21 @@ public struct FleetPorts: Sendable {
     public var elector: (any FlagshipElector)?
     /// Docks bays; without it a bay counts as ready once spawned (nothing to dock with).
     public var bays: (any BayDocking)?
+    /// The relay's requests in flight per instance: a phased restart waits for a replaced
+    /// instance's to finish. Without it, a replaced instance is stopped at once.
+    public var traffic: (any ShipTraffic)?
 
     public init(
         launcher: any ProcessLauncher, health: any HealthCheck, uplinks: any UplinkCheck,
-        elector: (any FlagshipElector)? = nil, bays: (any BayDocking)? = nil
+        elector: (any FlagshipElector)? = nil, bays: (any BayDocking)? = nil,
+        traffic: (any ShipTraffic)? = nil
     ) {
         self.launcher = launcher
         self.health = health
         self.uplinks = uplinks
         self.elector = elector
         self.bays = bays
+        self.traffic = traffic
     }
 }
 
@@ -98,6 +103,8 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
     var sampler: Task<Void, Never>?
     /// Cancels the election or the escort's wait in progress (a shutdown must not wait for them).
     var cancelElection: (@Sendable () -> Void)?
+    /// The last instance id given to a worker's process (the relay's instance sets name them).
+    var nextInstanceID = 0
 
     public init(
         manifest: Manifest, context: FleetContext, ports: FleetPorts, clock: C,
@@ -169,7 +176,9 @@ public actor FleetSupervisor<C: Clock> where C.Duration == Duration {
         shutdownRequested = true
         logger.warning("killing every vessel now")
         cancelElection?()
-        for record in records.values { record.process?.signalGroup(9) }
+        for record in records.values {
+            for process in record.processes { process.signalGroup(9) }
+        }
         for process in prelaunchProcesses.values { process.signalGroup(9) }
         changed()
     }
@@ -283,6 +292,10 @@ struct VesselRecord {
     var requestedRestart = false
     /// Stopped by the operator (`stopVessel`): not started again until `startVessel`.
     var held = false
+    /// A ship with workers: its slots (empty otherwise, and before it starts).
+    var slots: [WorkerSlot] = []
+    /// A phased restart of the ship is under way.
+    var phasing = false
     /// Which supervising task is the vessel's (a `startVessel` begins a new one; an older one still
     /// waiting for a dependency must then do nothing).
     var supervision = 0
@@ -295,10 +308,39 @@ struct VesselRecord {
     }
 
     func status() -> VesselStatus {
-        VesselStatus(
+        var status = VesselStatus(
             name: vessel.name, kind: vessel.kind, group: vessel.group, phase: phase, pid: process?.pid,
             healthy: healthy,
             restarts: restarts, memory: memory, startedAt: startedAt,
             routes: vessel.routes.map { "\($0.bind):\($0.pattern.source)" }, critical: vessel.critical)
+        guard vessel.restartsInPhases else { return status }
+        let instances =
+            slots.compactMap { $0.current?.status(draining: false) }
+            + slots.flatMap { $0.retiring.map { $0.status(draining: true) } }
+        status.workers = vessel.workers
+        status.instances = instances
+        let serving = instances.filter { !$0.draining }
+        status.pid = serving.first?.pid
+        status.startedAt = serving.compactMap(\.startedAt).min()
+        let memories = instances.compactMap(\.memory)
+        status.memory =
+            memories.isEmpty
+            ? nil
+            : MemoryUsage(
+                residentBytes: memories.reduce(0) { $0 + $1.residentBytes },
+                virtualBytes: memories.reduce(0) { $0 + $1.virtualBytes })
+        let checked = serving.compactMap(\.healthy)
+        status.healthy = checked.isEmpty ? nil : checked.allSatisfy { $0 }
+        if [.starting, .running, .backingOff].contains(phase) {
+            status.phase =
+                serving.contains(where: \.ready) ? .running : (phase == .running ? .starting : phase)
+        }
+        return status
     }
+
+    /// Whether a process of the vessel runs now (for a ship with workers, any of its instances).
+    var hasProcess: Bool { process != nil || slots.contains { !$0.processes.isEmpty } }
+
+    /// Every process of the vessel now.
+    var processes: [any RunningProcess] { (process.map { [$0] } ?? []) + slots.flatMap(\.processes) }
 }

@@ -149,6 +149,14 @@ public struct SpawnError: Error, Sendable, Hashable, CustomStringConvertible {
 
 // MARK: Probes
 
+/// The relay's view of a ship's traffic, as phased restarts need it.
+public protocol ShipTraffic: Sendable {
+    /// Requests (and tunnels) instance `id` of `ship` serves now.
+    func inFlight(ship: String, instance id: Int) -> Int
+    /// The instance stopped: the relay may drop what it counted for it.
+    func forget(ship: String, instance id: Int)
+}
+
 /// Health and readiness probes against a ship's bind.
 public protocol HealthCheck: Sendable {
     /// One HTTP GET of `path` on `address` (TCP or Unix socket) with `timeout`; true for 2xx/3xx.

@@ -148,9 +148,10 @@ struct ProcfileEndToEndTests {
             "\(clearance.output)")
         #expect(!clearance.output.contains("warning"), "\(clearance.output)")
 
-        // Run it as written, on free ports (others may be using 5000, 8080 and 9090 on this machine).
+        // Run it as written, on free ports (others may be using 5000, 8080 and 9090 on this machine);
+        // web has `workers = 1`, so it takes two ports (its replacement starts on the second).
         let (web, front, metrics) = (
-            ProcessInspector.freePort(), ProcessInspector.freePort(), ProcessInspector.freePort()
+            ProcessInspector.freePorts(2), ProcessInspector.freePort(), ProcessInspector.freePort()
         )
         try directory.write(
             "ship-manifest.toml",

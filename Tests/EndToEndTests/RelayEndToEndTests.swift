@@ -1254,6 +1254,7 @@ struct RelayEndToEndTests {
 /// once per test process, from a random start, after checking that it can be bound.
 enum LoopbackPorts {
     static func free() -> Int { ProcessInspector.freePort() }
+    static func freeRange(_ count: Int) -> Int { ProcessInspector.freePorts(count) }
 }
 
 // MARK: - Raw client
