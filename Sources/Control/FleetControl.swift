@@ -95,7 +95,7 @@ public struct FleetDocument: Codable, Sendable, Equatable {
                     Vessel(
                         name: "\(vessel.name)[\(instance.slot)]", group: vessel.group, kind: "worker",
                         state: instance.draining ? "draining" : instance.ready ? "running" : "starting",
-                        pid: instance.pid, healthy: instance.healthy, restarts: 0,
+                        pid: instance.pid, healthy: instance.healthy, restarts: instance.restarts,
                         memoryRSSBytes: instance.memory?.residentBytes,
                         uptimeSeconds: instance.startedAt.map {
                             let uptime = status.now - $0

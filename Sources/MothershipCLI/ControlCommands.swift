@@ -140,7 +140,7 @@ struct StatusTable {
             [
                 indent + vessel.name, vessel.group, vessel.state, vessel.pid.map(String.init) ?? "-",
                 vessel.healthy.map { $0 ? "healthy" : "unhealthy" } ?? "-",
-                indent.isEmpty ? String(vessel.restarts) : "",
+                String(vessel.restarts),
                 vessel.memoryRSSBytes.map(Self.bytes) ?? "-", vessel.uptimeSeconds.map(Self.duration) ?? "-",
             ]
         }

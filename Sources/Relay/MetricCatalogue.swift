@@ -49,6 +49,21 @@ public enum MetricCatalogue {
                 + "every 5 s; 0 while it does not run. Labels: ship = the ship's or bay's name, group = "
                 + "its fleet group (a bay: its bay type)."),
         Family(
+            name: "mothership_worker_ready", kind: .gauge,
+            help: "Whether one instance of a ship with workers takes requests: 1 ready (answered its "
+                + "readiness check, healthy, not draining), 0 otherwise. Labels: ship = the ship's name, "
+                + "worker = the instance's slot (0 to workers - 1, its MS_WORKER)."),
+        Family(
+            name: "mothership_worker_restarts_total", kind: .counter,
+            help: "Restarts of one instance slot of a ship with workers after its process exited or "
+                + "failed its health checks (phased restarts count in mothership_ship_restarts_total). "
+                + "Labels: ship = the ship's name, worker = the instance's slot."),
+        Family(
+            name: "mothership_worker_memory_rss_bytes", kind: .gauge,
+            help: "Resident memory of one instance of a ship with workers (its process group), in bytes, "
+                + "read every 5 s; 0 while the slot has no process. Labels: ship = the ship's name, "
+                + "worker = the instance's slot."),
+        Family(
             name: "mothership_fleet_ships_total", kind: .untyped,
             help: "Vessels (ships and bays) in this run's manifest, after --only and --except. A gauge: "
                 + "the name keeps its _total suffix for compatibility with the original tool, so it is "

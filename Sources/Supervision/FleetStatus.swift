@@ -72,11 +72,14 @@ public struct InstanceStatus: Sendable, Hashable {
     public var startedAt: Duration?
     /// Replaced by a phased restart: finishing its requests, then stopped.
     public var draining: Bool
+    /// Its slot's restarts after a crash or failed health checks.
+    public var restarts: Int
 
     public init(
         id: Int, slot: Int, address: BindAddress?, pid: Int32, ready: Bool, healthy: Bool? = nil,
-        memory: MemoryUsage? = nil, startedAt: Duration? = nil, draining: Bool = false
+        memory: MemoryUsage? = nil, startedAt: Duration? = nil, draining: Bool = false, restarts: Int = 0
     ) {
+        self.restarts = restarts
         self.id = id
         self.slot = slot
         self.address = address

@@ -66,7 +66,12 @@ extension FleetSupervisor {
             records[vessel.name]!.vessel = vessel
         }
 
-        for name in summary.changed { restartChanged(name, was: previous[name]!) }
+        for name in summary.changed {
+            if previous[name]!.workers != records[name]!.vessel.workers {
+                metrics.changeWorkers(of: records[name]!.vessel)
+            }
+            restartChanged(name, was: previous[name]!)
+        }
 
         for vessel in next.vessels where !current.contains(vessel.name) {
             // A name that was removed by an earlier reload: its old task (if one still waits) must

@@ -176,6 +176,7 @@ extension FleetSupervisor {
         records[name]!.slots[slot].restarts += 1
         records[name]!.restarts += 1
         metrics.countRestart(name)
+        metrics.countWorkerRestart(name, slot: slot)
         logger.warning(
             "'\(name)' \(reason); restarting it in \(DurationText.format(delay)) (restart #\(records[name]!.slots[slot].restarts) of worker \(slot))"
         )
@@ -478,9 +479,9 @@ extension FleetSupervisor {
 }
 
 extension WorkerInstance {
-    func status(draining: Bool) -> InstanceStatus {
+    func status(draining: Bool, restarts: Int) -> InstanceStatus {
         InstanceStatus(
             id: id, slot: slot, address: address, pid: process.pid, ready: ready && !draining,
-            healthy: healthy, memory: memory, startedAt: startedAt, draining: draining)
+            healthy: healthy, memory: memory, startedAt: startedAt, draining: draining, restarts: restarts)
     }
 }

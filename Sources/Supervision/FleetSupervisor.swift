@@ -315,8 +315,9 @@ struct VesselRecord {
             routes: vessel.routes.map { "\($0.bind):\($0.pattern.source)" }, critical: vessel.critical)
         guard vessel.restartsInPhases else { return status }
         let instances =
-            slots.compactMap { $0.current?.status(draining: false) }
-            + slots.flatMap { $0.retiring.map { $0.status(draining: true) } }
+            slots.compactMap { slot in slot.current?.status(draining: false, restarts: slot.restarts) }
+            + slots.flatMap { slot in slot.retiring.map { $0.status(draining: true, restarts: slot.restarts) }
+            }
         status.workers = vessel.workers
         status.instances = instances
         let serving = instances.filter { !$0.draining }

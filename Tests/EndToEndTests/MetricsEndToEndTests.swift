@@ -46,7 +46,8 @@ struct MetricsEndToEndTests {
             args = ["bay.py"]
             routes = [{ bind = "http", pattern = "/ws" }]
             start_timeout = "60s"
-            \(RelayEndToEndTests.ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
+            \(RelayEndToEndTests.ship(
+                "web", port: LoopbackPorts.freeRange(2), routes: #"["http:/.*"]"#, extra: "workers = 1"))
             """, waitingFor: ["bay 'chat' docked", "lifecycle: Running"])
         defer { mothership.stop() }
 

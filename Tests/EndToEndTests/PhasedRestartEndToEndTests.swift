@@ -54,6 +54,7 @@ struct PhasedRestartEndToEndTests {
         let mothership: RunningMothership
         let relay: Int
         let port: Int
+        let metrics: Int
 
         func command(_ arguments: String...) async throws -> BinaryRunner.Outcome {
             try await BinaryRunner.run(arguments, in: directory.path, timeout: .seconds(120))
@@ -79,6 +80,7 @@ struct PhasedRestartEndToEndTests {
 
     static func start(extra: String = "") async throws -> Fleet {
         let relay = LoopbackPorts.free()
+        let metrics = LoopbackPorts.free()
         // Two workers take four ports from here (two generations).
         let port = LoopbackPorts.freeRange(4)
         let directory = try TemporaryDirectory(prefix: "mothership-phased")
@@ -86,6 +88,9 @@ struct PhasedRestartEndToEndTests {
         let mothership = try await RelayEndToEndTests.launch(
             in: directory,
             """
+            [mothership]
+            metrics_port = \(metrics)
+
             [mothership.bind]
             http = "127.0.0.1:\(relay)"
 
@@ -101,7 +106,7 @@ struct PhasedRestartEndToEndTests {
             \(extra)
             """,
             waitingFor: ["lifecycle: Running", "control socket on "])
-        return Fleet(directory: directory, mothership: mothership, relay: relay, port: port)
+        return Fleet(directory: directory, mothership: mothership, relay: relay, port: port, metrics: metrics)
     }
 
     /// Clients that keep sending until told to stop, and what they got.
@@ -216,6 +221,15 @@ struct PhasedRestartEndToEndTests {
         let fields = try JSONSerialization.jsonObject(with: Data(answer.body)) as? [String: Any]
         #expect(third.contains(fields?["pid"] as? Int ?? 0))
         #expect(fleet.mothership.output.contains("phased restart of 'web' complete (2 workers replaced in "))
+
+        // Per instance in /metrics; the two phased restarts count as the ship's.
+        let metrics = try RelayEndToEndTests.fetch("http://127.0.0.1:\(fleet.metrics)/metrics")
+        for worker in 0..<2 {
+            #expect(
+                metrics.contains(#"mothership_worker_ready{ship="web",worker="\#(worker)"} 1"#), "\(metrics)")
+            #expect(metrics.contains(#"mothership_worker_restarts_total{ship="web",worker="\#(worker)"} 0"#))
+        }
+        #expect(metrics.contains(#"mothership_ship_restarts_total{ship="web",group="web"} 2"#), "\(metrics)")
     }
 
     @Test(.timeLimit(.minutes(3)))
