@@ -233,6 +233,33 @@ struct PhasedRestartEndToEndTests {
     }
 
     @Test(.timeLimit(.minutes(3)))
+    func aReloadThatChangesTheShipReplacesItsWorkersInPhases() async throws {
+        let fleet = try await Self.start()
+        defer { fleet.stop() }
+        let first = try await fleet.workerPIDs()
+        let clients = Clients()
+        clients.start(port: fleet.relay)
+        try await ControlEndToEndTests.until { clients.count >= 4 }
+        let manifest = try String(contentsOfFile: fleet.directory.file("ship-manifest.toml"), encoding: .utf8)
+        try fleet.directory.write(
+            "ship-manifest.toml",
+            manifest.replacingOccurrences(of: "workers = 2", with: "workers = 2\nenv = { RELEASE = \"2\" }"))
+        let reload = try await fleet.command("reload")
+        #expect(reload.status == 0, "\(reload.output)")
+        #expect(
+            reload.output.contains("reload: 0 added, 0 removed, 1 changed, 0 unchanged"), "\(reload.output)")
+        try await fleet.mothership.waitUntil("the reload's phased restart", timeout: .seconds(90)) {
+            fleet.mothership.output.contains("phased restart of 'web' complete")
+        }
+        let second = try await fleet.workerPIDs()
+        #expect(second.count == 2 && Set(second).isDisjoint(with: first), "\(first) → \(second)")
+        let before = clients.count
+        try await ControlEndToEndTests.until { clients.count >= before + 4 }
+        let (_, failures) = await clients.finish()
+        #expect(failures.isEmpty, "\(failures.prefix(5))")
+    }
+
+    @Test(.timeLimit(.minutes(3)))
     func aReplacementThatNeverGetsHealthyAbortsTheRestartAndTheOldWorkersServeOn() async throws {
         // Long enough for the first start on a loaded machine; the aborted replacement waits it out.
         let fleet = try await Self.start(extra: #"start_timeout = "15s""#)
