@@ -62,7 +62,13 @@ final class ClientConnection {
     /// The current exchange while `proxying`.
     private(set) var exchange: Exchange?
     /// The ship's end while `tunnelled`.
-    private var tunnel: ShipLink?
+    private var tunnel: ShipLink? {
+        didSet { tunnelEnd = tunnel.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `tunnel`, unretained, for the two calls each tunnelled read makes through it (`send`,
+    /// `flush`): `tunnel` holds it meanwhile, and neither lets go of it (a send that fails closes
+    /// the socket after the current event). A retain and a release fewer per message.
+    private var tunnelEnd: Unmanaged<ShipLink>?
     /// The bay that takes the connection, until the bytes after the upgrade went with it.
     private var boarding: (berth: BayBerth, boarding: BayBoarding)?
     /// Bytes read and not yet taken: the rest of a head, or pipelined requests waiting their turn.
@@ -134,6 +140,12 @@ final class ClientConnection {
 
     /// Bytes read from the client.
     func received(_ bytes: ByteBuffer) {
+        if case .tunnelled = state {
+            // As they came, flushed at the end of the read (`readComplete`); a tunnel holds
+            // nothing back (`startTunnel` sent what waited in `inbound`).
+            if bytes.readableBytes > 0 { tunnelEnd?._withUnsafeGuaranteedRef { $0.send(bytes) } }
+            return
+        }
         var bytes = bytes
         if var buffered = inbound, buffered.readableBytes > 0 {
             inbound = nil
@@ -219,7 +231,7 @@ final class ClientConnection {
                     break loop
                 }
             case .tunnelled:
-                // Flushed at the end of the read (`readComplete`).
+                // Bytes held from before the tunnel (`received` sends a tunnel's own reads).
                 if buffer.readableBytes > 0, let upstream = tunnel {
                     upstream.send(buffer)
                     buffer.moveReaderIndex(to: buffer.writerIndex)
@@ -247,7 +259,8 @@ final class ClientConnection {
     func readComplete() {
         switch state {
         case .proxying: if exchange?.upstream?.flush() == true { pauseClientReads() }
-        case .tunnelled: if tunnel?.flush() == true { pauseClientReads() }
+        case .tunnelled:
+            if tunnelEnd?._withUnsafeGuaranteedRef({ $0.flush() }) == true { pauseClientReads() }
         default: break
         }
     }

@@ -20,7 +20,12 @@ final class ShipLink {
     /// cleared when the connection closes.
     var pool: UpstreamPool?
     /// The client's connection once this connection is a tunnel.
-    private var tunnelPeer: ClientConnection?
+    private var tunnelPeer: ClientConnection? {
+        didSet { peerEnd = tunnelPeer.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `tunnelPeer`, unretained, for the two calls each tunnelled read makes through it
+    /// (`writeToClient`, `flushClient`): `tunnelPeer` holds it meanwhile, and its driver too.
+    private var peerEnd: Unmanaged<ClientConnection>?
     /// Set by the owner while the client's socket is full (reading is off).
     private var readsPaused = false
 
@@ -68,7 +73,7 @@ final class ShipLink {
     /// Bytes read from the ship.
     func received(_ bytes: ByteBuffer) {
         if case .tunnel = phase {
-            tunnelPeer?.writeToClient(bytes)
+            peerEnd?._withUnsafeGuaranteedRef { $0.writeToClient(bytes) }
             return
         }
         guard owner != nil else {
@@ -184,7 +189,7 @@ final class ShipLink {
     /// The end of a read.
     func readComplete() {
         if case .tunnel = phase {
-            tunnelPeer?.flushClient()
+            peerEnd?._withUnsafeGuaranteedRef { $0.flushClient() }
         } else {
             owner?.upstreamReadComplete(from: self)
         }
