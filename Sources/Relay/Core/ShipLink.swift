@@ -104,9 +104,12 @@ final class ShipLink {
                 // As in the client's connection: parsed into a local with the last head's field list.
                 var head = MessageHead(bytes: buffer)
                 swap(&head.fields, &spareFields)
-                switch HeadParser.next(
+                // `scanned` goes through a local: no access to the property spans the parse.
+                var scanned = self.scanned
+                let parsed = HeadParser.next(
                     from: &buffer, kind: .response, limits: .response, scanned: &scanned, into: &head)
-                {
+                self.scanned = scanned
+                switch parsed {
                 case .incomplete:
                     swap(&head.fields, &spareFields)
                     break loop
@@ -263,7 +266,11 @@ final class ShipLink {
 /// Idle keep-alive connections to one ship instance on one thread (most recently used first).
 final class UpstreamPool {
     let address: SocketAddressOrPath
-    private var idle: [ShipLink] = []
+    /// Unchecked for exclusivity: a pool lives on one thread, only its own four methods touch this,
+    /// and none of them calls out while it holds an access (they pop, append and filter with the
+    /// standard library; what they release runs no code of the relay's). Checked, the array's
+    /// growth and shrinking inside those calls kept a runtime check on every lease and release.
+    @exclusivity(unchecked) private var idle: [ShipLink] = []
     /// The ship's idle connections over all pools (every thread's, every instance's) stay within it.
     private let allowance: IdleAllowance
     /// The instance left its ship's set: nothing new goes to it, and connections coming back close.
