@@ -37,12 +37,12 @@ final class WorkerLoop {
     let context = LoopContext()
     private var slots: [Slot?] = []
     private var freeSlots: [Int] = []
-    /// Slots freed while a batch of events is handled: reused only after it, so that an event of a
-    /// closed socket still in the batch never reaches a new one.
+    /// Slots freed while a batch of events is handled, reused after it.
     private var retiredSlots: [Int] = []
     /// The sockets of `retiredSlots`, kept alive until the batch ends: an event is handed to its
     /// socket without a retain, so a socket closed by an earlier event of the batch (or by its own
-    /// handler) must still be there, closed, when a later event names it.
+    /// handler) must still be there, closed, when a later event names it, and its address (its
+    /// token) cannot be a new socket's meanwhile.
     private var retiring: [Slot] = []
     private(set) var clientCount = 0
     /// Connections that asked to process what they hold after the current event.
