@@ -62,7 +62,13 @@ final class ClientConnection {
     /// The current exchange while `proxying`.
     private(set) var exchange: Exchange?
     /// The ship's end while `tunnelled`.
-    private var tunnel: ShipLink?
+    private var tunnel: ShipLink? {
+        didSet { tunnelEnd = tunnel.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `tunnel`, unretained, for the two calls each tunnelled read makes through it (`send`,
+    /// `flush`): `tunnel` holds it meanwhile, and neither lets go of it (a send that fails closes
+    /// the socket after the current event). A retain and a release fewer per message.
+    private var tunnelEnd: Unmanaged<ShipLink>?
     /// The bay that takes the connection, until the bytes after the upgrade went with it.
     private var boarding: (berth: BayBerth, boarding: BayBoarding)?
     /// Bytes read and not yet taken: the rest of a head, or pipelined requests waiting their turn.
@@ -71,8 +77,8 @@ final class ClientConnection {
     /// The last head's field list, for the next head to parse into.
     private var spareFields: [HeaderField] = []
     /// Buffers for the heads written to ships and to this client.
-    private var requestHeads = ScratchBuffer()
-    var responseHeads = ScratchBuffer()
+    private let requestHeads = ScratchBuffer()
+    let responseHeads = ScratchBuffer()
     /// The current request's body still to come.
     private(set) var requestBody = BodyFraming.none
     /// The client's path when response hooks run on the current request's response.
@@ -134,6 +140,12 @@ final class ClientConnection {
 
     /// Bytes read from the client.
     func received(_ bytes: ByteBuffer) {
+        if case .tunnelled = state {
+            // As they came, flushed at the end of the read (`readComplete`); a tunnel holds
+            // nothing back (`startTunnel` sent what waited in `inbound`).
+            if bytes.readableBytes > 0 { tunnelEnd?._withUnsafeGuaranteedRef { $0.send(bytes) } }
+            return
+        }
         var bytes = bytes
         if var buffered = inbound, buffered.readableBytes > 0 {
             inbound = nil
@@ -158,9 +170,12 @@ final class ClientConnection {
                 // last head's field list: no copy of the head on its way here.
                 var head = MessageHead(bytes: buffer)
                 swap(&head.fields, &spareFields)
-                switch HeadParser.next(
+                // `scanned` goes through a local: no access to the property spans the parse.
+                var scanned = self.scanned
+                let parsed = HeadParser.next(
                     from: &buffer, kind: .request, limits: parserLimits, scanned: &scanned, into: &head)
-                {
+                self.scanned = scanned
+                switch parsed {
                 case .incomplete:
                     swap(&head.fields, &spareFields)
                     break loop
@@ -175,7 +190,7 @@ final class ClientConnection {
             case .answered(let close):
                 if !requestBody.isNone {
                     do {
-                        let (_, ended) = try requestBody.take(from: &buffer)
+                        let (_, ended) = try takeRequestBody(from: &buffer)
                         if !ended { break loop }
                     } catch {
                         closeClient()
@@ -202,7 +217,7 @@ final class ClientConnection {
                 }
                 if buffer.readableBytes == 0 { break loop }
                 do {
-                    let (slice, ended) = try requestBody.take(from: &buffer)
+                    let (slice, ended) = try takeRequestBody(from: &buffer)
                     if let slice { exchange.forward(body: slice) }
                     if ended { exchange.endRequest() }
                 } catch {
@@ -219,7 +234,7 @@ final class ClientConnection {
                     break loop
                 }
             case .tunnelled:
-                // Flushed at the end of the read (`readComplete`).
+                // Bytes held from before the tunnel (`received` sends a tunnel's own reads).
                 if buffer.readableBytes > 0, let upstream = tunnel {
                     upstream.send(buffer)
                     buffer.moveReaderIndex(to: buffer.writerIndex)
@@ -242,12 +257,22 @@ final class ClientConnection {
         if buffer.readableBytes > 0 { inbound = buffer }
     }
 
+    /// The request body's next bytes in `buffer`, and whether it ended. The framing goes through a
+    /// local and is stored back at once: no access to `requestBody` spans the scan (each stays
+    /// instantaneous, so the compiler leaves out the dynamic exclusivity check on all of them).
+    private func takeRequestBody(from buffer: inout ByteBuffer) throws -> (ByteBuffer?, Bool) {
+        var body = requestBody
+        defer { requestBody = body }
+        return try body.take(from: &buffer)
+    }
+
     /// The end of a read: what the client's bytes gave the ship's connection is sent; while its
     /// socket is full, the client is not read.
     func readComplete() {
         switch state {
         case .proxying: if exchange?.upstream?.flush() == true { pauseClientReads() }
-        case .tunnelled: if tunnel?.flush() == true { pauseClientReads() }
+        case .tunnelled:
+            if tunnelEnd?._withUnsafeGuaranteedRef({ $0.flush() }) == true { pauseClientReads() }
         default: break
         }
     }
@@ -393,10 +418,13 @@ final class ClientConnection {
         }
         var upstreamHead = requestHeads.take(
             capacity: head.bytes.readableBytes + 256, allocator: allocator)
+        // The generator (a plain value) goes through a local: no access to the loop's spans the write.
+        var requestIDs = loop.requestIDs
         ShipRouting.writeShipHead(
             head, target: target, entry: entry,
             client: HeadWriter.Client(addressBytes: clientAddressBytes, secure: secure),
-            requestIDs: &loop.requestIDs, into: &upstreamHead)
+            requestIDs: &requestIDs, into: &upstreamHead)
+        loop.requestIDs = requestIDs
         requestHeads.keep(upstreamHead)
         let exchange = Exchange(
             owner: self, entry: entry, pool: pool,

@@ -34,8 +34,11 @@ final class Exchange {
     private let started = NIODeadline.now()
 
     private(set) var upstream: ShipLink?
-    /// Body bytes that arrived before the upstream connection was ready.
-    private var pending: [ByteBuffer] = []
+    /// Body bytes that arrived before the upstream connection was ready. Unchecked for
+    /// exclusivity: an exchange lives on one thread, and no access to this spans a call out of
+    /// the exchange (appending and emptying call only the standard library), so none can overlap
+    /// another; checked, `append`'s growth kept a runtime check on every request's `attach`.
+    @exclusivity(unchecked) private var pending: [ByteBuffer] = []
     private(set) var requestEnded = false
     private var bodySent = false
     private(set) var responseStarted = false

@@ -20,7 +20,12 @@ final class ShipLink {
     /// cleared when the connection closes.
     var pool: UpstreamPool?
     /// The client's connection once this connection is a tunnel.
-    private var tunnelPeer: ClientConnection?
+    private var tunnelPeer: ClientConnection? {
+        didSet { peerEnd = tunnelPeer.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `tunnelPeer`, unretained, for the two calls each tunnelled read makes through it
+    /// (`writeToClient`, `flushClient`): `tunnelPeer` holds it meanwhile, and its driver too.
+    private var peerEnd: Unmanaged<ClientConnection>?
     /// Set by the owner while the client's socket is full (reading is off).
     private var readsPaused = false
     /// A tunnel counts as in flight on its instance until it closes.
@@ -70,7 +75,7 @@ final class ShipLink {
     /// Bytes read from the ship.
     func received(_ bytes: ByteBuffer) {
         if case .tunnel = phase {
-            tunnelPeer?.writeToClient(bytes)
+            peerEnd?._withUnsafeGuaranteedRef { $0.writeToClient(bytes) }
             return
         }
         guard owner != nil else {
@@ -101,9 +106,12 @@ final class ShipLink {
                 // As in the client's connection: parsed into a local with the last head's field list.
                 var head = MessageHead(bytes: buffer)
                 swap(&head.fields, &spareFields)
-                switch HeadParser.next(
+                // `scanned` goes through a local: no access to the property spans the parse.
+                var scanned = self.scanned
+                let parsed = HeadParser.next(
                     from: &buffer, kind: .response, limits: .response, scanned: &scanned, into: &head)
-                {
+                self.scanned = scanned
+                switch parsed {
                 case .incomplete:
                     swap(&head.fields, &spareFields)
                     break loop
@@ -186,7 +194,7 @@ final class ShipLink {
     /// The end of a read.
     func readComplete() {
         if case .tunnel = phase {
-            tunnelPeer?.flushClient()
+            peerEnd?._withUnsafeGuaranteedRef { $0.flushClient() }
         } else {
             owner?.upstreamReadComplete(from: self)
         }
@@ -263,7 +271,11 @@ final class ShipLink {
 /// Idle keep-alive connections to one ship instance on one thread (most recently used first).
 final class UpstreamPool {
     let address: SocketAddressOrPath
-    private var idle: [ShipLink] = []
+    /// Unchecked for exclusivity: a pool lives on one thread, only its own four methods touch this,
+    /// and none of them calls out while it holds an access (they pop, append and filter with the
+    /// standard library; what they release runs no code of the relay's). Checked, the array's
+    /// growth and shrinking inside those calls kept a runtime check on every lease and release.
+    @exclusivity(unchecked) private var idle: [ShipLink] = []
     /// The ship's idle connections over all pools (every thread's, every instance's) stay within it.
     private let allowance: IdleAllowance
     /// The instance left its ship's set: nothing new goes to it, and connections coming back close.

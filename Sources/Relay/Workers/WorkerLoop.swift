@@ -22,8 +22,9 @@ final class WorkerLoop {
     static let highWater = 32 * 1024
     static let lowWater = 16 * 1024
 
+    /// A client or ship socket of the loop. `slots` owns them; epoll knows each by its address
+    /// (`WorkerSocket.token`), a listener by its index in `listening` (`listenerToken`).
     enum Slot {
-        case listener(Int)
         case client(WorkerClient)
         case ship(WorkerShip)
     }
@@ -36,17 +37,21 @@ final class WorkerLoop {
     let context = LoopContext()
     private var slots: [Slot?] = []
     private var freeSlots: [Int] = []
-    /// Slots freed while a batch of events is handled: reused only after it, so that an event of a
-    /// closed socket still in the batch never reaches a new one.
+    /// Slots freed while a batch of events is handled, reused after it.
     private var retiredSlots: [Int] = []
+    /// The sockets of `retiredSlots`, kept alive until the batch ends: an event is handed to its
+    /// socket without a retain, so a socket closed by an earlier event of the batch (or by its own
+    /// handler) must still be there, closed, when a later event names it, and its address (its
+    /// token) cannot be a new socket's meanwhile.
+    private var retiring: [Slot] = []
     private(set) var clientCount = 0
     /// Connections that asked to process what they hold after the current event.
-    var later: [WorkerClient] = []
+    private var later: [WorkerClient] = []
     /// Work that must not run inside the call that set it off (a connect's completion).
-    var deferred: [() -> Void] = []
+    private var deferred: [() -> Void] = []
+    /// Whether `later` or `deferred` holds anything: the one check each event pays.
+    private var hasLaterWork = false
     let allocator = ByteBufferAllocator()
-    /// Every read lands here first; what a connection keeps of it is copied on the next write.
-    var readBuffer: ByteBuffer
     var vectors: [iovec] = []
     private var landing: NIODeadline?
     private var nextSweep = NIODeadline.now()
@@ -57,7 +62,6 @@ final class WorkerLoop {
         /// A reload removed the bind: the socket is no longer watched (the relay closes it).
         var removed = false
         let connections: RelayMetrics.Connections
-        var slot = -1
         /// Accepting stopped (the relay ran out of descriptors or memory) until then.
         var pausedUntil: NIODeadline?
         var lastLogged = NIODeadline.distantPast
@@ -73,7 +77,6 @@ final class WorkerLoop {
         self.wakeup = wakeup
         self.shared = shared
         self.handle = handle
-        readBuffer = allocator.buffer(capacity: Self.shipReadSize)
         if let hooks = shared.hooks { _ = try context.hooks(for: hooks) }
         context.requests = RelayMetrics.workerRequests(index)
         for listener in shared.listeners { try watch(listener) }
@@ -82,13 +85,11 @@ final class WorkerLoop {
     /// Starts accepting on `listener`'s socket of this worker.
     private func watch(_ listener: RelayWorkers.Listener) throws {
         let fd = listener.shared ? listener.sockets[0] : listener.sockets[index]
-        var socket = ListeningSocket(
+        let socket = ListeningSocket(
             fd: fd, listener: listener, connections: shared.metrics.connections(listener.source.name))
-        socket.slot = take(.listener(listening.count))
         let interest = UInt32(MS_EPOLL_IN) | (listener.shared ? UInt32(MS_EPOLL_EXCLUSIVE) : 0)
-        let status = ms_epoll_set(epoll, fd, UInt64(socket.slot), interest, 1)
+        let status = ms_epoll_set(epoll, fd, Self.listenerToken(listening.count), interest, 1)
         guard status == 0 else {
-            release(slot: socket.slot)
             throw RelayError.workers(
                 reason:
                     "worker \(index) cannot watch bind '\(listener.source.name)': \(RelayResources.describe(status))"
@@ -121,7 +122,6 @@ final class WorkerLoop {
                 {
                     listening[index].removed = true
                     _ = ms_epoll_remove(epoll, listening[index].fd)
-                    release(slot: listening[index].slot)
                     let source = listening[index].listener.source
                     for slot in slots {
                         if case .client(let client)? = slot, client.connection.source === source {
@@ -136,6 +136,9 @@ final class WorkerLoop {
     // MARK: The loop
 
     func run() {
+        // Every read lands here first, lent to the socket that reads; what a connection keeps of
+        // it stays its own by copy-on-write.
+        var readBuffer = allocator.buffer(capacity: Self.shipReadSize)
         var tokens = [UInt64](repeating: 0, count: 64)
         var events = [UInt32](repeating: 0, count: 64)
         nextSweep = .now() + Self.sweepInterval
@@ -144,12 +147,19 @@ final class WorkerLoop {
             let count = ms_epoll_wait(epoll, &tokens, &events, Int32(tokens.count), wait)
             var woken = false
             for index in 0..<Int(max(count, 0)) {
-                if tokens[index] == WorkerHandle.wakeupToken {
+                let token = tokens[index]
+                if token == WorkerHandle.wakeupToken {
                     woken = true
+                } else if token & 1 == 1 {
+                    accept(on: Int(token >> 1))
                 } else {
-                    handle(slot: Int(tokens[index]), events: events[index])
+                    // Without a retain: the loop's table holds the socket until after the batch.
+                    WorkerSocket.named(by: token)._withUnsafeGuaranteedRef { socket in
+                        // (Not open: closed earlier in the batch.)
+                        if socket.isOpen { socket.handle(events: events[index], readBuffer: &readBuffer) }
+                    }
                 }
-                runLater()
+                if hasLaterWork { runLater() }
             }
             if woken {
                 ms_eventfd_drain(wakeup)
@@ -159,9 +169,8 @@ final class WorkerLoop {
                 if landing == nil, let deadline = handle.landing() { startLanding(until: deadline) }
             }
             if NIODeadline.now() >= nextSweep { sweep() }
-            runLater()
-            freeSlots.append(contentsOf: retiredSlots)
-            retiredSlots.removeAll(keepingCapacity: true)
+            if hasLaterWork { runLater() }
+            if !retiredSlots.isEmpty { reuseRetiredSlots() }
             if landing != nil && clientCount == 0 {
                 finish()
                 return
@@ -169,30 +178,42 @@ final class WorkerLoop {
         }
     }
 
-    private func handle(slot index: Int, events: UInt32) {
-        guard index < slots.count, let slot = slots[index] else { return }  // closed earlier in the batch
-        switch slot {
-        case .listener(let listener):
-            accept(on: listener)
-        case .client(let client):
-            client.handle(events: events)
-        case .ship(let ship):
-            ship.handle(events: events)
-        }
+    /// The epoll token of the listening socket at `index` of `listening`: odd, unlike a socket's
+    /// address (`WorkerSocket.token`).
+    static func listenerToken(_ index: Int) -> UInt64 { UInt64(index) << 1 | 1 }
+
+    /// Processes what `client` holds after the current event (`ClientTransport.processLater`).
+    func processLater(_ client: WorkerClient) {
+        later.append(client)
+        hasLaterWork = true
+    }
+
+    /// Runs `work` after the current event, outside the call that set it off.
+    func afterEvent(_ work: @escaping () -> Void) {
+        deferred.append(work)
+        hasLaterWork = true
     }
 
     /// What connections asked for during the last event (a pipelined request; a connect's outcome).
     private func runLater() {
         var rounds = 0
-        while (!later.isEmpty || !deferred.isEmpty) && rounds < 16 {
+        while hasLaterWork && rounds < 16 {
             rounds += 1
+            hasLaterWork = false
             let clients = later
-            later.removeAll(keepingCapacity: true)
+            later = []
             for client in clients where client.isOpen { client.connection.processInbound() }
             let work = deferred
-            deferred.removeAll(keepingCapacity: true)
+            deferred = []
             for item in work { item() }
         }
+    }
+
+    /// The slots freed by the batch just handled can take new sockets; their old ones go.
+    private func reuseRetiredSlots() {
+        freeSlots.append(contentsOf: retiredSlots)
+        retiredSlots.removeAll(keepingCapacity: true)
+        retiring.removeAll(keepingCapacity: true)
     }
 
     // MARK: Slots
@@ -208,6 +229,7 @@ final class WorkerLoop {
 
     func release(slot index: Int) {
         guard index >= 0 else { return }
+        if let slot = slots[index] { retiring.append(slot) }
         slots[index] = nil
         retiredSlots.append(index)
     }
@@ -215,6 +237,7 @@ final class WorkerLoop {
     // MARK: Accepting
 
     private func accept(on index: Int) {
+        guard !listening[index].removed else { return }  // removed earlier in the batch
         let listener = listening[index].listener
         for _ in 0..<64 {
             var port: CInt = 0
@@ -280,7 +303,7 @@ final class WorkerLoop {
                 listening[index].pausedUntil = nil
                 let interest =
                     UInt32(MS_EPOLL_IN) | (listening[index].listener.shared ? UInt32(MS_EPOLL_EXCLUSIVE) : 0)
-                _ = ms_epoll_set(epoll, listening[index].fd, UInt64(listening[index].slot), interest, 1)
+                _ = ms_epoll_set(epoll, listening[index].fd, Self.listenerToken(index), interest, 1)
             }
         }
         context.refreshShips()
@@ -319,6 +342,8 @@ final class WorkerLoop {
             }
         }
         context.closeIdleConnections()
+        // The sockets hold their loop: the closed ones let go of it now.
+        reuseRetiredSlots()
     }
 
     /// A client connection closed or left for a bay.

@@ -10,18 +10,30 @@ import ShipManifest
 
 /// What a worker keeps of each of its sockets (a client's or a ship's): the descriptor, its epoll
 /// interest and the bytes written and not yet taken.
+///
+/// A socket never leaves its worker's thread: every property is touched by that thread only.
 class WorkerSocket {
-    unowned(unsafe) let loop: WorkerLoop
+    /// Strong and constant: reaching a `let` of the object costs no reference counting (an
+    /// `unowned(unsafe)` one cost a retain and a release per use). The loop outlives its sockets;
+    /// its table lets go of each once it closes (`WorkerLoop.release(slot:)`).
+    let loop: WorkerLoop
     let fd: CInt
-    /// Its index in the loop's table, and its epoll token.
+    /// Its index in the loop's table.
     var slot = -1
     private(set) var isOpen = true
     /// The epoll interest registered now.
     private var interest: UInt32 = 0
     /// Whether the connection wants to read (its driver's `setReading`).
     var reading = true
-    /// Written and not yet tried.
-    private var queued: [ByteBuffer] = []
+    /// Written and not yet tried: the first buffer since the last flush, and those after it. Most
+    /// flushes send one buffer (a tunnelled message, a response head with its body), which then
+    /// never reaches the array.
+    private var firstQueued: ByteBuffer?
+    /// Unchecked for exclusivity: only this socket's own methods touch it, on its worker's thread,
+    /// and none of them calls out of the socket while it holds an access to it (they append,
+    /// remove and send with the standard library and `ms_sendv`), so no two accesses to it can
+    /// overlap. Checked, the array's growth inside `append` kept the check on every access.
+    @exclusivity(unchecked) private var queued: [ByteBuffer] = []
     /// Tried and not taken (the socket was full).
     private(set) var unsent: ByteBuffer?
     /// Past the high water mark: not writable until below the low one.
@@ -37,13 +49,25 @@ class WorkerSocket {
     }
 
     var heldBytes: Int { unsent?.readableBytes ?? 0 }
-    var holdsNothing: Bool { queued.isEmpty && unsent == nil }
+    var holdsNothing: Bool { firstQueued == nil && unsent == nil }
+
+    /// Its epoll token: its address, which stays its own while it is registered (the loop's table
+    /// holds it until it closes, and until the end of the batch of events it closed in).
+    var token: UInt64 { UInt64(UInt(bitPattern: Unmanaged.passUnretained(self).toOpaque())) }
+
+    /// The socket an epoll token names (unretained: see `token`).
+    static func named(by token: UInt64) -> Unmanaged<WorkerSocket> {
+        Unmanaged.fromOpaque(UnsafeRawPointer(bitPattern: UInt(token))!)
+    }
 
     /// Joins the loop's epoll instance (`connecting`: watched for writing first).
     func register(connecting: Bool = false) -> Bool {
         interest = connecting ? UInt32(MS_EPOLL_OUT) : UInt32(MS_EPOLL_IN)
-        return ms_epoll_set(loop.epoll, fd, UInt64(slot), interest, 1) == 0
+        return ms_epoll_set(loop.epoll, fd, token, interest, 1) == 0
     }
+
+    /// What epoll reported for the socket (`MS_EPOLL_*` bits); reads land in `readBuffer`.
+    func handle(events: UInt32, readBuffer: inout ByteBuffer) {}
 
     func updateInterest() {
         guard isOpen else { return }
@@ -52,7 +76,7 @@ class WorkerSocket {
         if unsent != nil || needsWritable { wanted |= UInt32(MS_EPOLL_OUT) }
         guard wanted != interest else { return }
         interest = wanted
-        _ = ms_epoll_set(loop.epoll, fd, UInt64(slot), wanted, 0)
+        _ = ms_epoll_set(loop.epoll, fd, token, wanted, 0)
     }
 
     /// Subclasses that wait for writability of their own (a file to send) say so.
@@ -66,29 +90,35 @@ class WorkerSocket {
 
     func write(_ bytes: ByteBuffer) {
         guard !failed else { return }
-        queued.append(bytes)
+        if firstQueued == nil {
+            firstQueued = bytes
+        } else {
+            queued.append(bytes)
+        }
     }
 
     /// Sends what was queued after what waits; true when bytes remain held.
     @discardableResult
     func flush() -> Bool {
-        guard !failed, !queued.isEmpty else { return unsent != nil }
-        if unsent != nil {
-            for var buffer in queued { unsent!.writeBuffer(&buffer) }
+        guard !failed, var first = firstQueued.take() else { return unsent != nil }
+        if var rest = unsent.take() {
+            rest.writeBuffer(&first)
+            for var buffer in queued { rest.writeBuffer(&buffer) }
+            unsent = rest
             clearQueued()
             checkHighWater()
             return true
         }
-        var total = 0
-        for buffer in queued { total += buffer.readableBytes }
+        var total = first.readableBytes
         let sent: Int
-        if queued.count == 1 {
-            sent = queued[0].withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
+        if queued.isEmpty {
+            sent = first.withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
         } else {
-            sent = sendVectors()
+            for buffer in queued { total += buffer.readableBytes }
+            sent = sendVectors(first)
         }
         if sent == total {
-            clearQueued()
+            if !queued.isEmpty { clearQueued() }
             return false
         }
         if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
@@ -98,15 +128,8 @@ class WorkerSocket {
         }
         var skip = max(sent, 0)
         var rest = loop.allocator.buffer(capacity: total - skip)
-        for var buffer in queued {
-            if skip >= buffer.readableBytes {
-                skip -= buffer.readableBytes
-                continue
-            }
-            buffer.moveReaderIndex(forwardBy: skip)
-            skip = 0
-            rest.writeBuffer(&buffer)
-        }
+        Self.append(&first, skipping: &skip, to: &rest)
+        for var buffer in queued { Self.append(&buffer, skipping: &skip, to: &rest) }
         clearQueued()
         unsent = rest
         stalledSince = .now()
@@ -115,25 +138,40 @@ class WorkerSocket {
         return true
     }
 
-    private func sendVectors() -> Int {
+    /// What the socket did not take of `buffer` (after the `skip` bytes it took) joins `rest`.
+    private static func append(
+        _ buffer: inout ByteBuffer, skipping skip: inout Int, to rest: inout ByteBuffer
+    ) {
+        if skip >= buffer.readableBytes {
+            skip -= buffer.readableBytes
+            return
+        }
+        buffer.moveReaderIndex(forwardBy: skip)
+        skip = 0
+        rest.writeBuffer(&buffer)
+    }
+
+    /// Sends `first` and `queued` with one `sendmsg`.
+    private func sendVectors(_ first: ByteBuffer) -> Int {
         // Taken out of the loop (not copied): the scratch array stays uniquely referenced, so
         // clearing it keeps its storage instead of allocating.
         var vectors: [iovec] = []
         swap(&vectors, &loop.vectors)
         vectors.removeAll(keepingCapacity: true)
-        let count = min(queued.count, 64)
-        for index in 0..<count {
-            queued[index].withUnsafeReadableBytes { bytes in
-                vectors.append(
-                    iovec(
-                        iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
-            }
-        }
-        // The buffers outlive the call: `queued` holds them.
+        Self.addVector(first, to: &vectors)
+        for index in 0..<min(queued.count, 63) { Self.addVector(queued[index], to: &vectors) }
+        // The buffers outlive the call: `first` and `queued` hold them.
         // Beyond 64 buffers (rare), the rest waits as unsent for the socket's next turn.
         let sent = vectors.withUnsafeBufferPointer { ms_sendv(fd, $0.baseAddress, CInt($0.count)) }
         loop.vectors = vectors
         return sent
+    }
+
+    private static func addVector(_ buffer: ByteBuffer, to vectors: inout [iovec]) {
+        buffer.withUnsafeReadableBytes { bytes in
+            vectors.append(
+                iovec(iov_base: UnsafeMutableRawPointer(mutating: bytes.baseAddress), iov_len: bytes.count))
+        }
     }
 
     /// Empties the queue keeping its storage: one or two buffers, usually, and removing them one
@@ -180,27 +218,29 @@ class WorkerSocket {
         let code = errno
         failed = true
         unsent = nil
-        loop.deferred.append { [self] in closeSocket(error: code) }
+        loop.afterEvent { [self] in closeSocket(error: code) }
     }
 
     /// Reads what the socket holds (up to four reads of `size`), handing each read to `received`
     /// and the end of the batch to `readEnded`; at the end of the stream or an error, closes.
-    func readAvailable(_ size: Int) {
+    /// `buffer` is the loop's, lent for the call: handed on from here it reaches the core without
+    /// a retain, and what the core keeps of it is its own copy-on-write reference.
+    func readAvailable(_ size: Int, into buffer: inout ByteBuffer) {
         var delivered = false
+        var ended: CInt?
         for _ in 0..<4 {
-            let count = receive(size)
+            let count = Self.receive(fd, size, into: &buffer)
             if count > 0 {
                 delivered = true
-                received(loop.readBuffer)
+                received(buffer)
                 if count < size || !isOpen || !reading { break }
                 continue
             }
-            if count == -Int(EAGAIN) || count == -Int(EWOULDBLOCK) { break }
-            if delivered && isOpen { readEnded() }
-            closeSocket(error: count == 0 ? 0 : CInt(-count))
-            return
+            if count != -Int(EAGAIN) && count != -Int(EWOULDBLOCK) { ended = count == 0 ? 0 : CInt(-count) }
+            break
         }
         if delivered && isOpen { readEnded() }
+        if let ended { closeSocket(error: ended) }
     }
 
     /// Bytes read (the loop's buffer: kept only by copy-on-write).
@@ -209,15 +249,15 @@ class WorkerSocket {
     /// The end of a batch of reads.
     func readEnded() {}
 
-    /// Reads once into the loop's buffer: the count, 0 at the end of the stream, or -errno.
-    func receive(_ size: Int) -> Int {
-        loop.readBuffer.clear()
-        loop.readBuffer.reserveCapacity(minimumWritableBytes: size)
-        let count = loop.readBuffer.withUnsafeMutableWritableBytes {
-            ms_recv(fd, $0.baseAddress, min(size, $0.count))
-        }
+    /// Reads once into `buffer`, emptied first: the count, 0 at the end of the stream, or -errno.
+    private static func receive(_ fd: CInt, _ size: Int, into buffer: inout ByteBuffer) -> Int {
+        // Empty, the buffer is writable from its start: its whole storage (kept, unless the core
+        // still holds bytes of the last read) is the read's.
+        buffer.clear()
+        if buffer.capacity < size { buffer.reserveCapacity(size) }
+        let count = buffer.withVeryUnsafeMutableBytes { ms_recv(fd, $0.baseAddress, size) }
         if count > 0 {
-            loop.readBuffer.moveWriterIndex(forwardBy: count)
+            buffer.moveWriterIndex(to: count)
             return count
         }
         return count == 0 ? 0 : -Int(errno)
@@ -230,6 +270,7 @@ class WorkerSocket {
         _ = ms_epoll_remove(loop.epoll, fd)
         if !keepDescriptor { Glibc.close(fd) }
         loop.release(slot: slot)
+        firstQueued = nil
         queued.removeAll()
         unsent = nil
     }
@@ -279,19 +320,25 @@ final class WorkerClient: WorkerSocket, ClientTransport {
 
     // MARK: Events
 
-    func handle(events: UInt32) {
+    override func handle(events: UInt32, readBuffer: inout ByteBuffer) {
         if events & UInt32(MS_EPOLL_OUT) != 0 {
             if file != nil { continueFile() } else { sendUnsent() }
         }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            readAvailable(WorkerLoop.clientReadSize)
+            readAvailable(WorkerLoop.clientReadSize, into: &readBuffer)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: 0)
         }
     }
 
-    override func received(_ bytes: ByteBuffer) { deliver(bytes) }
+    override func received(_ bytes: ByteBuffer) {
+        if proxyCheck == nil {
+            connection.received(bytes)
+        } else {
+            deliver(bytes)
+        }
+    }
 
     override func readEnded() { connection.readComplete() }
 
@@ -378,13 +425,13 @@ final class WorkerClient: WorkerSocket, ClientTransport {
 
     func closeAfterWrites() {
         if holdsNothing {
-            loop.deferred.append { [self] in close() }
+            loop.afterEvent { [self] in close() }
             return
         }
         flush()
         closeWhenSent = true
         setReading(false)
-        if unsent == nil { loop.deferred.append { [self] in close() } }
+        if unsent == nil { loop.afterEvent { [self] in close() } }
     }
 
     func reset() {
@@ -397,7 +444,7 @@ final class WorkerClient: WorkerSocket, ClientTransport {
 
     func clearWatch() { deadline = nil }
 
-    func processLater() { loop.later.append(self) }
+    func processLater() { loop.processLater(self) }
 
     func connect(
         to address: SocketAddressOrPath, timeout: TimeAmount,
@@ -589,7 +636,7 @@ final class WorkerShip: WorkerSocket, ShipTransport {
         case .tcp(let host, let port):
             let addresses = loop.shared.addresses.addresses(for: host)
             guard !addresses.isEmpty else {
-                loop.deferred.append { completion(.failure(.failed("cannot resolve '\(host)'"))) }
+                loop.afterEvent { completion(.failure(.failed("cannot resolve '\(host)'"))) }
                 return
             }
             loop.connectRotation &+= 1
@@ -599,20 +646,20 @@ final class WorkerShip: WorkerSocket, ShipTransport {
             let code = -fd
             let failure: ConnectFailure =
                 RelayResources.isExhaustion(code) ? .exhausted(code) : .failed(RelayResources.describe(code))
-            loop.deferred.append { completion(.failure(failure)) }
+            loop.afterEvent { completion(.failure(failure)) }
             return
         }
         let ship = WorkerShip(fd: fd, loop: loop)
         ship.slot = loop.take(.ship(ship))
         guard ship.register(connecting: true) else {
             ship.detach()
-            loop.deferred.append { completion(.failure(.failed("cannot watch the connection"))) }
+            loop.afterEvent { completion(.failure(.failed("cannot watch the connection"))) }
             return
         }
         ship.connecting = (completion, .now() + timeout)
     }
 
-    func handle(events: UInt32) {
+    override func handle(events: UInt32, readBuffer: inout ByteBuffer) {
         if connecting != nil {
             if events & UInt32(MS_EPOLL_OUT | MS_EPOLL_ERR | MS_EPOLL_HUP) != 0 { connected() }
             return
@@ -620,7 +667,7 @@ final class WorkerShip: WorkerSocket, ShipTransport {
         if events & UInt32(MS_EPOLL_OUT) != 0 { sendUnsent() }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            readAvailable(WorkerLoop.shipReadSize)
+            readAvailable(WorkerLoop.shipReadSize, into: &readBuffer)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: events & UInt32(MS_EPOLL_ERR) != 0 ? ms_socket_error(fd) : 0)
         }
