@@ -10,7 +10,8 @@ import Testing
 /// ports, replaced one at a time by `mothership restart` and SIGUSR1 while clients keep sending,
 /// an aborted restart when the replacement is never healthy, and a stuck request answered 504 with
 /// its instance recycled.
-@Suite("Phased restarts end to end")
+/// One test at a time: each keeps four clients busy, which would starve the suites running beside them.
+@Suite("Phased restarts end to end", .serialized)
 struct PhasedRestartEndToEndTests {
     /// Serves on `$PORT`: `GET /` (health: 500 when the file `unhealthy` exists at start), `/slow`
     /// (0.2 s), `/stuck` (never answers), POST (reads the body); every answer says who served it.
@@ -161,6 +162,8 @@ struct PhasedRestartEndToEndTests {
                                 connection?.close()
                                 connection = nil
                             }
+                            // Steady traffic, not a flood: the restart is under test, not the machine.
+                            try? await Task.sleep(for: .milliseconds(20))
                         }
                         connection?.close()
                     })
@@ -223,7 +226,9 @@ struct PhasedRestartEndToEndTests {
         #expect(fleet.mothership.output.contains("phased restart of 'web' complete (2 workers replaced in "))
 
         // Per instance in /metrics; the two phased restarts count as the ship's.
-        let metrics = try RelayEndToEndTests.fetch("http://127.0.0.1:\(fleet.metrics)/metrics")
+        let metrics = try await RawConnection.offPool {
+            try RelayEndToEndTests.fetch("http://127.0.0.1:\(fleet.metrics)/metrics")
+        }
         for worker in 0..<2 {
             #expect(
                 metrics.contains(#"mothership_worker_ready{ship="web",worker="\#(worker)"} 1"#), "\(metrics)")
