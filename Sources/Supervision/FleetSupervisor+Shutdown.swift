@@ -83,16 +83,7 @@ extension FleetSupervisor {
             for process in records[name]!.processes {
                 group.addTask {
                     process.signalGroup(signal.number)
-                    let exited: Bool? = await firstOf([
-                        {
-                            _ = await process.exitStatus()
-                            return true
-                        },
-                        {
-                            do { try await clock.sleep(for: timeout) } catch { return nil }
-                            return false
-                        },
-                    ])
+                    let exited = await exits(process, within: timeout, on: clock)
                     if exited != true {
                         logger.warning(
                             "ship '\(name)' (pid \(process.pid)) did not stop within \(DurationText.format(timeout)) of SIG\(signal.rawValue): sending SIGKILL"
@@ -189,17 +180,23 @@ extension FleetSupervisor {
     func killGroup(of process: any RunningProcess, unlessExitedWithin timeout: Duration) {
         let clock = self.clock
         Task {
-            let exited: Bool? = await firstOf([
-                {
-                    _ = await process.exitStatus()
-                    return true
-                },
-                {
-                    do { try await clock.sleep(for: timeout) } catch { return nil }
-                    return false
-                },
-            ])
-            if exited == false { process.signalGroup(9) }
+            if await exits(process, within: timeout, on: clock) == false { process.signalGroup(9) }
         }
     }
+}
+
+/// Whether `process` exits within `timeout`: true, false when the time ran out first, nil when the
+/// wait was cancelled.
+func exits<C: Clock>(_ process: any RunningProcess, within timeout: Duration, on clock: C) async -> Bool?
+where C.Duration == Duration {
+    await firstOf([
+        {
+            _ = await process.exitStatus()
+            return true
+        },
+        {
+            do { try await clock.sleep(for: timeout) } catch { return nil }
+            return false
+        },
+    ])
 }

@@ -401,19 +401,7 @@ extension FleetSupervisor {
             )
         }
         old.process.signalGroup(vessel.stopSignal.number)
-        let timeout = vessel.stopTimeout
-        let clock = self.clock
-        let exited: Bool? = await firstOf([
-            {
-                _ = await old.process.exitStatus()
-                return true
-            },
-            {
-                do { try await clock.sleep(for: timeout) } catch { return nil }
-                return false
-            },
-        ])
-        if exited != true {
+        if await exits(old.process, within: vessel.stopTimeout, on: clock) != true {
             old.process.signalGroup(9)
             _ = await old.process.exitStatus()
         }
