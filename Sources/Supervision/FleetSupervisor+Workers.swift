@@ -22,6 +22,8 @@ struct WorkerSlot {
     var current: WorkerInstance?
     /// Replaced instances still finishing their requests (out of the relay's set).
     var retiring: [WorkerInstance] = []
+    /// A phased restart's replacement not ready yet: a stop or a landing stops it too.
+    var starting: WorkerInstance?
     var restarts = 0
     var backoff: RestartBackoff
     /// A phased restart is starting this slot's replacement.
@@ -32,12 +34,14 @@ struct WorkerSlot {
 
     init(backoff: RestartBackoff) { self.backoff = backoff }
 
-    var processes: [any RunningProcess] { (current.map { [$0.process] } ?? []) + retiring.map(\.process) }
+    var processes: [any RunningProcess] {
+        ([current, starting].compactMap { $0?.process }) + retiring.map(\.process)
+    }
 
     /// The generation a new instance takes: the one no live instance of the slot uses (a replacement
     /// must never find its predecessor on its address).
     var freeGeneration: Int? {
-        let used = Set((current.map { [$0] } ?? []).map(\.generation) + retiring.map(\.generation))
+        let used = Set([current, starting].compactMap { $0?.generation } + retiring.map(\.generation))
         return [0, 1].first { !used.contains($0) }
     }
 }
@@ -354,7 +358,11 @@ extension FleetSupervisor {
         case .success(let started): fresh = started
         case .failure(let failure): throw PhasedRestartFailure(description: failure.description)
         }
+        records[name]!.slots[slot].starting = fresh
         let readiness = await readiness(of: vessel, at: fresh.address, process: fresh.process)
+        if records[name] != nil, slot < records[name]!.slots.count {
+            records[name]!.slots[slot].starting = nil
+        }
         let abort: String? =
             switch readiness {
             case .ready, .docked: nil

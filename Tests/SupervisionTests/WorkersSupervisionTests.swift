@@ -20,7 +20,8 @@ struct WorkersSupervisionTests {
 
     static func port(of process: FakeProcess?) -> String? { process?.request.environment["PORT"] }
 
-    @Test func instancesTakeTheirOwnAddressesAndPhasedRestartsAlternateThem() async throws {
+    @Test(.timeLimit(.minutes(1)))
+    func instancesTakeTheirOwnAddressesAndPhasedRestartsAlternateThem() async throws {
         let harness = try Harness(Self.manifest)
         await harness.launched(2)
         let first = harness.launcher.processes(named: "web")
@@ -65,5 +66,20 @@ struct WorkersSupervisionTests {
         #expect(after.restarts == 1)
         _ = await harness.land()
         #expect(fresh0.signals == [15] && fresh1.signals == [15])
+    }
+
+    @Test(.timeLimit(.minutes(1)))
+    func landingDuringAPhasedRestartStopsTheReplacementToo() async throws {
+        let harness = try Harness(Self.manifest)
+        await harness.launched(2)
+        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
+        await harness.state(.running)
+        let restart = Task { try await harness.supervisor.phasedRestart("web") }
+        await harness.launched(3)
+        let replacement = try #require(harness.launcher.processes(named: "web").last)
+        #expect(await harness.land() == .landed)
+        #expect(replacement.hasExited, "the replacement outlived the landing: \(harness.journal)")
+        #expect(harness.launcher.processes.allSatisfy { $0.hasExited })
+        await #expect(throws: ControlRefusal.self) { try await restart.value }
     }
 }
