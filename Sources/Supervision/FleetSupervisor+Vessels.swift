@@ -164,6 +164,11 @@ extension FleetSupervisor {
         logger.warning(
             "'\(name)' \(reason); restarting in \(DurationText.format(delay)) (restart #\(restarts))")
         publish(name)
+        return await waitOutBackoff(delay)
+    }
+
+    /// Sleeps a restart delay; false when the fleet began stopping meanwhile (or the wait was cancelled).
+    func waitOutBackoff(_ delay: Duration) async -> Bool {
         do {
             try await clock.sleep(for: delay)
         } catch {

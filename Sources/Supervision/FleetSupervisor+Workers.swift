@@ -185,12 +185,7 @@ extension FleetSupervisor {
             "'\(name)' \(reason); restarting it in \(DurationText.format(delay)) (restart #\(records[name]!.slots[slot].restarts) of worker \(slot))"
         )
         publish(name)
-        do {
-            try await clock.sleep(for: delay)
-        } catch {
-            return false
-        }
-        return !stopping && !shutdownRequested && outcome == nil
+        return await waitOutBackoff(delay)
     }
 
     /// Launches a process for `slot` on the address of the generation no live instance of it uses,
