@@ -82,4 +82,23 @@ struct WorkersSupervisionTests {
         #expect(harness.launcher.processes.allSatisfy { $0.hasExited })
         await #expect(throws: ControlRefusal.self) { try await restart.value }
     }
+
+    /// SPEC §12.2: an unhealthy instance takes no new request while the others serve.
+    @Test(.timeLimit(.minutes(1)))
+    func anUnhealthyInstanceStopsServingWhileTheOtherServes() async throws {
+        let harness = try Harness(Self.manifest)
+        await harness.launched(2)
+        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
+        await harness.state(.running)
+        harness.health.set(.tcp(host: "127.0.0.1", port: 3001), healthy: false)
+        let supervisor = harness.supervisor
+        await harness.until {
+            await supervisor.status().vessels[0].instances.contains { $0.slot == 1 && $0.healthy == false }
+        }
+        let ship = await supervisor.status().vessels[0]
+        #expect(ship.instances.first { $0.slot == 1 }?.serves == false)
+        #expect(ship.instances.first { $0.slot == 0 }?.serves == true)
+        #expect(ship.phase == .running)
+        _ = await harness.land()
+    }
 }
