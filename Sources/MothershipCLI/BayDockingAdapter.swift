@@ -29,4 +29,8 @@ struct DockedBay: BayLink {
     func lost() async -> String { await link.lost() }
 
     func close() { link.close() }
+
+    func passengers() async -> Int { await link.passengers() }
+
+    func retire() { link.retire() }
 }

@@ -44,9 +44,11 @@ public enum BinaryRunner {
         process.standardError = error
         process.standardInput = FileHandle.nullDevice
         try process.run()
-        // Read both pipes concurrently so a chatty child never blocks on a full pipe.
-        async let standardOutput = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
-        async let standardError = Task.detached { error.fileHandleForReading.readDataToEndOfFile() }.value
+        // Read both pipes concurrently so a chatty child never blocks on a full pipe, each on a
+        // thread of its own: blocking reads on the cooperative pool (two threads on a 2-core
+        // machine) would stall every other task of the test until the command exits.
+        async let standardOutput = readToEnd(output.fileHandleForReading)
+        async let standardError = readToEnd(error.fileHandleForReading)
         let deadline = ContinuousClock.now + timeout
         while process.isRunning {
             if ContinuousClock.now > deadline {
@@ -59,5 +61,11 @@ public enum BinaryRunner {
             status: process.terminationStatus,
             standardOutput: String(decoding: await standardOutput, as: UTF8.self),
             standardError: String(decoding: await standardError, as: UTF8.self))
+    }
+
+    private static func readToEnd(_ handle: FileHandle) async -> Data {
+        await withCheckedContinuation { continuation in
+            Thread { continuation.resume(returning: handle.readDataToEndOfFile()) }.start()
+        }
     }
 }

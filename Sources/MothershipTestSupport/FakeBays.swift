@@ -69,6 +69,8 @@ public final class FakeBayLink: BayLink, Sendable {
         var lostReason: String?
         var waiters: [CheckedContinuation<String, Never>] = []
         var closed = false
+        var retired = false
+        var passengers = 0
     }
     private let state = Mutex(State())
 
@@ -105,4 +107,19 @@ public final class FakeBayLink: BayLink, Sendable {
     }
 
     public var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// The clients the link carries (the test sets how many).
+    public func setPassengers(_ count: Int) { state.withLock { $0.passengers = count } }
+
+    public func passengers() async -> Int { state.withLock { $0.passengers } }
+
+    public func retire() {
+        state.withLock {
+            $0.retired = true
+            $0.closed = true
+        }
+        journal.record("retired link \(bay)")
+    }
+
+    public var isRetired: Bool { state.withLock { $0.retired } }
 }

@@ -23,6 +23,11 @@ public protocol BayLink: Sendable {
     /// Ends the link from mothership's side (the bay's process is gone or being stopped); its clients
     /// are closed with 1011.
     func close()
+    /// How many WebSocket clients the link carries now (a replaced bay drains until none is left).
+    func passengers() async -> Int
+    /// Ends a replaced bay's link: its remaining clients are closed with 1001 (going away; they
+    /// may reconnect, to the bay that replaced it).
+    func retire()
 }
 
 /// Why a bay did not dock.

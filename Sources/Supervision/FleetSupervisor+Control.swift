@@ -49,6 +49,10 @@ extension FleetSupervisor {
             _ = try await phasedRestart(name)
             return
         }
+        if record.bayLink != nil {
+            try await replaceBay(name)
+            return
+        }
         guard let process = record.process else { throw .notRunning(name, record.phase) }
         guard !record.requestedRestart else { throw .alreadyRestarting(name) }
         guard !record.held else { throw .notRunning(name, .stopped) }
@@ -69,6 +73,11 @@ extension FleetSupervisor {
         if record.vessel.restartsInPhases {
             guard !record.phasing, record.hasProcess else { return false }
             Task { _ = try? await self.phasedRestart(name) }
+            return true
+        }
+        if record.bayLink != nil {
+            guard !record.phasing, !record.requestedRestart, !record.held else { return false }
+            Task { try? await self.replaceBay(name) }
             return true
         }
         guard let process = record.process, !record.requestedRestart, !record.held, !stopping,

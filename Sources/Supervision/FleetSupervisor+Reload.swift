@@ -137,6 +137,17 @@ extension FleetSupervisor {
             }
             return
         }
+        if record.bayLink != nil && !record.phasing {
+            // A docked bay: its replacement docks beside it and takes the new clients.
+            Task {
+                do {
+                    try await self.replaceBay(name)
+                } catch {
+                    self.logger.error("reload: '\(name)' was not restarted: \(error)")
+                }
+            }
+            return
+        }
         if let process = record.process {
             let vessel = record.vessel
             records[name]!.requestedRestart = true

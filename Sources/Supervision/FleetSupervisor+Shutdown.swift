@@ -25,8 +25,8 @@ extension FleetSupervisor {
     }
 
     func stop(_ name: String) async {
-        if records[name]!.process == nil && records[name]!.hasProcess {
-            await stopWorkers(name)
+        if !records[name]!.spare.isEmpty || (records[name]!.process == nil && records[name]!.hasProcess) {
+            await stopEvery(name)
             return
         }
         guard let process = records[name]?.process else {
@@ -66,8 +66,9 @@ extension FleetSupervisor {
         publish(name)
     }
 
-    /// `stop` for a ship with workers: every instance at once, each up to `stop_timeout`.
-    private func stopWorkers(_ name: String) async {
+    /// `stop` for a ship with workers, or a bay during a phased replacement: every process at once,
+    /// each up to `stop_timeout`.
+    private func stopEvery(_ name: String) async {
         let vessel = records[name]!.vessel
         records[name]!.phase = .stopping
         publish(name)
@@ -86,7 +87,7 @@ extension FleetSupervisor {
                     let exited = await exits(process, within: timeout, on: clock)
                     if exited != true {
                         logger.warning(
-                            "ship '\(name)' (pid \(process.pid)) did not stop within \(DurationText.format(timeout)) of SIG\(signal.rawValue): sending SIGKILL"
+                            "\(vessel.kind.rawValue) '\(name)' (pid \(process.pid)) did not stop within \(DurationText.format(timeout)) of SIG\(signal.rawValue): sending SIGKILL"
                         )
                         process.signalGroup(9)
                         _ = await process.exitStatus()
@@ -94,11 +95,14 @@ extension FleetSupervisor {
                 }
             }
         }
-        logger.info("ship '\(name)' stopped (\(count) process\(count == 1 ? "" : "es"))")
+        logger.info("\(vessel.kind.rawValue) '\(name)' stopped (\(count) process\(count == 1 ? "" : "es"))")
         for slot in records[name]!.slots.indices {
             records[name]!.slots[slot].current = nil
             records[name]!.slots[slot].retiring = []
         }
+        records[name]!.spare = []
+        records[name]!.process = nil
+        records[name]!.memory = nil
         records[name]!.phase = .stopped
         publish(name)
     }

@@ -36,11 +36,13 @@ extension FleetSupervisor {
             records[name]!.phase = .starting
             publish(name)
             let process: any RunningProcess
+            var request = launchRequest(for: vessel)
             if let berth = berth(of: vessel) {
                 berth.docking.prepare(bay: name, socketPath: berth.socketPath)
+                request.environment["MS_SOCKET_PATH"] = berth.socketPath
             }
             do {
-                process = try await ports.launcher.launch(launchRequest(for: vessel))
+                process = try await ports.launcher.launch(request)
             } catch {
                 logger.error("\(error.description)")
                 if vessel.critical {
@@ -138,7 +140,9 @@ extension FleetSupervisor {
             if healthRestart && vessel.critical { transition(.mayday) }
             guard
                 await restartAfterCrash(
-                    name, uptime: now - startedAt, reason: healthRestart ? "was unhealthy" : reason)
+                    // A bay's phased replacement started the process that ended later.
+                    name, uptime: now - (records[name]!.startedAt ?? startedAt),
+                    reason: healthRestart ? "was unhealthy" : reason)
             else { return }
         }
     }

@@ -440,16 +440,18 @@ extension FleetSupervisor {
         publish(name)
     }
 
-    /// SIGUSR1: every routed ship restarted, one after another; in phases where it can be, else
-    /// stop-then-start.
+    /// SIGUSR1: every routed ship and every docked bay restarted, one after another; in phases
+    /// where it can be, else stop-then-start.
     public func restartRoutedShips() async {
         for name in graph.nodes {
-            guard let record = records[name], record.vessel.kind == .ship, !record.vessel.routes.isEmpty,
-                !record.held
+            guard let record = records[name], !record.held,
+                record.vessel.kind == .ship ? !record.vessel.routes.isEmpty : record.bayLink != nil
             else { continue }
             do {
                 if record.vessel.restartsInPhases {
                     _ = try await phasedRestart(name)
+                } else if record.vessel.kind == .bay {
+                    try await replaceBay(name)
                 } else {
                     logger.warning("ship '\(name)' has no workers: restarting it stop-then-start")
                     try await restartVessel(name)

@@ -294,8 +294,20 @@ struct VesselRecord {
     var held = false
     /// A ship with workers: its slots (empty otherwise, and before it starts).
     var slots: [WorkerSlot] = []
-    /// A phased restart of the ship is under way.
+    /// A phased restart of the ship (or replacement of the bay) is under way.
     var phasing = false
+    /// A bay: which of its two socket paths its current process binds (0: `<name>.sock`, 1:
+    /// `<name>.1.sock`); a phased replacement binds the other.
+    var socketGeneration = 0
+    /// A docked bay's link.
+    var bayLink: (any BayLink)?
+    /// A bay's processes besides `process` during a phased replacement: the replacement while it
+    /// docks, then the process it replaced while that drains.
+    var spare: [any RunningProcess] = []
+    /// Tells the task holding a docked bay that a replacement took over.
+    var bayReplaced: AsyncStream<Void>.Continuation?
+    /// Tasks waiting for a bay's phased replacement to end.
+    var bayWaiters: [CheckedContinuation<Void, Never>] = []
     /// Which supervising task is the vessel's (a `startVessel` begins a new one; an older one still
     /// waiting for a dependency must then do nothing).
     var supervision = 0
@@ -340,8 +352,10 @@ struct VesselRecord {
     }
 
     /// Whether a process of the vessel runs now (for a ship with workers, any of its instances).
-    var hasProcess: Bool { process != nil || slots.contains { !$0.processes.isEmpty } }
+    var hasProcess: Bool { process != nil || !spare.isEmpty || slots.contains { !$0.processes.isEmpty } }
 
     /// Every process of the vessel now.
-    var processes: [any RunningProcess] { (process.map { [$0] } ?? []) + slots.flatMap(\.processes) }
+    var processes: [any RunningProcess] {
+        (process.map { [$0] } ?? []) + spare + slots.flatMap(\.processes)
+    }
 }

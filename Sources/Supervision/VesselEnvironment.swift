@@ -28,9 +28,12 @@ public enum VesselEnvironment {
         return environment
     }
 
-    /// Where bay `name` binds its docking socket: `$MS_SOCKET_DIR/<name>.sock`.
-    public static func socketPath(of name: String, in socketDirectory: String) -> String {
-        socketDirectory + "/" + name + ".sock"
+    /// Where bay `name` binds its docking socket: `$MS_SOCKET_DIR/<name>.sock`, or for the other
+    /// generation (a phased replacement that starts while the bay serves) `<name>.1.sock`.
+    public static func socketPath(of name: String, in socketDirectory: String, generation: Int = 0)
+        -> String
+    {
+        socketDirectory + "/" + name + (generation == 0 ? ".sock" : ".1.sock")
     }
 
     /// Prelaunch jobs: inherited, `[mothership.env]`, the job's `env`, `MS_PID` and `MS_SHIP` (job name).

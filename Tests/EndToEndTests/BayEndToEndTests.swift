@@ -217,6 +217,88 @@ struct BayEndToEndTests {
         #expect(try await mothership.waitForExit() == 0)
     }
 
+    // MARK: 4. A phased replacement (SPEC §12.2)
+
+    /// `mothership restart chat` on a docked bay: the replacement docks on the other socket path
+    /// while the old process keeps its clients; new clients board the new one; the old process is
+    /// stopped once its clients have left, or after `stop_timeout` with the rest closed with 1001.
+    /// A replacement that never docks aborts the restart and the serving bay is untouched.
+    @Test(.timeLimit(.minutes(2)))
+    func restartingABayKeepsItsClientsUntilTheyLeaveAndSendsNewOnesToItsReplacement() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        let mothership = try await RelayEndToEndTests.launch(
+            in: directory, Self.manifest(relay: relay, extra: #"stop_timeout = "3s""#),
+            waitingFor: ["bay 'chat' docked", "lifecycle: Running", "control socket on "])
+        defer { mothership.stop() }
+        func command(_ arguments: String...) async throws -> BinaryRunner.Outcome {
+            try await BinaryRunner.run(arguments, in: directory.path, timeout: .seconds(60))
+        }
+        func pid(_ client: WebSocketClient) async throws -> Int32 {
+            let answer = try await client.ask("pid")
+            guard case .text(let text) = answer, let pid = Int32(text) else {
+                throw RawConnection.Failure(
+                    description: "no pid but \(answer); output:\n\(mothership.output)")
+            }
+            return pid
+        }
+
+        let staying = try await WebSocketClient.connect(port: relay)
+        let first = try await pid(staying)
+        let restart = Task { try await command("restart", "chat") }
+        try await mothership.waitFor("bay 'chat' replaced by pid")
+        // The replacement took the other socket path; new clients board it, conn_ids from 1.
+        #expect(mothership.output.contains("/chat.1.sock"), "\(mothership.output)")
+        let newcomer = try await WebSocketClient.connect(port: relay)
+        let second = try await pid(newcomer)
+        #expect(second != first)
+        #expect(try Self.object(try await newcomer.ask("whoami"))["conn_id"] as? Int == 1)
+        // The old process still serves the client it had.
+        #expect(try await pid(staying) == first)
+        #expect(kill(first, 0) == 0)
+        try await staying.close(code: 1000, reason: "leaving")
+        #expect(try await staying.next() == .close(1000, ""))
+        let outcome = try await restart.value
+        #expect(outcome.status == 0, "\(outcome.output)")
+        try await mothership.waitFor("phased restart of bay 'chat' complete")
+        try await mothership.waitUntil("the old bay process to be gone") { kill(first, 0) != 0 }
+        #expect(try await pid(newcomer) == second)
+
+        // A client that does not leave within stop_timeout is closed with 1001 and may reconnect.
+        let again = try await command("restart", "chat")
+        #expect(again.status == 0, "\(again.output)")
+        #expect(try await newcomer.next() == .close(1001, "bay restarted"))
+        let reconnected = try await WebSocketClient.connect(port: relay)
+        let third = try await pid(reconnected)
+        #expect(third != second && third != first)
+        #expect(kill(second, 0) != 0)
+
+        // A replacement that exits before docking: the restart fails, the bay serves on.
+        try directory.write("fail-next", "")
+        let failed = try await command("restart", "chat")
+        #expect(failed.status == 1)
+        #expect(
+            failed.output.contains(
+                "phased restart of bay 'chat' aborted: its replacement exited with status 3 before it docked"),
+            "\(failed.output)")
+        #expect(try await pid(reconnected) == third)
+        let late = try await WebSocketClient.connect(port: relay)
+        #expect(try await pid(late) == third)
+
+        // SIGUSR1 replaces docked bays too (every routed vessel, one after another).
+        mothership.signal(SIGUSR1)
+        try await mothership.waitUntil("the SIGUSR1 replacement", timeout: .seconds(30)) {
+            mothership.output.components(separatedBy: "phased restart of bay 'chat' complete").count == 4
+        }
+        #expect(try await late.next() == .close(1001, "bay restarted"))
+        let fourth = try await pid(try await WebSocketClient.connect(port: relay))
+        #expect(fourth != third)
+
+        mothership.signal(SIGTERM)
+        #expect(try await mothership.waitForExit() == 0)
+    }
+
     // MARK: - Helpers
 
     static func directory() throws -> TemporaryDirectory {
@@ -225,7 +307,8 @@ struct BayEndToEndTests {
         return directory
     }
 
-    static func manifest(relay: Int, metrics: Int? = nil, critical: Bool = true) -> String {
+    static func manifest(relay: Int, metrics: Int? = nil, critical: Bool = true, extra: String = "") -> String
+    {
         """
         [mothership]
         \(metrics.map { "metrics_port = \($0)" } ?? "")
@@ -241,6 +324,7 @@ struct BayEndToEndTests {
         critical = \(critical)
         start_timeout = "60s"
         config = { greeting = "hello", port = 6379, verbose = true }
+        \(extra)
         """
     }
 
@@ -272,6 +356,9 @@ struct BayEndToEndTests {
         print("env " + json.dumps({k: os.environ.get(k) for k in names}), flush=True)
         print("socket-dir-mode " + oct(os.stat(os.environ["MS_SOCKET_DIR"]).st_mode & 0o777), flush=True)
         if os.path.exists("started-once"):
+            if os.path.exists("fail-next"):
+                os.unlink("fail-next")
+                sys.exit(3)
             time.sleep(1.5)   # a restarted bay takes a while to bind: upgrades meanwhile get 503
         open("started-once", "w").close()
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -330,6 +417,8 @@ struct BayEndToEndTests {
                         send(CARGO, conn + b"x" * 65536)
                 elif message.startswith(b"stall "):
                     time.sleep(float(message[6:]))
+                elif message == b"pid":
+                    send(CARGO, conn + str(os.getpid()).encode())
                 elif message == b"count":
                     send(CARGO, conn + str(received).encode())
                 elif len(message) == 65536:

@@ -86,11 +86,12 @@ struct BayTests {
 
     // MARK: The link
 
-    static func link() throws -> (
+    static func link(to existing: BayBerth? = nil) throws -> (
         BayBerth, EmbeddedChannel, EventLoopPromise<UInt32>, EventLoopPromise<String>
     ) {
-        let loop = EmbeddedEventLoop()
-        let berth = BayBerth(bay: "chat", loop: loop, limits: BayLimits(), logger: Logger(label: "test"))
+        let loop = (existing?.loop as? EmbeddedEventLoop) ?? EmbeddedEventLoop()
+        let berth =
+            existing ?? BayBerth(bay: "chat", loop: loop, limits: BayLimits(), logger: Logger(label: "test"))
         let channel = EmbeddedChannel(loop: loop)
         let moored = loop.makePromise(of: UInt32.self)
         let lost = loop.makePromise(of: String.self)
@@ -187,5 +188,40 @@ struct BayTests {
         channel.embeddedEventLoop.run()
         #expect(!channel.isActive)
         #expect(try lost.futureResult.wait() == "protocol violation: a Cargo frame over 16777216 bytes")
+    }
+
+    // MARK: A phased replacement (SPEC §12.2)
+
+    /// A second process of the bay docks while the first still serves: new clients board the new
+    /// link (conn_ids from 1 again), the old link stays open for the clients it has, and its end
+    /// does not undock the berth; retiring it closes it.
+    @Test func aSecondDockTakesNewClientsWhileTheFirstLinkStaysUntilRetired() throws {
+        let (berth, old, oldMoored, oldLost) = try Self.link()
+        try old.writeInbound(Self.frame(.dock(Dock(ship: "chat"))))
+        #expect(try oldMoored.futureResult.wait() == 1)
+        #expect(berth.nextPassenger() == (1, 1, false))
+
+        let (_, fresh, freshMoored, freshLost) = try Self.link(to: berth)
+        try fresh.writeInbound(Self.frame(.dock(Dock(ship: "chat", features: ["typed_cargo"]))))
+        #expect(try freshMoored.futureResult.wait() == 2)
+        #expect(berth.isDocked && old.isActive)
+        #expect(berth.nextPassenger() == (2, 1, true))
+        // Clients of the old link ask the berth before reading; those of the current one need not.
+        #expect(!berth.isLinkWritable(generation: 1) && berth.isLinkWritable(generation: 2))
+
+        // The old link's Cargo for a client it does not carry is dropped; the link stays.
+        try old.writeInbound(Self.frame(.cargo(connID: 7, payload: ByteBuffer(string: "late"))))
+        #expect(old.isActive)
+
+        BerthLink(berth: berth, generation: 1, lost: oldLost.futureResult).retire()
+        old.embeddedEventLoop.run()
+        #expect(!old.isActive)
+        #expect(try oldLost.futureResult.wait() == "replaced by a new process of the bay")
+        #expect(berth.isDocked && fresh.isActive)
+        #expect(berth.nextPassenger() == (2, 2, true))
+
+        fresh.pipeline.fireChannelInactive()
+        #expect(try freshLost.futureResult.wait() == "the bay closed its docking socket")
+        #expect(!berth.isDocked)
     }
 }

@@ -95,4 +95,104 @@ struct BayDockingTests {
         #expect(outcome == .failed("bay 'chat' exited with status 2"))
         #expect(harness.launcher.launchedNames == ["chat"])
     }
+
+    // MARK: Phased replacement (SPEC §12.2)
+
+    static func chat(_ harness: Harness) async -> VesselStatus? {
+        await harness.supervisor.status().vessels.first { $0.name == "chat" }
+    }
+
+    /// `restart` of a docked bay: the replacement binds the other socket path and docks; the old
+    /// process keeps its clients until they leave (or `stop_timeout` ends, when the rest are closed
+    /// with 1001), then gets its stop signal. A critical bay's replacement is no crash.
+    @Test func restartingADockedBayDocksItsReplacementBesideItAndDrainsTheOld() async throws {
+        let bays = FakeBayDocking()
+        let harness = try Harness(Self.fleet(critical: true), bays: bays)
+        await harness.until { bays.isWaiting("chat") }
+        bays.moor("chat")
+        await harness.state(.running)
+        let old = try #require(harness.launcher.latest("chat"))
+        let oldLink = try #require(bays.links("chat").first)
+        oldLink.setPassengers(2)
+
+        let supervisor = harness.supervisor
+        let restart = Task { () async -> ControlRefusal? in
+            do throws(ControlRefusal) {
+                try await supervisor.restartVessel("chat")
+                return nil
+            } catch { return error }
+        }
+        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 2 }
+        let fresh = try #require(harness.launcher.latest("chat"))
+        #expect(fresh.request.environment["MS_SOCKET_PATH"] == "/tmp/ms-run/chat.1.sock")
+        #expect(bays.prepared.last == "/tmp/ms-run/chat.1.sock")
+        #expect(bays.requests.last?.socketPath == "/tmp/ms-run/chat.1.sock")
+        #expect(old.signals.isEmpty)
+        bays.moor("chat")
+        await harness.until { await Self.chat(harness)?.pid == fresh.pid }
+        // Clients are still on the old process: it serves on.
+        #expect(old.signals.isEmpty && !oldLink.isRetired)
+        oldLink.setPassengers(0)
+        await harness.until { old.signals == [15] }
+        #expect(oldLink.isRetired)
+        await harness.until { await Self.chat(harness)?.restarts == 1 }
+        #expect(await restart.value == nil)
+        #expect(await supervisor.state == .running)
+        #expect(await Self.chat(harness)?.phase == .running)
+
+        // The next replacement takes the first path again; clients that stay past stop_timeout are
+        // closed (the link retired) and the old process stopped.
+        let freshLink = try #require(bays.links("chat").last)
+        freshLink.setPassengers(3)
+        let again = Task { () async -> ControlRefusal? in
+            do throws(ControlRefusal) {
+                try await supervisor.restartVessel("chat")
+                return nil
+            } catch { return error }
+        }
+        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 3 }
+        let third = try #require(harness.launcher.latest("chat"))
+        #expect(third.request.environment["MS_SOCKET_PATH"] == "/tmp/ms-run/chat.sock")
+        bays.moor("chat")
+        await harness.until { fresh.signals == [15] }
+        #expect(freshLink.isRetired)
+        #expect(await again.value == nil)
+        #expect(await Self.chat(harness)?.pid == third.pid)
+        #expect(harness.launcher.processes(named: "chat").count == 3)
+        #expect(await harness.land() == .landed)
+        #expect(third.signals == [15])
+    }
+
+    /// A replacement that exits before it docks aborts the restart with the reason; the old
+    /// process keeps serving on its link, and later replacements still work.
+    @Test func aReplacementThatExitsBeforeDockingAbortsAndTheOldBayServesOn() async throws {
+        let bays = FakeBayDocking()
+        let harness = try Harness(Self.fleet(critical: true), bays: bays)
+        await harness.until { bays.isWaiting("chat") }
+        bays.moor("chat")
+        await harness.state(.running)
+        let old = try #require(harness.launcher.latest("chat"))
+        let supervisor = harness.supervisor
+        let restart = Task { () async -> ControlRefusal? in
+            do throws(ControlRefusal) {
+                try await supervisor.restartVessel("chat")
+                return nil
+            } catch { return error }
+        }
+        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 2 }
+        try #require(harness.launcher.latest("chat")).finish(.exited(code: 3))
+        #expect(
+            await restart.value
+                == .restartAborted(
+                    "phased restart of bay 'chat' aborted: its replacement exited with status 3 before it docked"
+                ))
+        #expect(old.signals.isEmpty)
+        #expect(try #require(bays.links("chat").first).isClosed == false)
+        #expect(await Self.chat(harness)?.pid == old.pid)
+        #expect(await supervisor.state == .running)
+
+        // The old process's crash is still handled as a crash (a critical bay takes the fleet down).
+        old.finish(.exited(code: 1))
+        #expect(await harness.outcome() == .crashed(vessel: "chat", reason: "exited with status 1"))
+    }
 }

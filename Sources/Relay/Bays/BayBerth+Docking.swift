@@ -101,4 +101,19 @@ public struct BerthLink: Sendable {
         let generation = self.generation
         berth.loop.execute { core.value.closeLink(generation: generation) }
     }
+
+    /// How many WebSocket clients the link carries now (0 once it is gone).
+    public func passengers() async -> Int {
+        let core = berth.core
+        let generation = self.generation
+        return (try? await berth.loop.submit { core.value.clientCount(generation: generation) }.get()) ?? 0
+    }
+
+    /// Ends a replaced link: its remaining clients are closed with 1001 and announced to the bay
+    /// with Disembark, then the link closes.
+    public func retire() {
+        let core = berth.core
+        let generation = self.generation
+        berth.loop.execute { core.value.retire(generation: generation) }
+    }
 }

@@ -41,8 +41,12 @@ public final class BayBerth: Sendable {
     /// Whether the bay is docked now (upgrades are refused with 503 otherwise).
     public var isDocked: Bool { docked.load(ordering: .acquiring) }
 
-    /// Whether the link takes more bytes; clients stop reading while it does not.
-    var isLinkWritable: Bool { linkWritable.load(ordering: .relaxed) }
+    /// Whether the link of `generation` takes more bytes without asking the berth: the current link
+    /// while it does (a client of a replaced link asks the berth each time).
+    func isLinkWritable(generation: UInt32) -> Bool {
+        UInt32(truncatingIfNeeded: passengers.load(ordering: .relaxed) >> 32) == generation
+            && linkWritable.load(ordering: .relaxed)
+    }
 
     /// A new client's link generation and conn_id (from 1 on each link), and whether the link
     /// carries typed Cargo (read apart from the generation: a client boarded with a stale pair

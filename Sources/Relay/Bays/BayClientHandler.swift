@@ -251,22 +251,24 @@ final class BayClientHandler: ChannelDuplexHandler {
 
     /// Not read while the bay's socket is full; the berth resumes it.
     func read(context: ChannelHandlerContext) {
-        if berth.isLinkWritable {
+        if berth.isLinkWritable(generation: generation) {
             context.read()
             return
         }
         pendingRead = true
         if !readsHeld, let reference {
             readsHeld = true
-            berth.withCore { $0.hold(reference) }
+            let generation = self.generation
+            berth.withCore { $0.hold(reference, generation: generation) }
         }
     }
 
+    /// The berth found this client's link taking bytes: the read held back goes ahead.
     func resumeReads() {
         readsHeld = false
         if pendingRead, let context {
             pendingRead = false
-            read(context: context)
+            context.read()
         }
     }
 

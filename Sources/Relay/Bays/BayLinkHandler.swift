@@ -18,6 +18,8 @@ final class BayLinkHandler: ChannelInboundHandler {
     /// Succeeded with the reason once a moored link is lost.
     let lost: EventLoopPromise<String>
     private var lostReason: String?
+    /// The berth's record of this link, once moored.
+    private var docked: DockedLink?
 
     init(
         berth: BayBerth, config: [String: String], moored: EventLoopPromise<UInt32>,
@@ -47,14 +49,16 @@ final class BayLinkHandler: ChannelInboundHandler {
                 send(.moored(Moored(version: 1, config: config, features: features)))
                 context.flush()
                 let typedCargo = features?.contains(DockingFeature.typedCargo) ?? false
-                let generation = berth.core.value.attach(self, typedCargo: typedCargo)
-                moored.succeed(generation)
+                let docked = berth.core.value.attach(self, typedCargo: typedCargo)
+                self.docked = docked
+                moored.succeed(docked.generation)
             case .violation(let reason):
                 violation(reason)
             }
             return
         }
-        berth.core.value.received(message)
+        guard let docked else { return }
+        berth.core.value.received(message, on: docked)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -62,15 +66,14 @@ final class BayLinkHandler: ChannelInboundHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        let writable = context.channel.isWritable
-        berth.setLinkWritable(writable)
-        if writable { berth.core.value.releaseHeld() }
+        guard let docked else { return }
+        berth.core.value.writabilityChanged(docked, writable: context.channel.isWritable)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if handshake.isMoored {
+        if handshake.isMoored, let docked {
             berth.core.value.readComplete()
-            berth.core.value.detach(self)
+            berth.core.value.detach(docked)
             lost.succeed(lostReason ?? "the bay closed its docking socket")
         } else {
             moored.fail(BayDockingError(lostReason ?? "the bay closed the connection before sending Dock"))
@@ -109,7 +112,9 @@ final class BayLinkHandler: ChannelInboundHandler {
     func write(_ frames: ByteBuffer) {
         guard let context else { return }
         context.write(wrapOutboundOut(frames), promise: nil)
-        if !context.channel.isWritable { berth.setLinkWritable(false) }
+        if !context.channel.isWritable, let docked, docked.writable {
+            berth.core.value.writabilityChanged(docked, writable: false)
+        }
     }
 
     func flush() { context?.flush() }

@@ -8,19 +8,40 @@ struct BayClientRef: Sendable {
     let loop: any EventLoop
 }
 
-/// The berth's state, confined to its loop: the current link, its generation and its clients.
+/// One docked link as the berth holds it: its handler, its generation and the clients multiplexed
+/// over it (conn_ids start from 1 on each link).
+final class DockedLink {
+    let handler: BayLinkHandler
+    let generation: UInt32
+    /// Whether the link carries typed Cargo (`DockingFeature.typedCargo`).
+    let typedCargo: Bool
+    var clients: [UInt32: BayClientRef] = [:]
+    /// Clients that stopped reading while the link was full.
+    var held: [BayClientRef] = []
+    var writable = true
+
+    init(handler: BayLinkHandler, generation: UInt32, typedCargo: Bool) {
+        self.handler = handler
+        self.generation = generation
+        self.typedCargo = typedCargo
+    }
+}
+
+/// The berth's state, confined to its loop: the current link, which new clients board, and during
+/// a phased replacement of the bay the links it replaced, which keep their clients until they leave
+/// or the supervisor retires them (SPEC §12.2).
 final class BerthCore {
     let bay: String
     let logger: Logger
     /// The berth owns this core; set once after both exist.
     unowned(unsafe) var berth: BayBerth!
-    private(set) var link: BayLinkHandler?
+    /// The link new clients board; nil while the bay is not docked.
+    private(set) var current: DockedLink?
+    /// The current link's generation (or the last one's).
     private(set) var generation: UInt32 = 0
-    /// Whether the current link carries typed Cargo (`DockingFeature.typedCargo`).
-    private(set) var typedCargo = false
-    private var clients: [UInt32: BayClientRef] = [:]
-    /// Clients that stopped reading while the link was full.
-    private var held: [BayClientRef] = []
+    /// Links replaced by a newer dock, still carrying their clients.
+    private var retiring: [UInt32: DockedLink] = [:]
+    private var totalClients = 0
     private var flushScheduled = false
     /// The bay's messages for clients on other loops, gathered over one read of the link.
     private var outboxes: [Outbox] = []
@@ -38,49 +59,87 @@ final class BerthCore {
         self.logger = logger
     }
 
-    var clientCount: Int { clients.count }
+    var clientCount: Int { totalClients }
 
-    // MARK: The link
-
-    /// A link has docked: a new generation whose conn_ids start from 1.
-    func attach(_ handler: BayLinkHandler, typedCargo: Bool) -> UInt32 {
-        generation &+= 1
-        link = handler
-        self.typedCargo = typedCargo
-        berth.linkAttached(generation: generation, typedCargo: typedCargo)
-        return generation
+    /// The link of `generation`, current or retiring.
+    func link(_ generation: UInt32) -> DockedLink? {
+        if generation == self.generation, let current { return current }
+        return retiring[generation]
     }
 
-    /// The link is gone: every client is closed with 1011, upgrades get 503 until the next dock.
-    func detach(_ handler: BayLinkHandler) {
-        guard link === handler else { return }
-        link = nil
-        berth.linkDetached()
-        let gone = clients.values
-        clients.removeAll()
+    /// How many clients the link of `generation` carries (0 once it is gone).
+    func clientCount(generation: UInt32) -> Int { link(generation)?.clients.count ?? 0 }
+
+    // MARK: The links
+
+    /// A link has docked: a new generation whose conn_ids start from 1; new clients board it. A link
+    /// still docked (the bay's process being replaced) keeps its clients.
+    func attach(_ handler: BayLinkHandler, typedCargo: Bool) -> DockedLink {
+        generation &+= 1
+        let docked = DockedLink(handler: handler, generation: generation, typedCargo: typedCargo)
+        if let previous = current {
+            retiring[previous.generation] = previous
+            logger.info(
+                "bay '\(bay)' docked a new link: new clients board it, \(previous.clients.count) stay on the old one"
+            )
+        }
+        current = docked
+        berth.linkAttached(generation: generation, typedCargo: typedCargo)
+        return docked
+    }
+
+    /// A link is gone: its clients are closed with 1011; when it was the current one, upgrades get
+    /// 503 until the next dock.
+    func detach(_ link: DockedLink) {
+        if current === link {
+            current = nil
+            berth.linkDetached()
+        } else if retiring.removeValue(forKey: link.generation) == nil {
+            return
+        }
+        let gone = link.clients.values
+        link.clients.removeAll()
+        totalClients -= gone.count
         for client in gone {
             client.loop.execute {
                 client.handler.value.closeClient(code: 1011, reason: "bay went away", tellBay: false)
             }
         }
-        releaseHeld()
-        berth.metrics.connections.record(0)
+        releaseHeld(link)
+        berth.metrics.connections.record(totalClients)
     }
 
     func closeLink(generation: UInt32) {
-        guard generation == self.generation, let link else { return }
-        link.close(reason: "closed by mothership")
+        link(generation)?.handler.close(reason: "closed by mothership")
     }
 
-    /// One message from the docked bay.
-    func received(_ message: DockingMessage) {
+    /// The end of a replaced link's drain: its remaining clients are closed with 1001 (they may
+    /// reconnect, to the new link), each announced to the bay with Disembark, then the link closes.
+    func retire(generation: UInt32) {
+        guard let link = link(generation) else { return }
+        let staying = link.clients
+        link.clients.removeAll()
+        totalClients -= staying.count
+        berth.metrics.connections.record(totalClients)
+        for (connID, client) in staying {
+            link.handler.send(.disembark(Disembark(connID: connID, code: 1001, reason: "bay restarted")))
+            client.loop.execute {
+                client.handler.value.closeClient(code: 1001, reason: "bay restarted", tellBay: false)
+            }
+        }
+        link.handler.flush()
+        link.handler.close(reason: "replaced by a new process of the bay")
+    }
+
+    /// One message from a docked bay on `link`.
+    func received(_ message: DockingMessage, on link: DockedLink) {
         switch message {
         case .cargo(let connID, let payload):
-            if let violation = Self.check(cargo: payload, typed: typedCargo) {
-                link?.violation(violation)
+            if let violation = Self.check(cargo: payload, typed: link.typedCargo) {
+                link.handler.violation(violation)
                 return
             }
-            guard let client = clients[connID] else { return }  // it just left
+            guard let client = link.clients[connID] else { return }  // it just left
             deliveredOut += 1
             if client.loop.inEventLoop {
                 let handler = client.handler.value
@@ -95,8 +154,9 @@ final class BerthCore {
                 outboxes.append(Outbox(loop: client.loop, items: [(client.handler, payload)]))
             }
         case .disembark(let disembark):
-            guard let client = clients.removeValue(forKey: disembark.connID) else { return }
-            berth.metrics.connections.record(clients.count)
+            guard let client = link.clients.removeValue(forKey: disembark.connID) else { return }
+            totalClients -= 1
+            berth.metrics.connections.record(totalClients)
             client.loop.execute {
                 client.handler.value.closeClient(
                     code: disembark.code, reason: disembark.reason, tellBay: false)
@@ -104,7 +164,7 @@ final class BerthCore {
         case .dock:
             logger.warning("bay '\(bay)' sent Dock again on a docked link; ignored")
         case .moored, .boarding:
-            link?.violation("a bay does not send \(message.kind)")
+            link.handler.violation("a bay does not send \(message.kind)")
         }
     }
 
@@ -144,10 +204,17 @@ final class BerthCore {
         }
     }
 
+    /// `link` takes bytes again, or not: while it does not, its clients stop reading.
+    func writabilityChanged(_ link: DockedLink, writable: Bool) {
+        link.writable = writable
+        if link === current { berth.setLinkWritable(writable) }
+        if writable { releaseHeld(link) }
+    }
+
     /// The link takes bytes again: held clients read again.
-    func releaseHeld() {
-        let released = held
-        held.removeAll()
+    private func releaseHeld(_ link: DockedLink) {
+        let released = link.held
+        link.held.removeAll()
         for client in released {
             client.loop.execute { client.handler.value.resumeReads() }
         }
@@ -156,44 +223,46 @@ final class BerthCore {
     // MARK: Clients
 
     func board(_ client: BayClientRef, boarding: Boarding, generation: UInt32) {
-        guard generation == self.generation, let link else {
+        guard let link = link(generation) else {
             client.loop.execute {
                 client.handler.value.closeClient(code: 1011, reason: "bay went away", tellBay: false)
             }
             return
         }
-        clients[boarding.connID] = client
-        berth.metrics.connections.record(clients.count)
-        link.send(.boarding(boarding))
+        link.clients[boarding.connID] = client
+        totalClients += 1
+        berth.metrics.connections.record(totalClients)
+        link.handler.send(.boarding(boarding))
         scheduleFlush()
     }
 
     /// Cargo frames already encoded by the client (one batch per read of the client).
     func ship(_ frames: ByteBuffer, messages: Int, generation: UInt32) {
-        guard generation == self.generation, let link else { return }
-        link.write(frames)
+        guard let link = link(generation) else { return }
+        link.handler.write(frames)
         berth.metrics.messagesIn.increment(by: messages)
         scheduleFlush()
     }
 
     func leave(connID: UInt32, generation: UInt32, code: UInt16, reason: String) {
-        guard generation == self.generation, clients.removeValue(forKey: connID) != nil, let link else {
-            return
-        }
-        berth.metrics.connections.record(clients.count)
-        link.send(.disembark(Disembark(connID: connID, code: code, reason: reason)))
+        guard let link = link(generation), link.clients.removeValue(forKey: connID) != nil else { return }
+        totalClients -= 1
+        berth.metrics.connections.record(totalClients)
+        link.handler.send(.disembark(Disembark(connID: connID, code: code, reason: reason)))
         scheduleFlush()
     }
 
-    func hold(_ client: BayClientRef) {
-        if berth.isLinkWritable {
-            client.loop.execute { client.handler.value.resumeReads() }
+    /// A client of the link of `generation` would read: at once when that link takes bytes, else
+    /// once it does.
+    func hold(_ client: BayClientRef, generation: UInt32) {
+        if let link = link(generation), !link.writable {
+            link.held.append(client)
         } else {
-            held.append(client)
+            client.loop.execute { client.handler.value.resumeReads() }
         }
     }
 
-    /// One flush of the link for everything clients sent in this turn of the loop.
+    /// One flush of the links for everything clients sent in this turn of the loop.
     private func scheduleFlush() {
         guard !flushScheduled else { return }
         flushScheduled = true
@@ -201,7 +270,8 @@ final class BerthCore {
         berth.loop.execute {
             let this = core.value
             this.flushScheduled = false
-            this.link?.flush()
+            this.current?.handler.flush()
+            for link in this.retiring.values { link.handler.flush() }
         }
     }
 }
