@@ -195,4 +195,31 @@ struct BayDockingTests {
         old.finish(.exited(code: 1))
         #expect(await harness.outcome() == .crashed(vessel: "chat", reason: "exited with status 1"))
     }
+
+    /// A reload that changes a docked bay replaces it the same way: the replacement docks with the
+    /// new config beside it, and the old one is stopped once drained.
+    @Test func aReloadThatChangesADockedBayReplacesItBesideTheServingOne() async throws {
+        let bays = FakeBayDocking()
+        let harness = try Harness(Self.fleet(critical: true), bays: bays)
+        await harness.until { bays.isWaiting("chat") }
+        bays.moor("chat")
+        await harness.state(.running)
+        let old = try #require(harness.launcher.latest("chat"))
+        let changed = Self.fleet(critical: true).replacingOccurrences(
+            of: #"greeting = "hi""#, with: #"greeting = "hey""#)
+        let result = ManifestLoader.load(text: changed)
+        let summary = try await harness.supervisor.reload(try #require(result.manifest))
+        #expect(summary.changed == ["chat"])
+        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 2 }
+        #expect(bays.requests.last?.config["greeting"] == "hey")
+        #expect(bays.requests.last?.socketPath == "/tmp/ms-run/chat.1.sock")
+        #expect(old.signals.isEmpty)
+        bays.moor("chat")
+        await harness.until { old.signals == [15] }
+        #expect(try #require(bays.links("chat").first).isRetired)
+        #expect(await Self.chat(harness)?.pid == harness.launcher.latest("chat")?.pid)
+        #expect(await harness.supervisor.state == .running)
+        #expect(harness.launcher.processes(named: "web").count == 1)
+        #expect(await harness.land() == .landed)
+    }
 }
