@@ -81,7 +81,9 @@ public enum Renderer {
         _ fleet: FleetStatus, state: DashboardState, rows: Range<Int>, into screen: inout ScreenBuffer
     ) {
         let vessels = fleet.vessels
-        let nameWidth = min(16, max(4, vessels.map { $0.name.count }.max() ?? 0))
+        // An instance's name is ` web[0]`.
+        let nameWidth = min(
+            16, max(4, vessels.map { $0.name.count + ($0.instances.isEmpty ? 0 : 4) }.max() ?? 0))
         let groupWidth = min(10, max(5, vessels.map { $0.group.count }.max() ?? 0))
         let columns = TableColumns([
             ("NAME", nameWidth, false), ("GROUP", groupWidth, false), ("KIND", 4, false),
@@ -96,28 +98,57 @@ public enum Renderer {
             return
         }
         let selected = state.selection(in: vessels.map(\.name))
-        let selectedIndex = vessels.firstIndex { $0.name == selected }
+        // A ship with workers shows a row per instance under its own (not selectable).
+        let lines: [(VesselStatus, InstanceStatus?)] = vessels.flatMap { vessel in
+            [(vessel, nil)] + vessel.instances.map { (vessel, $0) }
+        }
+        let selectedIndex = lines.firstIndex { $0.1 == nil && $0.0.name == selected }
         let first = max(0, (selectedIndex ?? 0) - page + 1)
-        for (offset, vessel) in vessels.dropFirst(first).prefix(page).enumerated() {
+        for (offset, (vessel, instance)) in lines.dropFirst(first).prefix(page).enumerated() {
             let row = rows.lowerBound + 1 + offset
-            let health: (String, TerminalColor?) =
-                switch vessel.healthy {
-                case nil: ("-", nil)
-                case true?: ("ok", .green)
-                case false?: ("failing", .red)
-                }
+            if let instance {
+                columns.write(
+                    instanceCells(instance, of: vessel.name, now: fleet.now), row: row, into: &screen)
+                continue
+            }
             columns.write(
                 [
                     (vessel.name, CellStyle(bold: true)), (vessel.group, .plain),
                     (vessel.kind.rawValue, .plain),
                     (vessel.phase.rawValue, CellStyle(foreground: color(of: vessel.phase))),
                     (vessel.pid.map(String.init) ?? "-", .plain),
-                    (health.0, CellStyle(foreground: health.1)), ("\(vessel.restarts)", .plain),
+                    health(vessel.healthy), ("\(vessel.restarts)", .plain),
                     (vessel.memory.map { Format.bytes($0.residentBytes) } ?? "-", .plain),
                     (uptime(of: vessel, now: fleet.now), .plain),
                     (vessel.routes.isEmpty ? "-" : vessel.routes.joined(separator: " "), .plain),
                 ], row: row, into: &screen)
             if vessel.name == selected && state.tab == .overview { screen.invert(row: row) }
+        }
+    }
+
+    /// One instance of a ship with workers: `web[0]`, its state (`draining` once replaced), pid,
+    /// health, its slot's restarts, memory, uptime and address.
+    static func instanceCells(_ instance: InstanceStatus, of ship: String, now: Duration) -> [(
+        String, CellStyle
+    )] {
+        let (state, color): (String, TerminalColor?) =
+            instance.draining
+            ? ("draining", .yellow) : instance.ready ? ("running", .green) : ("starting", .yellow)
+        let uptime = instance.startedAt.map { Format.uptime(now - $0) } ?? "-"
+        return [
+            (" \(ship)[\(instance.slot)]", CellStyle(dim: true)), ("", .plain), ("", .plain),
+            (state, CellStyle(foreground: color)), (String(instance.pid), .plain), health(instance.healthy),
+            ("\(instance.restarts)", .plain),
+            (instance.memory.map { Format.bytes($0.residentBytes) } ?? "-", .plain), (uptime, .plain),
+            (instance.address.map { "\($0)" } ?? "-", CellStyle(dim: true)),
+        ]
+    }
+
+    static func health(_ healthy: Bool?) -> (String, CellStyle) {
+        switch healthy {
+        case nil: ("-", .plain)
+        case true?: ("ok", CellStyle(foreground: .green))
+        case false?: ("failing", CellStyle(foreground: .red))
         }
     }
 

@@ -56,6 +56,53 @@ struct RendererTests {
         #expect(screen[0, 7].style.foreground == .green, "lifecycle state")
     }
 
+    /// A ship with workers has a row per instance under its own: state (a replaced one draining),
+    /// pid, health, restarts, memory, uptime and address; only the ship's row is selectable.
+    @Test func aShipWithWorkersShowsARowPerInstance() {
+        var web = VesselStatus(
+            name: "web", kind: .ship, group: "web", phase: .running, pid: 4242, healthy: true, restarts: 2,
+            memory: MemoryUsage(residentBytes: 26_214_400, virtualBytes: 0), startedAt: .seconds(10),
+            routes: ["http:/"])
+        web.workers = 2
+        web.instances = [
+            InstanceStatus(
+                id: 3, slot: 0, address: .tcp(host: "127.0.0.1", port: 3002), pid: 4242, ready: true,
+                healthy: true, memory: MemoryUsage(residentBytes: 13_107_200, virtualBytes: 0),
+                startedAt: .seconds(10)),
+            InstanceStatus(
+                id: 2, slot: 1, address: .tcp(host: "127.0.0.1", port: 3001), pid: 4243, ready: false,
+                healthy: false, startedAt: .seconds(3700), restarts: 2),
+            InstanceStatus(
+                id: 1, slot: 0, address: .tcp(host: "127.0.0.1", port: 3000), pid: 4200, ready: false,
+                startedAt: .seconds(5), draining: true),
+        ]
+        let fleet = FleetStatus(
+            lifecycle: .running,
+            vessels: [
+                web, VesselStatus(name: "jobs", kind: .ship, group: "workers", phase: .running, pid: 4300),
+            ],
+            now: .seconds(3725))
+        let screen = Renderer.render(
+            DashboardSnapshot(fleet: fleet), state: Fixtures.state(.overview, selected: "jobs"), log: .empty,
+            size: TerminalSize(columns: 90, rows: 24))
+        expectScreen(
+            screen,
+            """
+             mothership  Running  2/2 up
+             binds none
+              1 Overview   2 Logs   3 Modules
+             NAME    GROUP   KIND STATUS          PID HEALTH  RST    RSS  UPTIME ROUTES
+             web     web     ship running        4242 ok        2    25M   1h01m http:/
+              web[0]              running        4242 ok        0    12M   1h01m 127.0.0.1:3002
+              web[1]              starting       4243 failing   2      -     25s 127.0.0.1:3001
+              web[0]              draining       4200 -         0      -   1h02m 127.0.0.1:3000
+             jobs    workers ship running        4300 -         0      -       - -
+            """)
+        #expect(screen[5, 1].style.dim && screen[7, 26].style.foreground == .yellow)
+        #expect((0..<90).allSatisfy { screen[8, $0].style.inverse }, "jobs, the selection")
+        #expect(!(0..<90).contains { screen[5, $0].style.inverse || screen[4, $0].style.inverse })
+    }
+
     @Test func wideRoutesShowInFullOnAWideTerminal() {
         let screen = Renderer.render(
             Fixtures.snapshot, state: Fixtures.state(.overview), log: .empty,
