@@ -190,8 +190,13 @@ struct StaticPlanTests {
         guard case .file(let first) = find() else { Issue.record("not served"); return }
         #expect(cache.count == 1)
 
-        // Changed in place (same inode, longer): new size and validators.
-        try directory.write("public/app.js", "console.log(22)")
+        // Changed in place (same inode, longer): new size and validators. (Not `directory.write`,
+        // which writes a new file and renames it over: a new inode, whose descriptor only happens to
+        // get the old number when no other test opened a file meanwhile.)
+        let handle = try #require(FileHandle(forWritingAtPath: directory.file("public/app.js")))
+        try handle.truncate(atOffset: 0)
+        try handle.write(contentsOf: Data("console.log(22)".utf8))
+        try handle.close()
         guard case .file(let changed) = find() else { Issue.record("not served"); return }
         #expect(changed.descriptor == first.descriptor, "the same open file")
         #expect(changed.file.size == 15 && Self.read(.file(changed)) == "console.log(22)")
