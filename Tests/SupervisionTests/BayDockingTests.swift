@@ -102,19 +102,20 @@ struct BayDockingTests {
         await harness.supervisor.status().vessels.first { $0.name == "chat" }
     }
 
-    /// `restart` of a docked bay: the replacement binds the other socket path and docks; the old
-    /// process keeps its clients until they leave (or `stop_timeout` ends, when the rest are closed
-    /// with 1001), then gets its stop signal. A critical bay's replacement is no crash.
-    @Test func restartingADockedBayDocksItsReplacementBesideItAndDrainsTheOld() async throws {
-        let bays = FakeBayDocking()
-        let harness = try Harness(Self.fleet(critical: true), bays: bays)
+    /// The fleet, running with `chat` docked.
+    static func docked(bays: FakeBayDocking) async throws -> Harness {
+        let harness = try Harness(fleet(critical: true), bays: bays)
         await harness.until { bays.isWaiting("chat") }
         bays.moor("chat")
         await harness.state(.running)
-        let old = try #require(harness.launcher.latest("chat"))
-        let oldLink = try #require(bays.links("chat").first)
-        oldLink.setPassengers(2)
+        return harness
+    }
 
+    /// `restart chat`, once its replacement (the `process`-th `chat` process) waits to dock; the
+    /// task ends with the refusal, if any.
+    static func restarting(
+        _ harness: Harness, bays: FakeBayDocking, process: Int
+    ) async -> Task<ControlRefusal?, Never> {
         let supervisor = harness.supervisor
         let restart = Task { () async -> ControlRefusal? in
             do throws(ControlRefusal) {
@@ -122,7 +123,24 @@ struct BayDockingTests {
                 return nil
             } catch { return error }
         }
-        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 2 }
+        await harness.until {
+            bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == process
+        }
+        return restart
+    }
+
+    /// `restart` of a docked bay: the replacement binds the other socket path and docks; the old
+    /// process keeps its clients until they leave (or `stop_timeout` ends, when the rest are closed
+    /// with 1001), then gets its stop signal. A critical bay's replacement is no crash.
+    @Test func restartingADockedBayDocksItsReplacementBesideItAndDrainsTheOld() async throws {
+        let bays = FakeBayDocking()
+        let harness = try await Self.docked(bays: bays)
+        let old = try #require(harness.launcher.latest("chat"))
+        let oldLink = try #require(bays.links("chat").first)
+        oldLink.setPassengers(2)
+
+        let supervisor = harness.supervisor
+        let restart = await Self.restarting(harness, bays: bays, process: 2)
         let fresh = try #require(harness.launcher.latest("chat"))
         #expect(fresh.request.environment["MS_SOCKET_PATH"] == "/tmp/ms-run/chat.1.sock")
         #expect(bays.prepared.last == "/tmp/ms-run/chat.1.sock")
@@ -144,13 +162,7 @@ struct BayDockingTests {
         // closed (the link retired) and the old process stopped.
         let freshLink = try #require(bays.links("chat").last)
         freshLink.setPassengers(3)
-        let again = Task { () async -> ControlRefusal? in
-            do throws(ControlRefusal) {
-                try await supervisor.restartVessel("chat")
-                return nil
-            } catch { return error }
-        }
-        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 3 }
+        let again = await Self.restarting(harness, bays: bays, process: 3)
         let third = try #require(harness.launcher.latest("chat"))
         #expect(third.request.environment["MS_SOCKET_PATH"] == "/tmp/ms-run/chat.sock")
         bays.moor("chat")
@@ -167,19 +179,10 @@ struct BayDockingTests {
     /// process keeps serving on its link, and later replacements still work.
     @Test func aReplacementThatExitsBeforeDockingAbortsAndTheOldBayServesOn() async throws {
         let bays = FakeBayDocking()
-        let harness = try Harness(Self.fleet(critical: true), bays: bays)
-        await harness.until { bays.isWaiting("chat") }
-        bays.moor("chat")
-        await harness.state(.running)
+        let harness = try await Self.docked(bays: bays)
         let old = try #require(harness.launcher.latest("chat"))
         let supervisor = harness.supervisor
-        let restart = Task { () async -> ControlRefusal? in
-            do throws(ControlRefusal) {
-                try await supervisor.restartVessel("chat")
-                return nil
-            } catch { return error }
-        }
-        await harness.until { bays.isWaiting("chat") && harness.launcher.processes(named: "chat").count == 2 }
+        let restart = await Self.restarting(harness, bays: bays, process: 2)
         try #require(harness.launcher.latest("chat")).finish(.exited(code: 3))
         #expect(
             await restart.value
@@ -200,10 +203,7 @@ struct BayDockingTests {
     /// new config beside it, and the old one is stopped once drained.
     @Test func aReloadThatChangesADockedBayReplacesItBesideTheServingOne() async throws {
         let bays = FakeBayDocking()
-        let harness = try Harness(Self.fleet(critical: true), bays: bays)
-        await harness.until { bays.isWaiting("chat") }
-        bays.moor("chat")
-        await harness.state(.running)
+        let harness = try await Self.docked(bays: bays)
         let old = try #require(harness.launcher.latest("chat"))
         let changed = Self.fleet(critical: true).replacingOccurrences(
             of: #"greeting = "hi""#, with: #"greeting = "hey""#)
