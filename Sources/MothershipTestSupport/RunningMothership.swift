@@ -37,14 +37,25 @@ public final class RunningMothership: @unchecked Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         process.standardInput = FileHandle.nullDevice
-        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
-            let data = handle.availableData
-            guard let self, !data.isEmpty else { return }
-            self.lock.lock()
-            self.collected += String(decoding: data, as: UTF8.self)
-            self.lock.unlock()
-        }
         try process.run()
+        // Read on a thread of its own until end of file. (A `readabilityHandler` is a libdispatch
+        // read source that keeps firing at end of file and outlives the test's use of it; when the
+        // pipe's handle is freed and its descriptor closed under the live source, libdispatch's
+        // event loop can crash the whole test process.) The thread holds the handle until EOF.
+        let reader = pipe.fileHandleForReading
+        Thread { [weak self] in
+            while true {
+                let data = reader.availableData
+                guard !data.isEmpty, let self else { return }
+                self.append(data)
+            }
+        }.start()
+    }
+
+    private func append(_ data: Data) {
+        lock.lock()
+        collected += String(decoding: data, as: UTF8.self)
+        lock.unlock()
     }
 
     public var pid: Int32 { process.processIdentifier }
