@@ -23,18 +23,29 @@ struct WebDashboardBrowserTests {
             }
             return
         }
+        // `api` has two workers: the page shows a row for each under its own.
         let fleet = try await WebDashboardEndToEndTests.start(
-            dashboard: "[mothership.dashboard]\nactions = true\ntoken = \"$DASHBOARD_TOKEN\"")
+            dashboard: "[mothership.dashboard]\nactions = true\ntoken = \"$DASHBOARD_TOKEN\"",
+            extra: """
+                [[fleet.web]]
+                name = "api"
+                command = "/bin/sh"
+                args = ["-c", "exec python3 -m http.server \\"$PORT\\" --bind 127.0.0.1"]
+                bind = "127.0.0.1:\(LoopbackPorts.freeRange(4))"
+                workers = 2
+                start_timeout = "60s"
+                """)
         defer { fleet.stop() }
         try fleet.directory.write("browser.py", Self.driver)
         let outcome = try await RelayEndToEndTests.run(
             "python3",
             [
                 "browser.py", chromium, "http://\(fleet.host)/", BinaryRunner.binary,
-                WebDashboardEndToEndTests.token, "web,ticker", fleet.directory.file("dashboard.png"),
+                WebDashboardEndToEndTests.token, "api,web,ticker", fleet.directory.file("dashboard.png"),
             ], in: fleet.directory.path)
         #expect(outcome.status == 0, "\(outcome.output)\n\(fleet.mothership.output)")
-        #expect(outcome.output.contains("listed: ticker,web"), "\(outcome.output)")
+        #expect(outcome.output.contains("listed: api,ticker,web"), "\(outcome.output)")
+        #expect(outcome.output.contains("instances: api[0] running,api[1] running"), "\(outcome.output)")
         #expect(outcome.output.contains("restart shown after "), "\(outcome.output)")
         #expect(outcome.output.contains("button restarted ticker"), "\(outcome.output)")
         let screenshot = try Data(contentsOf: URL(fileURLWithPath: fleet.directory.file("dashboard.png")))
@@ -148,12 +159,22 @@ struct WebDashboardBrowserTests {
             page.call("Page.navigate", url=url)
 
             # Every vessel, from the /events snapshot.
-            rows = "[...document.querySelectorAll('#vessels tr')]"
+            rows = "[...document.querySelectorAll('#vessels tr:not(.instance)')]"
             listed = page.wait("the fleet table", "%s.length == %d && %s.map(r => r.dataset.vessel).sort().join(',')"
                                % (rows, len(expected), rows))
             print("listed: " + listed, flush=True)
             if listed.split(",") != expected:
                 fail("listed %s, expected %s" % (listed, expected))
+            # A ship with workers: one row per instance, under the ship's own.
+            instances = "[...document.querySelectorAll('#vessels tr.instance')]"
+            shown = page.wait("the instance rows",
+                              "%s.length == 2 && %s.every(r => r.cells[2].textContent == 'running') && "
+                              "%s.map(r => r.cells[0].textContent + ' ' + r.cells[2].textContent).join(',')"
+                              % (instances, instances, instances))
+            print("instances: " + shown, flush=True)
+            follows = page.value("%s.every(r => r.previousElementSibling.dataset.vessel == 'api')" % instances)
+            if not follows:
+                fail("the instance rows are not under api's row")
 
             # A restart through the control command shows on the page within 2 s.
             pid = "document.querySelector('#vessels tr[data-vessel=\"web\"]').cells[3].textContent"

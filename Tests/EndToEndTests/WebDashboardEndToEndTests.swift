@@ -34,7 +34,7 @@ struct WebDashboardEndToEndTests {
         }
     }
 
-    static func start(dashboard: String) async throws -> Fleet {
+    static func start(dashboard: String, extra: String = "") async throws -> Fleet {
         let relay = LoopbackPorts.free()
         let port = LoopbackPorts.free()
         let metrics = LoopbackPorts.free()
@@ -53,6 +53,7 @@ struct WebDashboardEndToEndTests {
             http = "127.0.0.1:\(relay)"
 
             \(ControlEndToEndTests.webAndTicker(port: port))
+            \(extra)
             """,
             environment: ["DASHBOARD_TOKEN": token],
             waitingFor: ["lifecycle: Running", "dashboard on http://127.0.0.1:\(metrics)/"])

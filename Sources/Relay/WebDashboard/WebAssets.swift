@@ -64,6 +64,8 @@ enum WebAssets {
         td.num { text-align: right; font-variant-numeric: tabular-nums; }
         tbody tr { cursor: pointer; }
         tbody tr.selected { background: #8882; }
+        tbody tr.instance td { opacity: 0.75; }
+        tbody tr.instance td:first-child { padding-left: 1.5em; }
         .badge { padding: .1em .5em; border-radius: .6em; border: 1px solid var(--line); }
         .running, .ok { color: var(--ok); }
         .crashed, .failing, .failed { color: var(--bad); }
@@ -140,6 +142,21 @@ enum WebAssets {
                 b.dataset.vessel = v.name;
                 td.appendChild(b);
               }
+            }
+            // A ship with workers: a row per instance under its own (a click selects the ship).
+            for (const w of v.workers || []) {
+              const sub = body.insertRow();
+              sub.className = "instance";
+              sub.dataset.vessel = v.name;
+              cell(sub, w.name);
+              cell(sub, w.kind);
+              cell(sub, w.state, w.state);
+              cell(sub, String(w.pid), "num");
+              cell(sub, health(w.healthy), health(w.healthy));
+              cell(sub, String(w.restarts), "num");
+              cell(sub, bytes(w.memory_rss_bytes), "num");
+              cell(sub, duration(w.uptime_seconds == null ? null : w.uptime_seconds + elapsed), "num");
+              if (actions) sub.insertCell();
             }
           }
         }
