@@ -7,12 +7,17 @@ import Testing
 @Suite("NIO uplink check")
 struct UplinkCheckTests {
     let check = NIOUplinkCheck()
+    /// For an uplink that must be up: long enough for a loaded machine (the start of a whole-suite
+    /// run on two cores kept a local connect past the default 5 s in a clean-machine CI run); an
+    /// uplink that must be down is answered at once either way.
+    static let patient = Duration.seconds(30)
 
     @Test(.timeLimit(.minutes(1)))
     func aListeningPortIsUp() async throws {
         let listener = try await RawListener.start()
         let reports = await check.check(
-            [Uplink(name: "db", url: "postgres://app@127.0.0.1:\(listener.port)/app")], environment: [:])
+            [Uplink(name: "db", url: "postgres://app@127.0.0.1:\(listener.port)/app", timeout: Self.patient)],
+            environment: [:])
         #expect(reports.count == 1)
         #expect(reports.first?.isUp == true)
         #expect(reports.first?.address == "127.0.0.1:\(listener.port)")
@@ -34,8 +39,9 @@ struct UplinkCheckTests {
         let listener = try await RawListener.start()
         let reports = await check.check(
             [
-                Uplink(name: "primary", url: "postgres://127.0.0.1:\(listener.port)/one"),
-                Uplink(name: "replica", url: "tcp://127.0.0.1:\(listener.port)"),
+                Uplink(
+                    name: "primary", url: "postgres://127.0.0.1:\(listener.port)/one", timeout: Self.patient),
+                Uplink(name: "replica", url: "tcp://127.0.0.1:\(listener.port)", timeout: Self.patient),
             ], environment: [:])
         #expect(reports.map(\.isUp) == [true, true])
         #expect(reports[0].latency == reports[1].latency)
@@ -59,7 +65,7 @@ struct UplinkCheckTests {
     func expandedVariablesAreChecked() async throws {
         let listener = try await RawListener.start()
         let reports = await check.check(
-            [Uplink(name: "db", url: "tcp://$DB_HOST:${DB_PORT}")],
+            [Uplink(name: "db", url: "tcp://$DB_HOST:${DB_PORT}", timeout: Self.patient)],
             environment: ["DB_HOST": "127.0.0.1", "DB_PORT": "\(listener.port)"])
         #expect(reports.first?.isUp == true)
         #expect(reports.first?.address == "127.0.0.1:\(listener.port)")
@@ -78,10 +84,12 @@ struct UplinkCheckTests {
 
             health.set(status: 200, body: "{}")
             let healthy = await check.check(
-                [Uplink(name: "api", url: "http://127.0.0.1:\(port)/health")], environment: [:])
+                [Uplink(name: "api", url: "http://127.0.0.1:\(port)/health", timeout: Self.patient)],
+                environment: [:])
             #expect(healthy.first?.isUp == true)
             let missing = await check.check(
-                [Uplink(name: "api", url: "http://127.0.0.1:\(port)/missing")], environment: [:])
+                [Uplink(name: "api", url: "http://127.0.0.1:\(port)/missing", timeout: Self.patient)],
+                environment: [:])
             #expect(missing.first?.isUp == true, "404 is below 500: the service is there")
         }
     }
@@ -102,10 +110,10 @@ struct UplinkCheckTests {
         let down = try await closedPort()
         let uplinks = [
             Uplink(name: "a", url: "tcp://127.0.0.1:\(down)"),
-            Uplink(name: "b", url: "redis://127.0.0.1:\(up.port)"),
+            Uplink(name: "b", url: "redis://127.0.0.1:\(up.port)", timeout: Self.patient),
             Uplink(name: "c", url: "mysql://$MISSING/db"),
             Uplink(name: "d", url: "not a url"),
-            Uplink(name: "e", url: "tcp://127.0.0.1:\(up.port)"),
+            Uplink(name: "e", url: "tcp://127.0.0.1:\(up.port)", timeout: Self.patient),
         ]
         let reports = await check.check(uplinks, environment: [:])
         #expect(reports.map(\.name) == ["a", "b", "c", "d", "e"])
