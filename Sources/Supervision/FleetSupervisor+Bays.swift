@@ -74,9 +74,10 @@ extension FleetSupervisor {
                 },
             ])
             records[name]!.bayReplaced = nil
-            // The held process (or its link) ended while a replacement was docking: its fate decides.
+            // The held process (or its link) ended while its replacement was docking: whether that
+            // docks decides what the end means.
             if case .replaced? = end {
-            } else if records[name]!.phasing {
+            } else if records[name]!.bayDocking {
                 await bayReplacementSettled(name)
             }
             if let next = records[name]!.process, next.pid != process.pid,
@@ -106,6 +107,14 @@ extension FleetSupervisor {
         await withCheckedContinuation { records[name]!.bayWaiters.append($0) }
     }
 
+    /// The replacement docked and took over, or will not: the tasks waiting for that go on.
+    private func bayDockingSettled(_ name: String) {
+        records[name]!.bayDocking = false
+        let waiters = records[name]!.bayWaiters
+        records[name]!.bayWaiters = []
+        for waiter in waiters { waiter.resume() }
+    }
+
     // MARK: Phased replacement (SPEC §12.2)
 
     /// Replaces a docked bay without closing its clients at once: the new process binds the other
@@ -121,12 +130,11 @@ extension FleetSupervisor {
             let docking = ports.bays, let directory = context.socketDirectory
         else { throw .notRunning(name, record.phase) }
         records[name]!.phasing = true
+        records[name]!.bayDocking = true
         defer {
             if records[name] != nil {
                 records[name]!.phasing = false
-                let waiters = records[name]!.bayWaiters
-                records[name]!.bayWaiters = []
-                for waiter in waiters { waiter.resume() }
+                bayDockingSettled(name)
             }
         }
         let began = clock.now
@@ -174,6 +182,7 @@ extension FleetSupervisor {
         records[name]!.startedAt = now
         records[name]!.memory = nil
         records[name]!.bayReplaced?.yield()
+        bayDockingSettled(name)
         logger.info("bay '\(name)' replaced by pid \(fresh.pid): new clients board it; draining the old one")
         publish(name)
         await drainBay(name, old, link: oldLink)

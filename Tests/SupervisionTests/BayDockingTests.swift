@@ -103,8 +103,8 @@ struct BayDockingTests {
     }
 
     /// The fleet, running with `chat` docked.
-    static func docked(bays: FakeBayDocking) async throws -> Harness {
-        let harness = try Harness(fleet(critical: true), bays: bays)
+    static func docked(bays: FakeBayDocking, critical: Bool = true) async throws -> Harness {
+        let harness = try Harness(fleet(critical: critical), bays: bays)
         await harness.until { bays.isWaiting("chat") }
         bays.moor("chat")
         await harness.state(.running)
@@ -220,6 +220,30 @@ struct BayDockingTests {
         #expect(await Self.chat(harness)?.pid == harness.launcher.latest("chat")?.pid)
         #expect(await harness.supervisor.state == .running)
         #expect(harness.launcher.processes(named: "web").count == 1)
+        #expect(await harness.land() == .landed)
+    }
+
+    /// The new process crashing while the old one still drains is a crash like any other, handled
+    /// at once: the drain goes on for the old process's clients.
+    @Test func aReplacementThatCrashesWhileTheOldOneDrainsIsRestartedAtOnce() async throws {
+        let bays = FakeBayDocking()
+        let harness = try await Self.docked(bays: bays, critical: false)
+        let old = try #require(harness.launcher.latest("chat"))
+        try #require(bays.links("chat").first).setPassengers(5)
+        let restart = await Self.restarting(harness, bays: bays, process: 2)
+        let fresh = try #require(harness.launcher.latest("chat"))
+        bays.moor("chat")
+        await harness.until { await Self.chat(harness)?.pid == fresh.pid }
+        fresh.finish(.exited(code: 1))
+        // Restarted after its backoff (well under the 10 s drain), the old process still serving.
+        await harness.until { harness.launcher.processes(named: "chat").count == 3 }
+        #expect(old.signals.isEmpty)
+        #expect(
+            harness.launcher.latest("chat")?.request.environment["MS_SOCKET_PATH"]
+                == "/tmp/ms-run/chat.1.sock")
+        bays.moor("chat")
+        await harness.until { old.signals == [15] }
+        #expect(await restart.value == nil)
         #expect(await harness.land() == .landed)
     }
 }
