@@ -163,7 +163,7 @@ extension FleetSupervisor {
             failure =
                 "its replacement did not dock on \(socketPath) within \(DurationText.format(vessel.startTimeout)) (a bay must bind $MS_SOCKET_PATH)"
         }
-        if failure == nil && (stopping || shutdownRequested || outcome != nil || records[name]!.held) {
+        if stopping || shutdownRequested || outcome != nil || records[name]!.held {
             failure = "the bay is stopping"
         }
         guard let link, failure == nil else {

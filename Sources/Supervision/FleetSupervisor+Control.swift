@@ -112,8 +112,11 @@ extension FleetSupervisor {
             records[name]!.healthTask?.cancel()
             records[name]!.phase = .stopping
             publish(name)
-            process.signalGroup(vessel.stopSignal.number)
-            killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
+            // A bay being replaced: its replacement and the process it replaced stop too.
+            for process in [process] + record.spare {
+                process.signalGroup(vessel.stopSignal.number)
+                killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
+            }
         } else {
             // Waiting for its dependencies, backing off or done: its task ends where it is.
             records[name]!.task?.cancel()

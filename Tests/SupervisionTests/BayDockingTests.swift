@@ -246,4 +246,22 @@ struct BayDockingTests {
         #expect(await restart.value == nil)
         #expect(await harness.land() == .landed)
     }
+
+    /// `stop chat` while its replacement docks stops both at once, and the restart says why it ended.
+    @Test func stoppingABayWhileItsReplacementDocksStopsBoth() async throws {
+        let bays = FakeBayDocking()
+        let harness = try await Self.docked(bays: bays)
+        let old = try #require(harness.launcher.latest("chat"))
+        let restart = await Self.restarting(harness, bays: bays, process: 2)
+        let fresh = try #require(harness.launcher.latest("chat"))
+        try await harness.supervisor.stopVessel("chat")
+        await harness.until { old.signals == [15] && fresh.signals.first == 15 }
+        #expect(
+            await restart.value
+                == .restartAborted("phased restart of bay 'chat' aborted: the bay is stopping"))
+        await harness.until { await Self.chat(harness)?.phase == .stopped }
+        #expect(harness.launcher.processes(named: "chat").count == 2)
+        #expect(await harness.supervisor.state == .running)
+        #expect(await harness.land() == .landed)
+    }
 }
