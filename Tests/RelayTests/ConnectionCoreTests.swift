@@ -242,6 +242,45 @@ struct ConnectionCoreTests {
         #expect(core.client.connects.count == 2)
     }
 
+    /// SPEC §12.2: a request goes to the ready instance with the fewest requests in flight. While
+    /// one instance holds a request, every new one goes to the other (taking turns alone would send
+    /// half of them to the busy one, on a new connection).
+    @Test func aNewRequestGoesToTheInstanceWithTheFewestInFlight() throws {
+        let core = try Core()
+        core.directory.set(
+            ship: "app",
+            instances: [
+                ShipInstance(id: 1, address: .tcp(host: "127.0.0.1", port: 18_101)),
+                ShipInstance(id: 2, address: .tcp(host: "127.0.0.1", port: 18_102)),
+            ])
+        let ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        core.send("GET /slow HTTP/1.1\r\nHost: a\r\n\r\n")
+        _ = core.openShip()  // never answers while the others run
+        let busy = try #require(core.client.connects.first)
+        var free: RecordingShip?
+        for index in 0..<6 {
+            let client = RecordingClient()
+            let connection = ClientConnection(settings: core.settings, loop: core.loop)
+            connection.start(transport: client, clientAddress: "192.0.2.8")
+            connection.received(ByteBuffer(string: "GET /\(index) HTTP/1.1\r\nHost: a\r\n\r\n"))
+            connection.readComplete()
+            #expect(!client.connects.contains(busy), "request \(index) went to the busy instance")
+            if free == nil {
+                let ship = RecordingShip()
+                ship.link.start(transport: ship, active: true)
+                try #require(client.pendingConnects.count == 1)
+                client.pendingConnects.removeFirst()(.success(ship.link))
+                free = ship
+            }
+            let ship = try #require(free)
+            #expect(ship.written.hasPrefix("GET /\(index) "), "request \(index) is on the free instance")
+            ship.written = ""
+            ship.link.received(ByteBuffer(string: ok))
+            ship.link.readComplete()
+            #expect(client.written == ok)
+        }
+    }
+
     // MARK: Compression
 
     /// The coding a connection's `Accept-Encoding` gave is reused only while the header's bytes
