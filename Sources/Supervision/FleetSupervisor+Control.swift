@@ -56,11 +56,17 @@ extension FleetSupervisor {
         guard let process = record.process else { throw .notRunning(name, record.phase) }
         guard !record.requestedRestart else { throw .alreadyRestarting(name) }
         guard !record.held else { throw .notRunning(name, .stopped) }
-        let vessel = record.vessel
+        logger.notice("restarting \(record.vessel.kind.rawValue) '\(name)' on request")
+        stopForRestart(name, process)
+    }
+
+    /// Ends the vessel's process (its stop signal, SIGKILL after `stop_timeout`) so that its
+    /// supervising task starts it again at once, neither as a crash nor after a backoff.
+    func stopForRestart(_ name: String, _ process: any RunningProcess) {
+        let vessel = records[name]!.vessel
         records[name]!.requestedRestart = true
         records[name]!.healthTask?.cancel()
         records[name]!.phase = .stopping
-        logger.notice("restarting \(vessel.kind.rawValue) '\(name)' on request")
         publish(name)
         process.signalGroup(vessel.stopSignal.number)
         killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
@@ -83,13 +89,8 @@ extension FleetSupervisor {
         guard let process = record.process, !record.requestedRestart, !record.held, !stopping,
             !shutdownRequested, outcome == nil
         else { return false }
-        records[name]!.requestedRestart = true
-        records[name]!.healthTask?.cancel()
-        records[name]!.phase = .stopping
         logger.notice("restarting \(record.vessel.kind.rawValue) '\(name)' on request")
-        publish(name)
-        process.signalGroup(record.vessel.stopSignal.number)
-        killGroup(of: process, unlessExitedWithin: record.vessel.stopTimeout)
+        stopForRestart(name, process)
         return true
     }
 

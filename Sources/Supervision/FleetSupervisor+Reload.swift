@@ -149,13 +149,7 @@ extension FleetSupervisor {
             return
         }
         if let process = record.process {
-            let vessel = record.vessel
-            records[name]!.requestedRestart = true
-            records[name]!.healthTask?.cancel()
-            records[name]!.phase = .stopping
-            publish(name)
-            process.signalGroup(vessel.stopSignal.number)
-            killGroup(of: process, unlessExitedWithin: vessel.stopTimeout)
+            stopForRestart(name, process)
         } else if record.phase == .completed || record.phase == .failed {
             records[name]!.supervision += 1
             records[name]!.backoff = timing.backoff

@@ -447,15 +447,12 @@ extension FleetSupervisor {
             guard let record = records[name], !record.held,
                 record.vessel.kind == .ship ? !record.vessel.routes.isEmpty : record.bayLink != nil
             else { continue }
+            if record.vessel.kind == .ship && !record.vessel.restartsInPhases {
+                logger.warning("ship '\(name)' has no workers: restarting it stop-then-start")
+            }
             do {
-                if record.vessel.restartsInPhases {
-                    _ = try await phasedRestart(name)
-                } else if record.vessel.kind == .bay {
-                    try await replaceBay(name)
-                } else {
-                    logger.warning("ship '\(name)' has no workers: restarting it stop-then-start")
-                    try await restartVessel(name)
-                }
+                // In phases for a ship with workers and a docked bay (`restartVessel` chooses).
+                try await restartVessel(name)
             } catch {
                 logger.error("SIGUSR1: '\(name)' was not restarted: \(error)")
             }
