@@ -21,7 +21,10 @@ struct SupervisorProcessTests {
             // Its parent died: it is ours now, not PID 1's.
             guard await eventually({ StatFields(pid: orphan)?.parent == getpid() }) else { exit(13) }
             // The main process and the orphan; never the keeper.
-            guard ProcessTable.killRemainingChildren(timeout: .seconds(10)) == 2 else { exit(14) }
+            // (The exit code says how many it killed when that is not 2: 40 + the count. It failed
+            // as 14, with no count, in two loaded runs out of about a dozen.)
+            let killed = ProcessTable.killRemainingChildren(timeout: .seconds(10))
+            guard killed == 2 else { exit(Int32(40 + min(killed, 9))) }
             _ = await process.exitStatus()
             // Killed and reaped: no zombie left behind.
             guard ProcessTable.waitForNoChildren(of: getpid(), timeout: .seconds(10)) else { exit(15) }
