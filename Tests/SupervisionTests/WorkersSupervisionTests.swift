@@ -101,4 +101,23 @@ struct WorkersSupervisionTests {
         #expect(ship.phase == .running)
         _ = await harness.land()
     }
+
+    /// SPEC §12.2: memory per instance (each its own process group's), and the ship's own line
+    /// their sum.
+    @Test(.timeLimit(.minutes(1)))
+    func memoryIsSampledPerInstanceAndSummedForTheShip() async throws {
+        let harness = try Harness(Self.manifest)
+        await harness.launched(2)
+        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
+        await harness.state(.running)
+        let supervisor = harness.supervisor
+        await harness.until { await supervisor.status().vessels[0].instances.allSatisfy { $0.memory != nil } }
+        let status = await supervisor.status().vessels[0]
+        for instance in status.instances {
+            // FakeProcess reports 4096 bytes per unit of its pid.
+            #expect(instance.memory?.residentBytes == 4096 * UInt64(instance.pid))
+        }
+        #expect(status.memory?.residentBytes == status.instances.reduce(0) { $0 + 4096 * UInt64($1.pid) })
+        #expect(await harness.land() == .landed)
+    }
 }
