@@ -32,5 +32,5 @@ struct DockedBay: BayLink {
 
     func passengers() async -> Int { await link.passengers() }
 
-    func retire() { link.retire() }
+    func retire() async { try? await link.retire().get() }
 }

@@ -71,6 +71,8 @@ public final class FakeBayLink: BayLink, Sendable {
         var closed = false
         var retired = false
         var passengers = 0
+        var holdsRetirement = false
+        var retirement: CheckedContinuation<Void, Never>?
     }
     private let state = Mutex(State())
 
@@ -113,12 +115,33 @@ public final class FakeBayLink: BayLink, Sendable {
 
     public func passengers() async -> Int { state.withLock { $0.passengers } }
 
-    public func retire() {
+    public func retire() async {
         state.withLock {
             $0.retired = true
             $0.closed = true
         }
         journal.record("retired link \(bay)")
+        await withCheckedContinuation { continuation in
+            let held = state.withLock { state in
+                guard state.holdsRetirement else { return false }
+                state.retirement = continuation
+                return true
+            }
+            if !held { continuation.resume() }
+        }
+    }
+
+    /// Later retirements do not return until `releaseRetirement()` (the relay still closing the
+    /// link's clients).
+    public func holdRetirement() { state.withLock { $0.holdsRetirement = true } }
+
+    public func releaseRetirement() {
+        let waiter = state.withLock { state in
+            state.holdsRetirement = false
+            defer { state.retirement = nil }
+            return state.retirement
+        }
+        waiter?.resume()
     }
 
     public var isRetired: Bool { state.withLock { $0.retired } }

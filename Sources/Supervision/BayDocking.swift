@@ -26,8 +26,10 @@ public protocol BayLink: Sendable {
     /// How many WebSocket clients the link carries now (a replaced bay drains until none is left).
     func passengers() async -> Int
     /// Ends a replaced bay's link: its remaining clients are closed with 1001 (going away; they
-    /// may reconnect, to the bay that replaced it).
-    func retire()
+    /// may reconnect, to the bay that replaced it). Returns once they have left the link, before
+    /// the process may be stopped: a process stopped sooner could end the link first, and its
+    /// clients would be closed as if the bay had failed.
+    func retire() async
 }
 
 /// Why a bay did not dock.

@@ -215,7 +215,7 @@ extension FleetSupervisor {
                 "bay '\(name)': \(left) client\(left == 1 ? "" : "s") still on the old process after \(DurationText.format(vessel.stopTimeout)); closing them (1001, they may reconnect)"
             )
         }
-        link.retire()
+        await link.retire()
         old.signalGroup(vessel.stopSignal.number)
         if await exits(old, within: vessel.stopTimeout, on: clock) != true {
             old.signalGroup(9)

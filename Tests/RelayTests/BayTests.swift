@@ -213,8 +213,9 @@ struct BayTests {
         try old.writeInbound(Self.frame(.cargo(connID: 7, payload: ByteBuffer(string: "late"))))
         #expect(old.isActive)
 
-        BerthLink(berth: berth, generation: 1, lost: oldLost.futureResult).retire()
+        let retired = BerthLink(berth: berth, generation: 1, lost: oldLost.futureResult).retire()
         old.embeddedEventLoop.run()
+        try retired.wait()
         #expect(!old.isActive)
         #expect(try oldLost.futureResult.wait() == "replaced by a new process of the bay")
         #expect(berth.isDocked && fresh.isActive)

@@ -160,14 +160,20 @@ struct BayDockingTests {
 
         // The next replacement takes the first path again; clients that stay past stop_timeout are
         // closed (the link retired) and the old process stopped.
+        // The process is not stopped before its clients are closed: stopped sooner, it could end
+        // the link first, and they would be closed as if the bay had failed (1011).
         let freshLink = try #require(bays.links("chat").last)
         freshLink.setPassengers(3)
+        freshLink.holdRetirement()
         let again = await Self.restarting(harness, bays: bays, process: 3)
         let third = try #require(harness.launcher.latest("chat"))
         #expect(third.request.environment["MS_SOCKET_PATH"] == "/tmp/ms-run/chat.sock")
         bays.moor("chat")
+        await harness.until { freshLink.isRetired }
+        for _ in 0..<20 { await Task.yield() }
+        #expect(fresh.signals.isEmpty)
+        freshLink.releaseRetirement()
         await harness.until { fresh.signals == [15] }
-        #expect(freshLink.isRetired)
         #expect(await again.value == nil)
         #expect(await Self.chat(harness)?.pid == third.pid)
         #expect(harness.launcher.processes(named: "chat").count == 3)

@@ -110,10 +110,13 @@ public struct BerthLink: Sendable {
     }
 
     /// Ends a replaced link: its remaining clients are closed with 1001 and announced to the bay
-    /// with Disembark, then the link closes.
-    public func retire() {
+    /// with Disembark, then the link closes. The future completes once the clients have left the
+    /// link, so the bay's process may be stopped after it without its clients seeing the link's
+    /// loss (1011) first.
+    @discardableResult
+    public func retire() -> EventLoopFuture<Void> {
         let core = berth.core
         let generation = self.generation
-        berth.loop.execute { core.value.retire(generation: generation) }
+        return berth.loop.submit { core.value.retire(generation: generation) }
     }
 }
