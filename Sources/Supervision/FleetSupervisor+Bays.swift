@@ -77,8 +77,8 @@ extension FleetSupervisor {
             // The held process (or its link) ended while its replacement was docking: whether that
             // docks decides what the end means.
             if case .replaced? = end {
-            } else if records[name]!.bayDocking {
-                await bayReplacementSettled(name)
+            } else if records[name]!.bayReplacement.isPending {
+                await withCheckedContinuation { records[name]!.bayReplacement.wait($0) }
             }
             if let next = records[name]!.process, next.pid != process.pid,
                 let nextLink = records[name]!.bayLink
@@ -103,16 +103,9 @@ extension FleetSupervisor {
         }
     }
 
-    private func bayReplacementSettled(_ name: String) async {
-        await withCheckedContinuation { records[name]!.bayWaiters.append($0) }
-    }
-
     /// The replacement docked and took over, or will not: the tasks waiting for that go on.
     private func bayDockingSettled(_ name: String) {
-        records[name]!.bayDocking = false
-        let waiters = records[name]!.bayWaiters
-        records[name]!.bayWaiters = []
-        for waiter in waiters { waiter.resume() }
+        for waiter in records[name]!.bayReplacement.settle() { waiter.resume() }
     }
 
     // MARK: Phased replacement (SPEC §12.2)
@@ -130,7 +123,7 @@ extension FleetSupervisor {
             let docking = ports.bays, let directory = context.socketDirectory
         else { throw .notRunning(name, record.phase) }
         records[name]!.phasing = true
-        records[name]!.bayDocking = true
+        records[name]!.bayReplacement.begin()
         defer {
             if records[name] != nil {
                 records[name]!.phasing = false

@@ -26,9 +26,8 @@ struct WorkerSlot {
     var starting: WorkerInstance?
     var restarts = 0
     var backoff: RestartBackoff
-    /// A phased restart is starting this slot's replacement.
-    var replacing = false
-    var replacementWaiters: [CheckedContinuation<Void, Never>] = []
+    /// A phased restart starting this slot's replacement.
+    var replacement = PendingReplacement()
     /// The current instance was killed by its health checks (a restart, not a crash).
     var healthRestart = false
 
@@ -143,7 +142,9 @@ extension FleetSupervisor {
                     records[name]!.slots[slot].current!.healthTask?.cancel()
                     records[name]!.slots[slot].current = nil
                     publish(name)
-                    if records[name]!.slots[slot].replacing { await replacementSettled(name, slot) }
+                    if records[name]!.slots[slot].replacement.isPending {
+                        await withCheckedContinuation { records[name]!.slots[slot].replacement.wait($0) }
+                    }
                 }
                 guard let next = records[name]!.slots[slot].current else { break }
                 watched = next
@@ -284,10 +285,6 @@ extension FleetSupervisor {
         }
     }
 
-    private func replacementSettled(_ name: String, _ slot: Int) async {
-        await withCheckedContinuation { records[name]!.slots[slot].replacementWaiters.append($0) }
-    }
-
     // MARK: Phased restarts
 
     /// Replaces the ship's instances one slot at a time: the replacement starts on the other
@@ -338,13 +335,10 @@ extension FleetSupervisor {
     /// Starts `slot`'s replacement, switches the relay to it once ready, then drains and stops the
     /// instance it replaced.
     func replace(_ name: String, _ slot: Int) async throws(PhasedRestartFailure) {
-        records[name]!.slots[slot].replacing = true
+        records[name]!.slots[slot].replacement.begin()
         defer {
             if records[name] != nil, slot < records[name]!.slots.count {
-                records[name]!.slots[slot].replacing = false
-                let waiters = records[name]!.slots[slot].replacementWaiters
-                records[name]!.slots[slot].replacementWaiters = []
-                for waiter in waiters { waiter.resume() }
+                for waiter in records[name]!.slots[slot].replacement.settle() { waiter.resume() }
             }
         }
         let vessel = records[name]!.vessel
@@ -420,7 +414,7 @@ extension FleetSupervisor {
     public func recycleStuck(_ name: String, instance id: Int) {
         guard let record = records[name], record.vessel.recycleStuck, !stopping, !shutdownRequested,
             let slot = record.slots.firstIndex(where: { $0.current?.id == id }),
-            !record.slots[slot].replacing, !record.phasing
+            !record.slots[slot].replacement.isPending, !record.phasing
         else { return }
         logger.warning("ship '\(name)' worker \(slot) held a request past its request_timeout: replacing it")
         Task {

@@ -306,10 +306,8 @@ struct VesselRecord {
     var spare: [any RunningProcess] = []
     /// Tells the task holding a docked bay that a replacement took over.
     var bayReplaced: AsyncStream<Void>.Continuation?
-    /// A bay's replacement is starting and docking (not switched to yet).
-    var bayDocking = false
-    /// Tasks waiting for a bay's replacement to dock and take over, or to fail.
-    var bayWaiters: [CheckedContinuation<Void, Never>] = []
+    /// A bay's replacement starting and docking (not switched to yet).
+    var bayReplacement = PendingReplacement()
     /// Which supervising task is the vessel's (a `startVessel` begins a new one; an older one still
     /// waiting for a dependency must then do nothing).
     var supervision = 0
