@@ -137,6 +137,13 @@ struct RelayEndToEndTests {
         let closeDelimited = try await connection.exchange(RawConnection.request("GET", "/raw10"))
         #expect(closeDelimited.status == 200)
         #expect(closeDelimited.text == "close-delimited body")
+        // The same with a body far larger than the relay holds, read late: the relay stops reading
+        // the ship while the client is full, and the ship's close, arrived behind the bytes while
+        // nobody read them, still ends the body once the client reads.
+        try await connection.send(RawConnection.request("GET", "/rawbig?n=4000000"))
+        try await Task.sleep(for: .milliseconds(700))
+        let lateClose = try await connection.response()
+        #expect(lateClose.status == 200 && lateClose.body == RawConnection.pattern(4_000_000))
 
         // Expect: 100-continue is answered at once, so the client need not wait before its body.
         try await connection.send(
@@ -1112,6 +1119,11 @@ struct RelayEndToEndTests {
                     return
                 if self.path.startswith("/crash"):
                     os._exit(3)
+                if self.path.startswith("/rawbig"):
+                    n = int(self.path.split("n=")[1])
+                    self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: application/octet-stream\r\n\r\n" + pattern(n))
+                    self.close_connection = True
+                    return
                 if self.path.startswith("/raw10"):
                     self.wfile.write(b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nclose-delimited body")
                     self.close_connection = True

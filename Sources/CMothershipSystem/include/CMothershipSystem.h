@@ -62,12 +62,17 @@ enum {
     MS_EPOLL_OUT = 0x004,
     MS_EPOLL_ERR = 0x008,
     MS_EPOLL_HUP = 0x010,
+    /// EPOLLRDHUP: the peer has shut down its side (its FIN has arrived).
+    MS_EPOLL_RDHUP = 0x2000,
     /// EPOLLEXCLUSIVE (on adding only): of the epoll instances waiting on one listening socket, one
     /// is woken per connection instead of all.
     MS_EPOLL_EXCLUSIVE = 0x10000000,
+    /// EPOLLET: reported when the socket's state changes (bytes arrive, room frees up), not at
+    /// every wait while it stays ready; setting the interest again reports what is ready now.
+    MS_EPOLL_EDGE = (int)0x80000000u,
 };
-/// Adds `fd` (`add` non-zero) or changes its interest to `events` (MS_EPOLL_* bits, level-triggered;
-/// errors and hang-ups are always reported). Returns 0 or the errno.
+/// Adds `fd` (`add` non-zero) or changes its interest to `events` (MS_EPOLL_* bits, level-triggered
+/// unless MS_EPOLL_EDGE; errors and hang-ups are always reported). Returns 0 or the errno.
 int ms_epoll_set(int epfd, int fd, uint64_t token, uint32_t events, int add);
 /// Waits up to `timeout_ms` (-1: forever); fills `tokens`/`events` and returns how many (EINTR: 0).
 int ms_epoll_wait(int epfd, uint64_t *tokens, uint32_t *events, int capacity, int timeout_ms);

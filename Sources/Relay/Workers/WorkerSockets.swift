@@ -61,10 +61,26 @@ class WorkerSocket {
     }
 
     /// Joins the loop's epoll instance (`connecting`: watched for writing first).
+    ///
+    /// Edge-triggered, as nginx registers its sockets: a level-triggered socket that was reported
+    /// is polled once more at the next wait, ready or not (1.4 % of the relay's CPU per WebSocket
+    /// message). So a socket is reported again only when its state changes, and what stops short
+    /// of taking everything must ask again: a read stops at a short read (all there was; bytes
+    /// arriving later report it again) unless the peer's FIN has come (reported as RDHUP: then it
+    /// reads on to the end, which no later event would report), when reading is paused (resuming
+    /// sets the interest again, which reports what waits), or after four full reads
+    /// (`readAvailable` sets the interest again); a send stops when the socket is full (room
+    /// freeing up reports it).
     func register(connecting: Bool = false) -> Bool {
         interest = connecting ? UInt32(MS_EPOLL_OUT) : UInt32(MS_EPOLL_IN)
-        return ms_epoll_set(loop.epoll, fd, token, interest, 1) == 0
+        return ms_epoll_set(loop.epoll, fd, token, interest | Self.edge, 1) == 0
     }
+
+    /// Edge-triggered, with the peer's shutdown reported.
+    private static let edge = UInt32(truncatingIfNeeded: MS_EPOLL_EDGE) | UInt32(MS_EPOLL_RDHUP)
+
+    /// The events after which a read goes on to the end of the stream: the peer shut down.
+    static let peerShutDown = UInt32(MS_EPOLL_RDHUP | MS_EPOLL_HUP)
 
     /// What epoll reported for the socket (`MS_EPOLL_*` bits); reads land in `readBuffer`.
     func handle(events: UInt32, readBuffer: inout ByteBuffer) {}
@@ -76,7 +92,7 @@ class WorkerSocket {
         if unsent != nil || needsWritable { wanted |= UInt32(MS_EPOLL_OUT) }
         guard wanted != interest else { return }
         interest = wanted
-        _ = ms_epoll_set(loop.epoll, fd, token, wanted, 0)
+        _ = ms_epoll_set(loop.epoll, fd, token, wanted | Self.edge, 0)
     }
 
     /// Subclasses that wait for writability of their own (a file to send) say so.
@@ -224,23 +240,32 @@ class WorkerSocket {
     /// Reads what the socket holds (up to four reads of `size`), handing each read to `received`
     /// and the end of the batch to `readEnded`; at the end of the stream or an error, closes.
     /// `buffer` is the loop's, lent for the call: handed on from here it reaches the core without
-    /// a retain, and what the core keeps of it is its own copy-on-write reference.
-    func readAvailable(_ size: Int, into buffer: inout ByteBuffer) {
+    /// a retain, and what the core keeps of it is its own copy-on-write reference. `toEnd`: the
+    /// peer has shut down, so a short read is not the end of what there is to read.
+    func readAvailable(_ size: Int, into buffer: inout ByteBuffer, toEnd: Bool) {
         var delivered = false
         var ended: CInt?
-        for _ in 0..<4 {
+        var mayHoldMore = false
+        for round in 0..<4 {
             let count = Self.receive(fd, size, into: &buffer)
             if count > 0 {
                 delivered = true
                 received(buffer)
-                if count < size || !isOpen || !reading { break }
+                if (count < size && !toEnd) || !isOpen || !reading { break }
+                mayHoldMore = round == 3
                 continue
             }
             if count != -Int(EAGAIN) && count != -Int(EWOULDBLOCK) { ended = count == 0 ? 0 : CInt(-count) }
             break
         }
         if delivered && isOpen { readEnded() }
-        if let ended { closeSocket(error: ended) }
+        if let ended {
+            closeSocket(error: ended)
+        } else if mayHoldMore && isOpen && reading {
+            // Four full reads: the rest waits for the next round of events, which (edge-triggered)
+            // reports it only when asked again.
+            _ = ms_epoll_set(loop.epoll, fd, token, interest | Self.edge, 0)
+        }
     }
 
     /// Bytes read (the loop's buffer: kept only by copy-on-write).
@@ -326,7 +351,8 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            readAvailable(WorkerLoop.clientReadSize, into: &readBuffer)
+            readAvailable(
+                WorkerLoop.clientReadSize, into: &readBuffer, toEnd: events & Self.peerShutDown != 0)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: 0)
         }
@@ -667,7 +693,8 @@ final class WorkerShip: WorkerSocket, ShipTransport {
         if events & UInt32(MS_EPOLL_OUT) != 0 { sendUnsent() }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            readAvailable(WorkerLoop.shipReadSize, into: &readBuffer)
+            readAvailable(
+                WorkerLoop.shipReadSize, into: &readBuffer, toEnd: events & Self.peerShutDown != 0)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: events & UInt32(MS_EPOLL_ERR) != 0 ? ms_socket_error(fd) : 0)
         }
