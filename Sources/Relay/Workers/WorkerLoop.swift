@@ -10,8 +10,10 @@ import ShipManifest
 
 /// One worker's epoll loop: accepts on its listening sockets, reads and writes its client and ship
 /// sockets with `recv` and `send`/`sendmsg`, keeps the connections' deadlines (checked every
-/// `sweepInterval`) and runs what its connections ask for later. Level-triggered; a socket is
-/// watched for reading while its connection reads and for writing while bytes wait for it.
+/// `sweepInterval`) and runs what its connections ask for later. Client and ship sockets are
+/// edge-triggered (`WorkerSocket.register`), listening sockets and the wake-up level-triggered; a
+/// socket is watched for reading while its connection reads and for writing while bytes wait for
+/// it.
 final class WorkerLoop {
     static let sweepInterval = TimeAmount.milliseconds(100)
     /// The largest read from a client (a head, or pipelined heads) and from a ship.
