@@ -1359,6 +1359,9 @@ final class RawConnection: @unchecked Sendable {
 
     deinit { close() }
 
+    /// Sends the end of the stream (a FIN); the connection stays open for reading.
+    func shutDownWriting() { shutdown(descriptor, Int32(SHUT_WR)) }
+
     func close() {
         if !isClosed {
             isClosed = true

@@ -481,6 +481,50 @@ struct SecurityEndToEndTests {
         try await Self.expectNeverReachedTheShip("/smuggled", relay: relay, mothership: mothership)
     }
 
+    /// A client that ends its side of the stream (a FIN) after a whole request, half a head, or
+    /// part of a body: the relay ends the connection at once, as nginx does (a request the client
+    /// gave up on may be answered or not), long before its 30 s header and 60 s idle timeouts, and
+    /// serves the next connection. Its sockets being edge-triggered, a FIN that arrived with the
+    /// last bytes is reported once: read only up to the bytes, the connection would hang open.
+    @Test(.timeLimit(.minutes(1)), arguments: [false, true])
+    func aClientThatEndsItsStreamIsClosedAtOnce(keptAlive: Bool) async throws {
+        let directory = try Relay.directory()
+        defer { directory.remove() }
+        let (relay, mothership) = try await Relay.launchWithOneShip(in: directory)
+        defer { mothership.stop() }
+        let cases: [(String, [UInt8])] = [
+            ("whole request", RawConnection.request("GET", "/then-fin")),
+            ("half a head", Array("GET /half HTTP/1.1\r\nHost: rel".utf8)),
+            (
+                "part of a body",
+                Array("POST /cut HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 100\r\n\r\nshort".utf8)
+            ),
+        ]
+        for (label, bytes) in cases {
+            let connection = try await Self.connection(relay, keptAlive: keptAlive)
+            try await connection.send(bytes)
+            connection.shutDownWriting()
+            #expect(await connection.closes(within: 10), "\(label): connection left open")
+        }
+        // The FIN arrives while the relay does not read the client (a pipelined request waits for
+        // the slow answer before it): reported once, when reading resumes, behind the rest of the
+        // pipelined request's body, the last bytes there are.
+        let paused = try await Self.connection(relay, keptAlive: keptAlive)
+        try await paused.send(
+            RawConnection.request("GET", "/sleep?s=1")
+                + Array(
+                    "POST /pipelined HTTP/1.1\r\nHost: relay.test\r\nContent-Length: 10\r\n\r\n12345".utf8))
+        try await Task.sleep(for: .milliseconds(300))
+        try await paused.send(Array("67890".utf8))
+        paused.shutDownWriting()
+        let slow = try await paused.response()
+        #expect(slow.status == 200, "\(slow.status)")
+        #expect(await paused.closes(within: 10), "paused: connection left open")
+
+        let after = try await RawConnection(port: relay).exchange(RawConnection.request("GET", "/after"))
+        #expect(after.status == 200, "\(after.status)")
+    }
+
     // MARK: 7. Protocol conformance
 
     /// Fault 7: HTTP/1.1 requests without a Host, or with two, are refused with 400; an

@@ -20,6 +20,15 @@ struct WorkersSupervisionTests {
 
     static func port(of process: FakeProcess?) -> String? { process?.request.environment["PORT"] }
 
+    /// The fleet of `manifest` running: both instances launched and healthy.
+    static func running() async throws -> Harness {
+        let harness = try Harness(manifest)
+        await harness.launched(2)
+        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
+        await harness.state(.running)
+        return harness
+    }
+
     @Test(.timeLimit(.minutes(1)))
     func instancesTakeTheirOwnAddressesAndPhasedRestartsAlternateThem() async throws {
         let harness = try Harness(Self.manifest)
@@ -70,10 +79,7 @@ struct WorkersSupervisionTests {
 
     @Test(.timeLimit(.minutes(1)))
     func landingDuringAPhasedRestartStopsTheReplacementToo() async throws {
-        let harness = try Harness(Self.manifest)
-        await harness.launched(2)
-        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
-        await harness.state(.running)
+        let harness = try await Self.running()
         let restart = Task { try await harness.supervisor.phasedRestart("web") }
         await harness.launched(3)
         let replacement = try #require(harness.launcher.processes(named: "web").last)
@@ -86,10 +92,7 @@ struct WorkersSupervisionTests {
     /// SPEC §12.2: an unhealthy instance takes no new request while the others serve.
     @Test(.timeLimit(.minutes(1)))
     func anUnhealthyInstanceStopsServingWhileTheOtherServes() async throws {
-        let harness = try Harness(Self.manifest)
-        await harness.launched(2)
-        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
-        await harness.state(.running)
+        let harness = try await Self.running()
         harness.health.set(.tcp(host: "127.0.0.1", port: 3001), healthy: false)
         let supervisor = harness.supervisor
         await harness.until {
@@ -106,10 +109,7 @@ struct WorkersSupervisionTests {
     /// their sum.
     @Test(.timeLimit(.minutes(1)))
     func memoryIsSampledPerInstanceAndSummedForTheShip() async throws {
-        let harness = try Harness(Self.manifest)
-        await harness.launched(2)
-        for port in [3000, 3001] { harness.health.set(.tcp(host: "127.0.0.1", port: port), healthy: true) }
-        await harness.state(.running)
+        let harness = try await Self.running()
         let supervisor = harness.supervisor
         await harness.until { await supervisor.status().vessels[0].instances.allSatisfy { $0.memory != nil } }
         let status = await supervisor.status().vessels[0]

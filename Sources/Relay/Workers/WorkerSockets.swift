@@ -73,14 +73,21 @@ class WorkerSocket {
     /// freeing up reports it).
     func register(connecting: Bool = false) -> Bool {
         interest = connecting ? UInt32(MS_EPOLL_OUT) : UInt32(MS_EPOLL_IN)
-        return ms_epoll_set(loop.epoll, fd, token, interest | Self.edge, 1) == 0
+        return arm(adding: true)
+    }
+
+    /// Sets `interest` (edge-triggered, with the peer's shutdown reported) in the loop's epoll
+    /// instance; setting it again reports what is ready now.
+    @discardableResult
+    private func arm(adding: Bool = false) -> Bool {
+        ms_epoll_set(loop.epoll, fd, token, interest | Self.edge, adding ? 1 : 0) == 0
     }
 
     /// Edge-triggered, with the peer's shutdown reported.
     private static let edge = UInt32(truncatingIfNeeded: MS_EPOLL_EDGE) | UInt32(MS_EPOLL_RDHUP)
 
     /// The events after which a read goes on to the end of the stream: the peer shut down.
-    static let peerShutDown = UInt32(MS_EPOLL_RDHUP | MS_EPOLL_HUP)
+    private static let peerShutDown = UInt32(MS_EPOLL_RDHUP | MS_EPOLL_HUP)
 
     /// What epoll reported for the socket (`MS_EPOLL_*` bits); reads land in `readBuffer`.
     func handle(events: UInt32, readBuffer: inout ByteBuffer) {}
@@ -92,7 +99,7 @@ class WorkerSocket {
         if unsent != nil || needsWritable { wanted |= UInt32(MS_EPOLL_OUT) }
         guard wanted != interest else { return }
         interest = wanted
-        _ = ms_epoll_set(loop.epoll, fd, token, wanted | Self.edge, 0)
+        arm()
     }
 
     /// Subclasses that wait for writability of their own (a file to send) say so.
@@ -240,9 +247,11 @@ class WorkerSocket {
     /// Reads what the socket holds (up to four reads of `size`), handing each read to `received`
     /// and the end of the batch to `readEnded`; at the end of the stream or an error, closes.
     /// `buffer` is the loop's, lent for the call: handed on from here it reaches the core without
-    /// a retain, and what the core keeps of it is its own copy-on-write reference. `toEnd`: the
-    /// peer has shut down, so a short read is not the end of what there is to read.
-    func readAvailable(_ size: Int, into buffer: inout ByteBuffer, toEnd: Bool) {
+    /// a retain, and what the core keeps of it is its own copy-on-write reference. `events` are
+    /// the ones epoll reported: once the peer has shut down, a short read is not the end of what
+    /// there is to read.
+    func readAvailable(_ size: Int, into buffer: inout ByteBuffer, events: UInt32) {
+        let toEnd = events & Self.peerShutDown != 0
         var delivered = false
         var ended: CInt?
         var mayHoldMore = false
@@ -264,7 +273,7 @@ class WorkerSocket {
         } else if mayHoldMore && isOpen && reading {
             // Four full reads: the rest waits for the next round of events, which (edge-triggered)
             // reports it only when asked again.
-            _ = ms_epoll_set(loop.epoll, fd, token, interest | Self.edge, 0)
+            arm()
         }
     }
 
@@ -351,8 +360,7 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            readAvailable(
-                WorkerLoop.clientReadSize, into: &readBuffer, toEnd: events & Self.peerShutDown != 0)
+            readAvailable(WorkerLoop.clientReadSize, into: &readBuffer, events: events)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: 0)
         }
@@ -693,8 +701,7 @@ final class WorkerShip: WorkerSocket, ShipTransport {
         if events & UInt32(MS_EPOLL_OUT) != 0 { sendUnsent() }
         guard isOpen, events & UInt32(MS_EPOLL_IN | MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 else { return }
         if reading {
-            readAvailable(
-                WorkerLoop.shipReadSize, into: &readBuffer, toEnd: events & Self.peerShutDown != 0)
+            readAvailable(WorkerLoop.shipReadSize, into: &readBuffer, events: events)
         } else if events & UInt32(MS_EPOLL_HUP | MS_EPOLL_ERR) != 0 {
             closeSocket(error: events & UInt32(MS_EPOLL_ERR) != 0 ? ms_socket_error(fd) : 0)
         }
