@@ -244,15 +244,35 @@ struct RequestRulesTests {
         ("/.well-known/x", "/.well-known/x"),
     ])
     func matchesOneNormalisedPath(raw: String, path: String) throws {
-        let target = try RequestTarget.parse(raw + "?q=%61", method: .GET)
-        #expect(target.path == path)
-        #expect(target.query == "?q=%61")
-        #expect(target.forwarded == raw + "?q=%61")  // the ship gets what the client sent
+        // With a query, and without one (a path alone takes a shorter way through the parser).
+        for query in ["?q=%61", "?", ""] {
+            let target = try RequestTarget.parse(raw + query, method: .GET)
+            #expect(target.path == path)
+            #expect(target.query == query)
+            #expect(target.forwarded == raw + query)  // the ship gets what the client sent
+        }
     }
 
     @Test(arguments: ["/..", "/../x", "/a/../../x", "/%2e%2e/x", "/a%", "/a%4", "/a%zz", "/a%00b", "x", "*"])
     func refusesPathsThatClimbOrDoNotParse(raw: String) {
         #expect(throws: RequestTarget.Refusal.self) { _ = try RequestTarget.parse(raw, method: .GET) }
+    }
+
+    @Test func aHostHoldsExactlyTheCharactersOfAnAuthority() {
+        // RFC 3986: unreserved, sub-delims, `%` (escapes), `:` (the port), `[` `]` (IP literals).
+        let allowed = Set(
+            "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._~!$&'()*+,;=%:[]".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(HostValue.isValid([byte]) == allowed.contains(byte), "byte \(byte)")
+            #expect(
+                HostValue.isValid([UInt8(ascii: "h"), byte, UInt8(ascii: "1")]) == allowed.contains(byte))
+        }
+        #expect(HostValue.isValid([UInt8]()))
+        #expect(HostValue.isValid("api.example.com:8080".utf8))
+        #expect(HostValue.isValid("[::1]:8080".utf8))
+        #expect(!HostValue.isValid("a b".utf8))
+        #expect(!HostValue.isValid("a/b".utf8))
+        #expect(!HostValue.isValid("user@host".utf8))
     }
 
     @Test func leavesTheAsteriskOfOptionsAndTheAuthorityOfConnectAlone() throws {

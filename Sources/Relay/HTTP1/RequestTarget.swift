@@ -71,6 +71,10 @@ struct RequestTarget {
             previous = byte
             end += 1
         }
+        if plain && end == bytes.count {
+            // No query (most targets): the whole target is the path, with no index arithmetic.
+            return RequestTarget(forwarded: raw, path: raw[...], query: "", authority: authority)
+        }
         let pathEnd = raw.utf8.index(raw.utf8.startIndex, offsetBy: end)
         let query = raw[pathEnd...]
         if plain {
@@ -200,22 +204,22 @@ enum HexDigit {
 /// IP literals and a port (unreserved, sub-delims, `%`, `:`, `[`, `]`).
 enum HostValue {
     static func isValid<Bytes: Sequence<UInt8>>(_ bytes: Bytes) -> Bool {
-        for byte in bytes {
-            switch byte {
-            case UInt8(ascii: "a")...UInt8(ascii: "z"), UInt8(ascii: "A")...UInt8(ascii: "Z"),
-                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."),
-                UInt8(ascii: "_"),
-                UInt8(ascii: "~"), UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"),
-                UInt8(ascii: "("), UInt8(ascii: ")"), UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","),
-                UInt8(ascii: ";"), UInt8(ascii: "="), UInt8(ascii: "%"), UInt8(ascii: ":"), UInt8(ascii: "["),
-                UInt8(ascii: "]"):
-                continue
-            default:
-                return false
-            }
-        }
+        for byte in bytes where !isAllowed(byte) { return false }
         return true
     }
+
+    /// One bit per byte value: a shift and a mask instead of a chain of range comparisons (a
+    /// `Host` is checked on every request).
+    @inline(__always)
+    static func isAllowed(_ byte: UInt8) -> Bool {
+        let word = byte < 64 ? allowedBelow64 : (byte < 128 ? allowedFrom64 : 0)
+        return (word >> UInt64(byte & 63)) & 1 == 1
+    }
+
+    /// `!$%&'()*+,-.` `0-9` `:;=`
+    private static let allowedBelow64: UInt64 = 0x2FFF_7FF2_0000_0000
+    /// `A-Z` `[` `]` `_` `a-z` `~`
+    private static let allowedFrom64: UInt64 = 0x47FF_FFFE_AFFF_FFFE
 }
 
 private let slash = UInt8(ascii: "/")
