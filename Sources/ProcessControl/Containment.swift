@@ -147,9 +147,9 @@ package final class Containment: Sendable {
 }
 
 /// Why a cgroup hierarchy cannot contain our vessels.
-struct Refusal: Error, CustomStringConvertible {
+package struct Refusal: Error, CustomStringConvertible {
     var text: String
-    var description: String { text }
+    package var description: String { text }
 }
 
 /// Where the cgroup hierarchies are and the run's own directory in one of them.
@@ -204,7 +204,7 @@ package enum CgroupFiles {
 
     /// Removes the run cgroups in `base` whose mothership died (same PID namespace, pid gone), then
     /// creates ours and checks that processes can be moved into it.
-    static func makeRunRoot(in base: String) -> Result<(String, Int), Refusal> {
+    package static func makeRunRoot(in base: String) -> Result<(String, Int), Refusal> {
         let namespace = pidNamespace()
         var removed = 0
         var namespaces: Set<String>?
