@@ -52,7 +52,9 @@ public struct FleetDocument: Codable, Sendable, Equatable {
         /// Since the current process started; null when none runs.
         public var uptimeSeconds: Double?
         /// A ship's instances when it has `workers` (`web[0]`, kind `worker`; a replaced one draining
-        /// shows as `draining` until it stopped); empty for other vessels.
+        /// shows as `draining` until it stopped), and a bay's processes during a phased restart
+        /// (`chat[0]`, kind `bay`: the serving one, and its replacement `starting` until it docks or
+        /// the replaced one `draining` until it stopped); empty otherwise.
         public var workers: [Vessel]
 
         enum CodingKeys: String, CodingKey {
@@ -93,7 +95,8 @@ public struct FleetDocument: Codable, Sendable, Equatable {
                 },
                 workers: vessel.instances.map { instance in
                     Vessel(
-                        name: "\(vessel.name)[\(instance.slot)]", group: vessel.group, kind: "worker",
+                        name: "\(vessel.name)[\(instance.slot)]", group: vessel.group,
+                        kind: vessel.kind == .bay ? vessel.kind.rawValue : "worker",
                         state: instance.draining ? "draining" : instance.ready ? "running" : "starting",
                         pid: instance.pid, healthy: instance.healthy, restarts: instance.restarts,
                         memoryRSSBytes: instance.memory?.residentBytes,

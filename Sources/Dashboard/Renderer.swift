@@ -98,7 +98,8 @@ public enum Renderer {
             return
         }
         let selected = state.selection(in: vessels.map(\.name))
-        // A ship with workers shows a row per instance under its own (not selectable).
+        // A ship with workers shows a row per instance under its own (not selectable), and so does a
+        // bay during a phased restart (its serving process and the one replacing or replaced).
         let lines: [(VesselStatus, InstanceStatus?)] = vessels.flatMap { vessel in
             [(vessel, nil)] + vessel.instances.map { (vessel, $0) }
         }

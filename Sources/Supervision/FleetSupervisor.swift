@@ -325,6 +325,9 @@ struct VesselRecord {
             healthy: healthy,
             restarts: restarts, memory: memory, startedAt: startedAt,
             routes: vessel.routes.map { "\($0.bind):\($0.pattern.source)" }, critical: vessel.critical)
+        if vessel.kind == .bay, let process, !spare.isEmpty {
+            status.instances = bayInstances(serving: process)
+        }
         guard vessel.restartsInPhases else { return status }
         let instances =
             slots.compactMap { slot in slot.current?.status(draining: false, restarts: slot.restarts) }
@@ -349,6 +352,21 @@ struct VesselRecord {
                 serving.contains(where: \.ready) ? .running : (phase == .running ? .starting : phase)
         }
         return status
+    }
+
+    /// A bay during a phased restart, as a ship's instances show in one: the process clients board,
+    /// and its replacement while that docks (starting) or the process it replaced while that drains
+    /// (until its clients have left and it stopped).
+    private func bayInstances(serving process: any RunningProcess) -> [InstanceStatus] {
+        let current = InstanceStatus(
+            id: Int(process.pid), slot: 0, address: nil, pid: process.pid, ready: phase == .running,
+            healthy: healthy, memory: memory, startedAt: startedAt, restarts: restarts)
+        return [current]
+            + spare.map { other in
+                InstanceStatus(
+                    id: Int(other.pid), slot: 0, address: nil, pid: other.pid, ready: false,
+                    draining: !bayReplacement.isPending, restarts: restarts)
+            }
     }
 
     /// Whether a process of the vessel runs now (for a ship with workers, any of its instances).

@@ -146,14 +146,25 @@ struct BayDockingTests {
         #expect(bays.prepared.last == "/tmp/ms-run/chat.1.sock")
         #expect(bays.requests.last?.socketPath == "/tmp/ms-run/chat.1.sock")
         #expect(old.signals.isEmpty)
+        // Status shows both: the serving process, and its replacement starting until it docks.
+        let docking = try #require(await Self.chat(harness))
+        #expect(docking.pid == old.pid)
+        #expect(docking.instances.map(\.pid) == [old.pid, fresh.pid])
+        #expect(docking.instances.map(\.draining) == [false, false])
+        #expect(docking.instances.map(\.ready) == [true, false])
         bays.moor("chat")
         await harness.until { await Self.chat(harness)?.pid == fresh.pid }
-        // Clients are still on the old process: it serves on.
+        // Clients are still on the old process: it serves on, and shows as draining.
         #expect(old.signals.isEmpty && !oldLink.isRetired)
+        let draining = try #require(await Self.chat(harness))
+        #expect(draining.instances.map(\.pid) == [fresh.pid, old.pid])
+        #expect(draining.instances.map(\.draining) == [false, true])
         oldLink.setPassengers(0)
         await harness.until { old.signals == [15] }
         #expect(oldLink.isRetired)
         await harness.until { await Self.chat(harness)?.restarts == 1 }
+        // Once the old process has stopped, the bay is one process again.
+        #expect(await Self.chat(harness)?.instances.isEmpty == true)
         #expect(await restart.value == nil)
         #expect(await supervisor.state == .running)
         #expect(await Self.chat(harness)?.phase == .running)
