@@ -236,7 +236,9 @@ let package = Package(
         ),
         .testTarget(
             name: "ControlTests",
-            dependencies: ["Control", .product(name: "NIOHTTP1", package: "swift-nio")]
+            dependencies: [
+                "Control", "Supervision", "ShipManifest", .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
         ),
         .testTarget(
             name: "LogFilesTests",

@@ -96,7 +96,7 @@ public struct FleetDocument: Codable, Sendable, Equatable {
                 workers: vessel.instances.map { instance in
                     Vessel(
                         name: "\(vessel.name)[\(instance.slot)]", group: vessel.group,
-                        kind: vessel.kind == .bay ? vessel.kind.rawValue : "worker",
+                        kind: vessel.kind == .bay ? "bay" : "worker",
                         state: instance.draining ? "draining" : instance.ready ? "running" : "starting",
                         pid: instance.pid, healthy: instance.healthy, restarts: instance.restarts,
                         memoryRSSBytes: instance.memory?.residentBytes,

@@ -545,6 +545,23 @@ struct SecurityEndToEndTests {
         let twoHosts = try await Self.ask(
             relay, keptAlive: keptAlive, Array("GET /two-hosts HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n".utf8))
         #expect(twoHosts.status == 400, "two Hosts: \(twoHosts.status) \(twoHosts.text.prefix(200))")
+        // A Host that is not an authority (a path, userinfo, a backslash, a byte above ASCII, a
+        // space inside), and an absolute-form target whose authority holds userinfo: refused, and
+        // none reaches the ship.
+        let badHosts = ["evil.example/x", "user@evil.example", "evil.example\\x", "caf\u{E9}.example", "a b"]
+        for (index, host) in badHosts.enumerated() {
+            let refused = try await Self.ask(
+                relay, keptAlive: keptAlive,
+                Array("GET /bad-host-\(index) HTTP/1.1\r\nHost: \(host)\r\n\r\n".utf8))
+            #expect(refused.status == 400, "Host \(host): \(refused.status) \(refused.text.prefix(200))")
+            try await Self.expectNeverReachedTheShip(
+                "/bad-host-\(index)", relay: relay, mothership: mothership)
+        }
+        let userinfo = try await Self.ask(
+            relay, keptAlive: keptAlive,
+            Array("GET http://user@shop.example/bad-authority HTTP/1.1\r\nHost: shop.example\r\n\r\n".utf8))
+        #expect(userinfo.status == 400, "userinfo authority: \(userinfo.status)")
+        try await Self.expectNeverReachedTheShip("/bad-authority", relay: relay, mothership: mothership)
 
         let absolute = try await Self.ask(
             relay, keptAlive: keptAlive,
