@@ -56,19 +56,24 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
                 self.respond(to: head, with: response, context: context)
             }
         case .stream:
-            guard dashboard.streams.count < dashboard.settings.maximumStreams else {
+            // Counted before its head is written: a client that has one stream's head and asks for
+            // another (on another event loop) finds the first one counted. Checked apart from the
+            // count, a request could pass the check before the last admission, get a 200 head, and
+            // only then be refused.
+            guard dashboard.streams.admit(context.channel) else {
                 let full = WebDashboard.error(
                     .serviceUnavailable, "too many dashboards open; try again later")
                 respond(to: head, with: full, context: context)
                 return
             }
-            openStream(of: dashboard, context: context)
+            streaming = true
+            openStream(context: context)
         }
     }
 
-    /// Writes the head of an `/events` response and hands the connection to the dashboard's streams
-    /// (the caller answered 503 when too many were open; one that raced past the cap is closed).
-    private func openStream(of dashboard: WebDashboard, context: ChannelHandlerContext) {
+    /// Writes the head of an admitted `/events` response. The stream's events, sent from the
+    /// dashboard's poll (off this event loop), reach the channel after it.
+    private func openStream(context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream; charset=utf-8")
         headers.add(name: "Cache-Control", value: "no-store")
@@ -79,13 +84,6 @@ final class MetricsRequestHandler: ChannelInboundHandler, RemovableChannelHandle
         // Browsers wait this long before reconnecting after a drop.
         let retry = context.channel.allocator.buffer(string: "retry: 2000\n\n")
         context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(retry))), promise: nil)
-        streaming = true
-        if !dashboard.streams.admit(context.channel) {
-            // Said inside the stream, then closed: the status line is already out.
-            let full = context.channel.allocator.buffer(string: ": too many dashboards open\n\n")
-            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(full))), promise: nil)
-            context.close(promise: nil)
-        }
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -30,7 +30,8 @@ final class EventStreams: Sendable {
 
     var count: Int { state.withLock { $0.streams.count } }
 
-    /// Adds a stream whose response head was written; false when `maximumStreams` are open.
+    /// Adds a stream, before its response head is written (on the channel's event loop, which the
+    /// events sent to it reach only after); false when `maximumStreams` are open.
     func admit(_ channel: any Channel) -> Bool {
         let start: Bool? = state.withLock { state in
             guard state.streams.count < settings.maximumStreams else { return nil }
