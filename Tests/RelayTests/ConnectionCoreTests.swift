@@ -481,6 +481,10 @@ struct ConnectionCoreTests {
             "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nfrom-ship")
         #expect(core.client.written.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
         #expect(core.client.written.hasSuffix("\r\n\r\nfrom-ship"))
+        // The driver may splice the two sockets from here: once the 101 is written (what the ship
+        // sent after it in the same read follows at once, before the driver reads again).
+        #expect(core.client.joined === ship.link)
+        #expect(core.client.writtenWhenJoined?.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n") == true)
         ship.written = ""
         core.send("from-client")
         #expect(ship.written == "from-client")
@@ -497,6 +501,7 @@ struct ConnectionCoreTests {
         core.shipSends(ship, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n")
         #expect(core.client.written.hasPrefix("HTTP/1.1 400 Bad Request\r\n"))
         #expect(core.client.closedAfterWrites)
+        #expect(core.client.joined == nil)
     }
 }
 
@@ -624,6 +629,14 @@ private final class RecordingClient: ClientTransport {
         descriptor: CInt, range: ClosedRange<Int>, path: String, coding: ContentCoding?, chunked: Bool
     ) {}
     func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {}
+    /// The ship connection the core joined this one to (`joinTunnel`).
+    var joined: ShipLink?
+    /// What had been sent to the client when the core joined the tunnel.
+    var writtenWhenJoined: String?
+    func joinTunnel(to ship: ShipLink) {
+        joined = ship
+        writtenWhenJoined = written + queued
+    }
 }
 
 private final class RecordingShip: ShipTransport {

@@ -40,6 +40,46 @@ struct WorkerTunnelTests {
         await harness.stop()
     }
 
+    /// Bytes the client sends right behind its upgrade request, before any 101: the relay holds
+    /// what it read of them until the tunnel opens and sends them first; the ship echoes what came
+    /// with the request in the same write as its 101; the rest goes through the tunnel's splice of
+    /// the two sockets behind them. Every byte comes back once and in order (numbered lines).
+    @Test func bytesSentBehindTheUpgradeRequestComeBackOnceAndInOrder() async throws {
+        let harness = try await RelayTimeoutTests.Harness.start()
+        let fd = try Self.connect(port: harness.relayPort)
+        defer { close(fd) }
+        let request = Array(
+            "GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n".utf8)
+        let lines = 200_000
+        var numbered = [UInt8](repeating: UInt8(ascii: "\n"), count: lines * 9)
+        for line in 0..<lines {
+            var digits = line
+            for index in stride(from: line * 9 + 7, through: line * 9, by: -1) {
+                numbered[index] = UInt8(ascii: "0") + UInt8(digits % 10)
+                digits /= 10
+            }
+        }
+        let pattern = numbered
+        async let written: Void = ShipInstancesTests.onThread { try Self.writeAll(fd, request + pattern) }
+        let received = try await ShipInstancesTests.onThread { () throws -> (String, [UInt8]) in
+            let head = try Self.readHead(fd)
+            return (head, try Self.read(fd, count: pattern.count))
+        }
+        try await written
+        #expect(received.0.hasPrefix("HTTP/1.1 101 "), "\(received.0)")
+        #expect(received.1.count == pattern.count)
+        if received.1 != pattern {
+            let at =
+                zip(received.1, pattern).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+                ?? min(received.1.count, pattern.count)
+            Issue.record("the echoed bytes differ from what was sent from byte \(at) (line \(at / 9))")
+        }
+        shutdown(fd, Int32(SHUT_WR))
+        let rest = try await ShipInstancesTests.onThread { try Self.read(fd, count: 1) }
+        #expect(rest.isEmpty, "the tunnel closed after the client's end of stream")
+        await harness.stop()
+    }
+
     static func connect(port: Int) throws -> CInt {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         var address = sockaddr_in()

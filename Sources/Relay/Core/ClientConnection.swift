@@ -693,6 +693,7 @@ final class ClientConnection {
             upstream.flush()
         }
         flushClient()
+        transport?.joinTunnel(to: upstream)
         if readsPaused {
             readsPaused = false
             transport?.setReading(true)

@@ -57,6 +57,13 @@ protocol ClientTransport: AnyObject {
         descriptor: CInt, range: ClosedRange<Int>, path: String, coding: ContentCoding?, chunked: Bool)
     /// Gives the connection to a bay's WebSocket handling, with the bytes read after the upgrade.
     func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer)
+    /// The connection is a tunnel to `ship` from here: a driver whose sockets allow it passes what
+    /// each end reads from now on straight to the other's socket, a byte splice, instead of through
+    /// `received` and `write`, and sends it behind any bytes the core wrote that still wait (what
+    /// the ship sent with its 101 is written just after this call). The core still hears of every
+    /// read's end (`readComplete`, where it decides backpressure by `flush`), of writability and of
+    /// closes.
+    func joinTunnel(to ship: ShipLink)
 
 }
 

@@ -225,6 +225,10 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
         // Reading goes on through the new handlers (they hold it back themselves).
         channel.setAutoRead(true)
     }
+
+    /// SwiftNIO reads and writes both sockets (a TLS client's bytes are not the socket's): a
+    /// tunnel's bytes go through `received` and `write`.
+    func joinTunnel(to ship: ShipLink) {}
 }
 
 extension Channel {

@@ -54,6 +54,9 @@ final class WorkerLoop {
     /// Whether `later` or `deferred` holds anything: the one check each event pays.
     private var hasLaterWork = false
     let allocator = ByteBufferAllocator()
+    /// Where a spliced tunnel's reads land before they are sent on (`WorkerSocket.readAvailable`):
+    /// the loop's own, for as long as it runs.
+    let spliceScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: shipReadSize, alignment: 16)
     var vectors: [iovec] = []
     private var landing: NIODeadline?
     private var nextSweep = NIODeadline.now()
@@ -179,6 +182,8 @@ final class WorkerLoop {
             }
         }
     }
+
+    deinit { spliceScratch.deallocate() }
 
     /// The epoll token of the listening socket at `index` of `listening`: odd, unlike a socket's
     /// address (`WorkerSocket.token`).

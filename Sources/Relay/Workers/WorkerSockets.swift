@@ -42,6 +42,14 @@ class WorkerSocket {
     private var failed = false
     /// Since when the socket has taken nothing of `unsent` (the send timeout of files).
     var stalledSince: NIODeadline?
+    /// The other end of a tunnel between two sockets of this loop (`WorkerClient.joinTunnel`): what
+    /// this socket reads goes straight to that one's socket. Both ends hold each other until either
+    /// detaches.
+    private var splicePeer: WorkerSocket? {
+        didSet { spliceEnd = splicePeer.map { Unmanaged.passUnretained($0) } }
+    }
+    /// `splicePeer`, unretained, for the send each read makes through it (`splicePeer` holds it).
+    private var spliceEnd: Unmanaged<WorkerSocket>?
 
     init(fd: CInt, loop: WorkerLoop) {
         self.fd = fd
@@ -245,21 +253,37 @@ class WorkerSocket {
     }
 
     /// Reads what the socket holds (up to four reads of `size`), handing each read to `received`
-    /// and the end of the batch to `readEnded`; at the end of the stream or an error, closes.
-    /// `buffer` is the loop's, lent for the call: handed on from here it reaches the core without
-    /// a retain, and what the core keeps of it is its own copy-on-write reference. `events` are
-    /// the ones epoll reported: once the peer has shut down, a short read is not the end of what
-    /// there is to read.
+    /// (or, spliced, straight to the other end's socket) and the end of the batch to `readEnded`;
+    /// at the end of the stream or an error, closes. `buffer` is the loop's, lent for the call:
+    /// handed on from here it reaches the core without a retain, and what the core keeps of it is
+    /// its own copy-on-write reference. `events` are the ones epoll reported: once the peer has
+    /// shut down, a short read is not the end of what there is to read.
     func readAvailable(_ size: Int, into buffer: inout ByteBuffer, events: UInt32) {
         let toEnd = events & Self.peerShutDown != 0
         var delivered = false
         var ended: CInt?
         var mayHoldMore = false
         for round in 0..<4 {
-            let count = Self.receive(fd, size, into: &buffer)
+            let count: Int
+            if let splice = spliceEnd {
+                // A tunnel's bytes, unchanged: read into the loop's scratch memory and sent from it
+                // (no buffer to count, share or check for exclusive access).
+                let scratch = loop.spliceScratch
+                count = Self.receive(fd, min(size, scratch.count), into: scratch)
+                if count > 0 {
+                    delivered = true
+                    splice._withUnsafeGuaranteedRef {
+                        $0.sendSpliced(UnsafeRawBufferPointer(rebasing: scratch[..<count]))
+                    }
+                }
+            } else {
+                count = Self.receive(fd, size, into: &buffer)
+                if count > 0 {
+                    delivered = true
+                    received(buffer)
+                }
+            }
             if count > 0 {
-                delivered = true
-                received(buffer)
                 if (count < size && !toEnd) || !isOpen || !reading { break }
                 mayHoldMore = round == 3
                 continue
@@ -283,6 +307,47 @@ class WorkerSocket {
     /// The end of a batch of reads.
     func readEnded() {}
 
+    /// Reads once into `scratch` (at most `size` bytes): the count, 0 at the end of the stream, or
+    /// -errno.
+    private static func receive(_ fd: CInt, _ size: Int, into scratch: UnsafeMutableRawBufferPointer) -> Int {
+        let count = ms_recv(fd, scratch.baseAddress, size)
+        return count >= 0 ? count : -Int(errno)
+    }
+
+    /// Bytes the other end of this socket's tunnel read (in the loop's scratch memory, valid for
+    /// the call): sent at once when nothing waits before them, and what the socket does not take
+    /// is kept (copied) as a partial `flush` keeps it; behind bytes that wait, they are queued (a
+    /// copy) for the next `flush`. The core's `readComplete` flushes and decides backpressure,
+    /// as for bytes written through it.
+    func sendSpliced(_ bytes: UnsafeRawBufferPointer) {
+        guard !failed else { return }
+        guard firstQueued == nil, unsent == nil else {
+            var copy = loop.allocator.buffer(capacity: bytes.count)
+            copy.writeBytes(bytes)
+            write(copy)
+            return
+        }
+        let sent = ms_send(fd, bytes.baseAddress, bytes.count)
+        if sent == bytes.count { return }
+        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+            failSoon()
+            return
+        }
+        let taken = max(sent, 0)
+        var rest = loop.allocator.buffer(capacity: bytes.count - taken)
+        rest.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[taken...]))
+        unsent = rest
+        stalledSince = .now()
+        checkHighWater()
+        updateInterest()
+    }
+
+    /// Joins this socket and `peer` (of the same loop) as the two ends of a tunnel.
+    func splice(with peer: WorkerSocket) {
+        splicePeer = peer
+        peer.splicePeer = self
+    }
+
     /// Reads once into `buffer`, emptied first: the count, 0 at the end of the stream, or -errno.
     private static func receive(_ fd: CInt, _ size: Int, into buffer: inout ByteBuffer) -> Int {
         // Empty, the buffer is writable from its start: its whole storage (kept, unless the core
@@ -303,6 +368,10 @@ class WorkerSocket {
         isOpen = false
         _ = ms_epoll_remove(loop.epoll, fd)
         if !keepDescriptor { Glibc.close(fd) }
+        if let peer = splicePeer {
+            splicePeer = nil
+            if peer.splicePeer === self { peer.splicePeer = nil }
+        }
         loop.release(slot: slot)
         firstQueued = nil
         queued.removeAll()
@@ -485,6 +554,14 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         completion: @escaping (Result<ShipLink, ConnectFailure>) -> Void
     ) {
         WorkerShip.connect(to: address, timeout: timeout, on: loop, completion: completion)
+    }
+
+    /// A ship connection of this loop: the two sockets are spliced (`readAvailable`).
+    func joinTunnel(to ship: ShipLink) {
+        guard isOpen, let peer = ship.transport as? WorkerShip, peer.loop === loop, peer.isOpen else {
+            return
+        }
+        splice(with: peer)
     }
 
     func handOver(to berth: BayBerth, boarding: BayBoarding, rest: ByteBuffer) {
