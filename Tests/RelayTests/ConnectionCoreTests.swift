@@ -490,8 +490,25 @@ struct ConnectionCoreTests {
         #expect(ship.written == "from-client")
         core.shipSends(ship, "more")
         #expect(core.client.written.hasSuffix("from-shipmore"))
+        // The ship's end of the stream: what it sent still goes out, then the client closes.
         ship.link.closed()
-        #expect(core.client.closed)
+        #expect(core.client.closedAfterWrites)
+        #expect(!core.client.closed)
+    }
+
+    @Test func aTunnelsShipGetsWhatTheClientSentBeforeItWent() throws {
+        let core = try Core()
+        core.send("GET /chat HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        let ship = core.openShip()
+        core.shipSends(
+            ship, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+        ship.written = ""
+        core.send("last words")
+        core.connection.closed()
+        #expect(ship.written == "last words")
+        // Not dropped with the client: closed once sent, or after the send timeout.
+        #expect(!ship.closed)
+        #expect(ship.closeAfterWritesLimit == RelayLimits().sendTimeout)
     }
 
     @Test func aRefusedUpgradeIsAnsweredAndTheConnectionCloses() throws {
@@ -655,4 +672,7 @@ private final class RecordingShip: ShipTransport {
         closed = true
         link.closed()
     }
+    /// `closeAfterWrites`' limit, once asked.
+    var closeAfterWritesLimit: TimeAmount?
+    func closeAfterWrites(within limit: TimeAmount) { closeAfterWritesLimit = limit }
 }

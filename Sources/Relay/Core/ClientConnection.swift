@@ -281,7 +281,8 @@ final class ClientConnection {
     func closed() {
         switch state {
         case .proxying: exchange?.abandon()
-        case .tunnelled: tunnel?.close()
+        // What the client sent before it went is still the ship's (the send timeout bounds it).
+        case .tunnelled: tunnel?.closeAfterWrites(within: settings.limits.sendTimeout)
         default: break
         }
         state = .closed
@@ -470,7 +471,7 @@ final class ClientConnection {
     }
 
     /// Closes the connection once everything written so far has gone out.
-    private func closeAfterWrites() {
+    func closeAfterWrites() {
         state = .closed
         deadline = nil
         transport?.closeAfterWrites()

@@ -210,7 +210,8 @@ final class ShipLink {
         case .tunnel:
             tunnelLoad?.end()
             tunnelLoad = nil
-            tunnelPeer?.closeClient()
+            // What the ship sent before it went still reaches the client, then the client closes.
+            tunnelPeer?.closeAfterWrites()
             tunnelPeer = nil
         case .body(.untilClose, _) where error == nil:
             // The ship's close ends a body without a length.
@@ -266,6 +267,10 @@ final class ShipLink {
     }
 
     func close() { transport?.close() }
+
+    /// Closes once what was written has gone out, or when the socket has taken none of it for
+    /// `limit` (the tunnel's client went away).
+    func closeAfterWrites(within limit: TimeAmount) { transport?.closeAfterWrites(within: limit) }
 }
 
 /// Idle keep-alive connections to one ship instance on one thread (most recently used first).

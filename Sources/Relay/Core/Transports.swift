@@ -75,6 +75,9 @@ protocol ShipTransport: AnyObject {
     var isWritable: Bool { get }
     func setReading(_ on: Bool)
     func close()
+    /// Closes once everything written so far has gone out, or once the socket has taken none of it
+    /// for `limit`; reads stop now.
+    func closeAfterWrites(within limit: TimeAmount)
 }
 
 /// Why a connection to a ship could not be opened.

@@ -75,4 +75,16 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, Shi
     func setReading(_ on: Bool) { context?.channel.setAutoRead(on) }
 
     func close() { context?.close(promise: nil) }
+
+    func closeAfterWrites(within limit: TimeAmount) {
+        guard let context else { return }
+        let channel = context.channel
+        channel.setAutoRead(false)
+        unflushed = false
+        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+        // SwiftNIO's pending writes do not time out: a ship that takes nothing is closed at `limit`.
+        channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }
+    }
 }

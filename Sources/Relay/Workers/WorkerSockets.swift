@@ -732,6 +732,9 @@ private final class HeldBytesHandler: ChannelInboundHandler, RemovableChannelHan
 final class WorkerShip: WorkerSocket, ShipTransport {
     let link = ShipLink()
     private var connecting: (completion: (Result<ShipLink, ConnectFailure>) -> Void, deadline: NIODeadline)?
+    /// Closing once what waits has gone out (`closeAfterWrites`), or once the socket has taken
+    /// none of it for this long.
+    private var closeWhenSent: TimeAmount?
 
     var isWritable: Bool { writable }
 
@@ -806,10 +809,32 @@ final class WorkerShip: WorkerSocket, ShipTransport {
     override func readEnded() { link.readComplete() }
 
     func sweep(now: NIODeadline) {
+        if let limit = closeWhenSent, let since = stalledSince, unsent != nil, now - since >= limit {
+            close()
+            return
+        }
         guard let (completion, deadline) = connecting, now >= deadline else { return }
         connecting = nil
         detach()
         completion(.failure(.timedOut))
+    }
+
+    func closeAfterWrites(within limit: TimeAmount) {
+        guard isOpen, connecting == nil else {
+            close()
+            return
+        }
+        flush()
+        guard !holdsNothing else {
+            close()
+            return
+        }
+        closeWhenSent = limit
+        setReading(false)
+    }
+
+    override func allSent() {
+        if closeWhenSent != nil { close() }
     }
 
     override func writabilityChanged(_ writable: Bool) {
