@@ -694,6 +694,89 @@ struct RelayEndToEndTests {
         #expect(try ShipEcho(body: Array(again.output.utf8)).path == "/again")
     }
 
+    /// A WebSocket tunnel on a TLS bind (SwiftNIO's driver, not a worker's splice): bytes both
+    /// ways, then the client's close (the relay closes the ship's side once its writes are out),
+    /// then the ship's close (the client's connection closes), and the bind still serves.
+    @Test(.timeLimit(.minutes(1)))
+    func tunnelsOverTLSAndClosesFromEitherEnd() async throws {
+        let relay = LoopbackPorts.free()
+        let directory = try Self.directory()
+        defer { directory.remove() }
+        let openssl = try await Self.run(
+            "openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+                "-days", "1", "-subj", "/CN=localhost",
+            ], in: directory.path)
+        try #require(openssl.status == 0, "\(openssl.output)")
+        let mothership = try await Self.launch(
+            in: directory,
+            """
+            [mothership.bind]
+            https = { addr = "127.0.0.1:\(relay)", tls = { cert = "cert.pem", key = "key.pem" } }
+            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["https:/.*"]"#))
+            """)
+        defer { mothership.stop() }
+        let client = """
+            import socket, ssl
+            context = ssl.create_default_context()
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+
+            def tunnel(path):
+                s = context.wrap_socket(socket.create_connection(("127.0.0.1", \(relay)), timeout=20))
+                s.sendall(b"GET " + path + b" HTTP/1.1\\r\\nHost: a\\r\\nConnection: Upgrade\\r\\n"
+                          + b"Upgrade: websocket\\r\\n\\r\\n")
+                data = b""
+                while b"hello-from-ship\\n" not in data:
+                    chunk = s.recv(65536)
+                    assert chunk, "closed before the ship's greeting: %r" % data
+                    data += chunk
+                assert data.startswith(b"HTTP/1.1 101 "), data
+                return s
+
+            def until_closed(s):
+                rest = b""
+                try:
+                    while True:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            return rest
+                        rest += chunk
+                except (ssl.SSLError, ConnectionResetError):
+                    return rest
+
+            first = tunnel(b"/ws/first")
+            payload = bytes((i * 31 + (i >> 12)) & 255 for i in range(300000))
+            first.sendall(payload)
+            echoed = b""
+            while len(echoed) < len(payload):
+                chunk = first.recv(65536)
+                assert chunk, "closed after %d bytes" % len(echoed)
+                echoed += chunk
+            assert echoed == payload, "the echoed bytes differ"
+            first.close()
+
+            second = tunnel(b"/ws/second")
+            second.sendall(b"close\\n")
+            assert until_closed(second) == b"", "bytes after the ship's close"
+            print("both closed")
+
+            third = tunnel(b"/ws/third")
+            third.sendall(b"ping\\n")
+            echoed = b""
+            while not echoed.endswith(b"ping\\n"):
+                chunk = third.recv(65536)
+                assert chunk, "closed before the echo"
+                echoed += chunk
+            third.close()
+            print("still serving")
+            """
+        let run = try await Self.run("python3", ["-c", client], in: directory.path)
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("both closed\nstill serving"), "\(run.output)")
+    }
+
     // MARK: 10. PROXY protocol
 
     @Test(.timeLimit(.minutes(1)))
