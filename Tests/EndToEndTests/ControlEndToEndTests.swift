@@ -576,13 +576,7 @@ extension ReloadEndToEndTests {
         defer { directory.remove() }
         try directory.write("ship.py", RelayEndToEndTests.shipScript)
         func certificate(_ name: String) async throws {
-            let made = try await RelayEndToEndTests.run(
-                "openssl",
-                [
-                    "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
-                    "-days", "1", "-subj", "/CN=\(name)",
-                ], in: directory.path)
-            try #require(made.status == 0, "\(made.output)")
+            try await RelayEndToEndTests.makeCertificate(in: directory, for: name)
         }
         func subject() async throws -> String {
             try await RelayEndToEndTests.run(

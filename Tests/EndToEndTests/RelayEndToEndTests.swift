@@ -647,24 +647,9 @@ struct RelayEndToEndTests {
 
     @Test(.timeLimit(.minutes(1)))
     func terminatesTLSAndTellsTheShipTheSchemeWasHTTPS() async throws {
-        let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let openssl = try await Self.run(
-            "openssl",
-            [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
-                "-days",
-                "1", "-subj", "/CN=localhost",
-            ], in: directory.path)
-        try #require(openssl.status == 0, "\(openssl.output)")
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            https = { addr = "127.0.0.1:\(relay)", tls = { cert = "cert.pem", key = "key.pem" } }
-            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["https:/.*"]"#))
-            """)
+        let (relay, mothership) = try await Self.launchWithOneTLSShip(in: directory)
         defer { mothership.stop() }
         // Two URLs in one curl: the second reuses the TLS connection.
         let curl = try await Self.run(
@@ -699,23 +684,9 @@ struct RelayEndToEndTests {
     /// then the ship's close (the client's connection closes), and the bind still serves.
     @Test(.timeLimit(.minutes(1)))
     func tunnelsOverTLSAndClosesFromEitherEnd() async throws {
-        let relay = LoopbackPorts.free()
         let directory = try Self.directory()
         defer { directory.remove() }
-        let openssl = try await Self.run(
-            "openssl",
-            [
-                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
-                "-days", "1", "-subj", "/CN=localhost",
-            ], in: directory.path)
-        try #require(openssl.status == 0, "\(openssl.output)")
-        let mothership = try await Self.launch(
-            in: directory,
-            """
-            [mothership.bind]
-            https = { addr = "127.0.0.1:\(relay)", tls = { cert = "cert.pem", key = "key.pem" } }
-            \(Self.ship("web", port: LoopbackPorts.free(), routes: #"["https:/.*"]"#))
-            """)
+        let (relay, mothership) = try await Self.launchWithOneTLSShip(in: directory)
         defer { mothership.stop() }
         let client = """
             import socket, ssl
@@ -1059,6 +1030,35 @@ struct RelayEndToEndTests {
             http = "127.0.0.1:\(relay)"
             \(ship("web", port: LoopbackPorts.free(), routes: #"["http:/.*"]"#))
             """, arguments: arguments)
+        return (relay, mothership)
+    }
+
+    /// A self-signed certificate for `name`, valid for a day: `cert.pem` and `key.pem` in `directory`.
+    static func makeCertificate(in directory: TemporaryDirectory, for name: String = "localhost") async throws
+    {
+        let made = try await run(
+            "openssl",
+            [
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "key.pem", "-out", "cert.pem",
+                "-days", "1", "-subj", "/CN=\(name)",
+            ], in: directory.path)
+        try #require(made.status == 0, "\(made.output)")
+    }
+
+    /// A relay whose one bind, `https`, terminates TLS with a new certificate, and a ship `web` on
+    /// every path.
+    static func launchWithOneTLSShip(
+        in directory: TemporaryDirectory
+    ) async throws -> (relay: Int, mothership: RunningMothership) {
+        try await makeCertificate(in: directory)
+        let relay = LoopbackPorts.free()
+        let mothership = try await launch(
+            in: directory,
+            """
+            [mothership.bind]
+            https = { addr = "127.0.0.1:\(relay)", tls = { cert = "cert.pem", key = "key.pem" } }
+            \(ship("web", port: LoopbackPorts.free(), routes: #"["https:/.*"]"#))
+            """)
         return (relay, mothership)
     }
 
