@@ -118,12 +118,8 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
     func close() { context?.close(promise: nil) }
 
     func closeAfterWrites() {
-        guard let context else { return }
-        let channel = context.channel
         unflushed = false
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        context?.closeAfterWrites()
     }
 
     func reset() {
@@ -229,6 +225,17 @@ final class RelayServerHandler: ChannelInboundHandler, RemovableChannelHandler, 
     /// SwiftNIO reads and writes both sockets (a TLS client's bytes are not the socket's): a
     /// tunnel's bytes go through `received` and `write`.
     func joinTunnel(to ship: ShipLink) {}
+}
+
+extension ChannelHandlerContext {
+    /// Closes the channel once what was written before has gone out (the completion of an empty
+    /// write behind it, flushed with it).
+    func closeAfterWrites() {
+        let channel = self.channel
+        writeAndFlush(NIOAny(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
+            channel.close(promise: nil)
+        }
+    }
 }
 
 extension Channel {

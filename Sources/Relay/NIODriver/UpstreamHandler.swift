@@ -81,9 +81,7 @@ final class UpstreamHandler: ChannelInboundHandler, RemovableChannelHandler, Shi
         let channel = context.channel
         channel.setAutoRead(false)
         unflushed = false
-        context.writeAndFlush(wrapOutboundOut(channel.allocator.buffer(capacity: 0))).whenComplete { _ in
-            channel.close(promise: nil)
-        }
+        context.closeAfterWrites()
         // SwiftNIO's pending writes do not time out: a ship that takes nothing is closed at `limit`
         // (the timer goes with the channel: it would hold a closed one until then).
         let timeout = channel.eventLoop.scheduleTask(in: limit) { channel.close(promise: nil) }

@@ -40,8 +40,10 @@ class WorkerSocket {
     private(set) var writable = true
     /// A send failed: the socket closes (after the current call) and takes nothing more.
     private var failed = false
-    /// Since when the socket has taken nothing of `unsent` (the send timeout of files).
+    /// Since when the socket has taken nothing of `unsent` (for send timeouts).
     var stalledSince: NIODeadline?
+    /// Closing once everything written has gone out (`closeAfterWrites`).
+    private(set) var closeWhenSent = false
     /// The other end of a tunnel between two sockets of this loop (`WorkerClient.joinTunnel`): what
     /// this socket reads goes straight to that one's socket. Both ends hold each other until either
     /// detaches.
@@ -57,7 +59,6 @@ class WorkerSocket {
     }
 
     var heldBytes: Int { unsent?.readableBytes ?? 0 }
-    var holdsNothing: Bool { firstQueued == nil && unsent == nil }
 
     /// Its epoll token: its address, which stays its own while it is registered (the loop's table
     /// holds it until it closes, and until the end of the batch of events it closed in).
@@ -152,7 +153,7 @@ class WorkerSocket {
             if !queued.isEmpty { clearQueued() }
             return false
         }
-        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+        if sent < 0 && !Self.wouldBlock {
             queued.removeAll()
             failSoon()
             return false
@@ -162,12 +163,20 @@ class WorkerSocket {
         Self.append(&first, skipping: &skip, to: &rest)
         for var buffer in queued { Self.append(&buffer, skipping: &skip, to: &rest) }
         clearQueued()
+        hold(rest)
+        return true
+    }
+
+    /// Keeps `rest`, what the socket did not take, until it is writable again.
+    private func hold(_ rest: ByteBuffer) {
         unsent = rest
         stalledSince = .now()
         checkHighWater()
         updateInterest()
-        return true
     }
+
+    /// The last failed send only found the socket full.
+    private static var wouldBlock: Bool { errno == EAGAIN || errno == EWOULDBLOCK }
 
     /// What the socket did not take of `buffer` (after the `skip` bytes it took) joins `rest`.
     private static func append(
@@ -223,7 +232,7 @@ class WorkerSocket {
         guard var bytes = unsent, !failed else { return }
         let sent = bytes.withUnsafeReadableBytes { ms_send(fd, $0.baseAddress, $0.count) }
         if sent < 0 {
-            if errno != EAGAIN && errno != EWOULDBLOCK { failSoon() }
+            if !Self.wouldBlock { failSoon() }
             return
         }
         bytes.moveReaderIndex(forwardBy: sent)
@@ -235,11 +244,26 @@ class WorkerSocket {
             writable = true
             writabilityChanged(true)
         }
-        if unsent == nil { allSent() }
+        if unsent == nil && closeWhenSent { closeSocket(error: 0) }
     }
 
-    /// Everything written has gone out.
-    func allSent() {}
+    /// Closes once everything written so far has gone out (after the current event when nothing
+    /// waits); reads stop now.
+    func closeAfterWrites() {
+        flush()
+        guard unsent != nil else {
+            loop.afterEvent { [self] in closeSocket(error: 0) }
+            return
+        }
+        closeWhenSent = true
+        setReading(false)
+    }
+
+    /// Whether bytes have waited for the socket, untaken, for `limit` or longer.
+    func stalled(for limit: TimeAmount, now: NIODeadline) -> Bool {
+        guard let since = stalledSince, unsent != nil else { return false }
+        return now - since >= limit
+    }
 
     func writabilityChanged(_ writable: Bool) {}
 
@@ -263,9 +287,11 @@ class WorkerSocket {
         var delivered = false
         var ended: CInt?
         var mayHoldMore = false
+        // Nothing in the loop lets go of the other end: its failures close it after the event.
+        let splice = spliceEnd
         for round in 0..<4 {
             let count: Int
-            if let splice = spliceEnd {
+            if let splice {
                 // A tunnel's bytes, unchanged: read into the loop's scratch memory and sent from it
                 // (no buffer to count, share or check for exclusive access).
                 let scratch = loop.spliceScratch
@@ -329,17 +355,14 @@ class WorkerSocket {
         }
         let sent = ms_send(fd, bytes.baseAddress, bytes.count)
         if sent == bytes.count { return }
-        if sent < 0 && errno != EAGAIN && errno != EWOULDBLOCK {
+        if sent < 0 && !Self.wouldBlock {
             failSoon()
             return
         }
         let taken = max(sent, 0)
         var rest = loop.allocator.buffer(capacity: bytes.count - taken)
         rest.writeBytes(UnsafeRawBufferPointer(rebasing: bytes[taken...]))
-        unsent = rest
-        stalledSince = .now()
-        checkHighWater()
-        updateInterest()
+        hold(rest)
     }
 
     /// Joins this socket and `peer` (of the same loop) as the two ends of a tunnel.
@@ -399,7 +422,6 @@ final class WorkerClient: WorkerSocket, ClientTransport {
     private var peerAddress: String?
     private var proxyCheck: ProxyHeaderCheck?
     private var deadline: NIODeadline?
-    private var closeWhenSent = false
     private var file: FileSend?
 
     init(
@@ -494,9 +516,8 @@ final class WorkerClient: WorkerSocket, ClientTransport {
             self.deadline = nil
             connection.deadlinePassed(now: now)
         }
-        guard isOpen, file != nil || closeWhenSent, let since = stalledSince, unsent != nil else { return }
         let limit = connection.settings.limits.sendTimeout
-        if now - since >= limit {
+        if isOpen, file != nil || closeWhenSent, stalled(for: limit, now: now) {
             connection.settings.logger.info(
                 "closing a client that took nothing of \(file.map { "'\($0.path)'" } ?? "its response") for \(DurationText.format(.nanoseconds(limit.nanoseconds)))"
             )
@@ -506,10 +527,6 @@ final class WorkerClient: WorkerSocket, ClientTransport {
 
     override func writabilityChanged(_ writable: Bool) {
         connection.writabilityChanged(writable)
-    }
-
-    override func allSent() {
-        if closeWhenSent { close() }
     }
 
     override func closeSocket(error: CInt) { close() }
@@ -524,17 +541,6 @@ final class WorkerClient: WorkerSocket, ClientTransport {
         loop.clientLeft()
         connection.closed()
         connection.detach()
-    }
-
-    func closeAfterWrites() {
-        if holdsNothing {
-            loop.afterEvent { [self] in close() }
-            return
-        }
-        flush()
-        closeWhenSent = true
-        setReading(false)
-        if unsent == nil { loop.afterEvent { [self] in close() } }
     }
 
     func reset() {
@@ -732,9 +738,8 @@ private final class HeldBytesHandler: ChannelInboundHandler, RemovableChannelHan
 final class WorkerShip: WorkerSocket, ShipTransport {
     let link = ShipLink()
     private var connecting: (completion: (Result<ShipLink, ConnectFailure>) -> Void, deadline: NIODeadline)?
-    /// Closing once what waits has gone out (`closeAfterWrites`), or once the socket has taken
-    /// none of it for this long.
-    private var closeWhenSent: TimeAmount?
+    /// How long, closing after its writes, the socket may take none of them.
+    private var sendTimeout = TimeAmount.seconds(60)
 
     var isWritable: Bool { writable }
 
@@ -809,7 +814,7 @@ final class WorkerShip: WorkerSocket, ShipTransport {
     override func readEnded() { link.readComplete() }
 
     func sweep(now: NIODeadline) {
-        if let limit = closeWhenSent, let since = stalledSince, unsent != nil, now - since >= limit {
+        if closeWhenSent && stalled(for: sendTimeout, now: now) {
             close()
             return
         }
@@ -820,21 +825,12 @@ final class WorkerShip: WorkerSocket, ShipTransport {
     }
 
     func closeAfterWrites(within limit: TimeAmount) {
-        guard isOpen, connecting == nil else {
+        guard connecting == nil else {
             close()
             return
         }
-        flush()
-        guard !holdsNothing else {
-            close()
-            return
-        }
-        closeWhenSent = limit
-        setReading(false)
-    }
-
-    override func allSent() {
-        if closeWhenSent != nil { close() }
+        sendTimeout = limit
+        closeAfterWrites()
     }
 
     override func writabilityChanged(_ writable: Bool) {
